@@ -1,0 +1,65 @@
+//! Quantized matrix multiplication on the CPU: `y[t, r] = sum_c x[t, c] * W[r, c]`.
+//!
+//! Q4_0/Q4_1/Q8_0 weights use integer dot products against 8-bit block-quantized activations
+//! (AVX2 natively, SIMD128 in wasm); other types dequantize one row at a time into a small
+//! buffer. Rows are split across threads natively (rayon); wasm runs one thread.
+
+use super::QMatrix;
+use crate::gguf::quant::{self, Q8Activations};
+
+/// Rows handed to one task: large enough to amortise scheduling, small enough to balance 2-16 cores.
+const ROWS_PER_TASK: usize = 64;
+
+/// `x` is `[m, w.cols]` row-major; returns `[m, w.rows]`.
+pub fn matmul(w: &QMatrix, x: &[f32], m: usize) -> Vec<f32> {
+    assert_eq!(x.len(), m * w.cols, "activation shape does not match the weight");
+    let n = w.rows;
+    // Transposed result [n, m]: each task owns a contiguous block of output rows.
+    let mut out_t = vec![0f32; n * m];
+    if quant::has_q8_kernel(w.ty) {
+        let acts = Q8Activations::quantize(x);
+        let nb = w.cols / quant::QK;
+        for_each_row_block(&mut out_t, m, |r0, block| {
+            for (i, o) in block.chunks_exact_mut(m).enumerate() {
+                let row = w.row(r0 + i);
+                for (t, v) in o.iter_mut().enumerate() {
+                    *v = quant::dot_q8(w.ty, row, &acts, t * nb);
+                }
+            }
+        });
+    } else {
+        for_each_row_block(&mut out_t, m, |r0, block| {
+            let mut buf = vec![0f32; w.cols];
+            for (i, o) in block.chunks_exact_mut(m).enumerate() {
+                w.dequantize_row(r0 + i, &mut buf);
+                for (t, v) in o.iter_mut().enumerate() {
+                    *v = quant::dot_f32(&buf, &x[t * w.cols..(t + 1) * w.cols]);
+                }
+            }
+        });
+    }
+    if m == 1 {
+        return out_t;
+    }
+    let mut out = vec![0f32; m * n];
+    for r in 0..n {
+        for t in 0..m {
+            out[t * n + r] = out_t[r * m + t];
+        }
+    }
+    out
+}
+
+fn for_each_row_block(out_t: &mut [f32], m: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        out_t.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(i, block)| f(i * ROWS_PER_TASK, block));
+    }
+    #[cfg(target_family = "wasm")]
+    {
+        for (i, block) in out_t.chunks_mut(ROWS_PER_TASK * m).enumerate() {
+            f(i * ROWS_PER_TASK, block);
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Generation: a [`Session`] owns a model's KV cache and turns prompts into streams of tokens.
+//!
+//! `Session::generate` returns a [`TokenStream`], an iterator of [`Token`]s that stops at an
+//! end-of-turn token, a stop string, `max_tokens`, or cancellation. The logits are read back once
+//! per token (the only device sync in the loop).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{KvCache, Llama, Rows};
+use super::sampler::{Sampler, SamplingParams};
+use crate::error::{Error, Result};
+use crate::tokenizer::{ChatMessage, ChatTemplate, TextStream, Tokenizer};
+
+/// Shared flag to stop a generation from another thread (or from JS in the browser).
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Generation stops when the text ends with any of these; the stop string is not returned.
+    pub stop: Vec<String>,
+    #[serde(skip)]
+    pub cancel: Option<CancelToken>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions { max_tokens: 256, sampling: SamplingParams::default(), stop: vec![], cancel: None }
+    }
+}
+
+/// One generated token.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Token {
+    pub id: u32,
+    /// Text this token releases: empty while a UTF-8 character is unfinished or while the tail
+    /// could still become a stop string (it is released later).
+    pub text: String,
+    /// A control token (end of turn); its text is only held-back text being flushed.
+    pub special: bool,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    EndOfTurn,
+    StopString,
+    MaxTokens,
+    ContextFull,
+    Cancelled,
+}
+
+/// A loaded model with its tokenizer and chat template: what the CLI, the pipeline and the browser use.
+pub struct LanguageModel {
+    pub model: Llama,
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+}
+
+impl LanguageModel {
+    /// Parse GGUF bytes and build everything on `device` with a context of `n_ctx` tokens.
+    pub fn from_gguf_bytes(bytes: &[u8], device: &crate::device::PmgDevice, n_ctx: usize) -> Result<Self> {
+        let g = crate::gguf::Gguf::parse(bytes)?;
+        let tokenizer = Tokenizer::from_gguf(&g)?;
+        let piece = |id: Option<u32>| id.map(|i| tokenizer.decode(&[i], false)).unwrap_or_default();
+        let template = match g.get("tokenizer.chat_template") {
+            Some(_) => Some(ChatTemplate::from_gguf(&g, piece(tokenizer.bos_id), piece(tokenizer.eos_id))?),
+            None => None,
+        };
+        let model = Llama::from_gguf(&g, device, n_ctx)?;
+        if tokenizer.vocab_size() != model.config.vocab_size {
+            return Err(Error::metadata("tokenizer.ggml.tokens", format!("{} tokens but the model has {}", tokenizer.vocab_size(), model.config.vocab_size)));
+        }
+        Ok(LanguageModel { model, tokenizer, template })
+    }
+
+    /// Tokenize a raw prompt; special-token text (`<|im_start|>`) is recognised. Adds BOS when the
+    /// model asks for it.
+    pub fn tokenize_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        if self.tokenizer.add_bos {
+            ids.extend(self.tokenizer.bos_id);
+        }
+        ids.extend(self.tokenizer.encode(prompt, true)?);
+        Ok(ids)
+    }
+
+    /// Apply the model's chat template and tokenize.
+    pub fn tokenize_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        let t = self.template.as_ref().ok_or_else(|| Error::Template("this model has no chat template".into()))?;
+        let text = t.render(messages, true)?;
+        self.tokenize_prompt(&text)
+    }
+
+    pub fn new_session(&self) -> Session<'_> {
+        Session { lm: self, cache: self.model.new_cache(), tokens: Vec::new() }
+    }
+
+    /// Final-layer hidden states (after the output norm) of `tokens`, one row per requested position
+    /// (all positions when `positions` is `None`). Rows are `n_embd` long.
+    pub fn hidden_states(&self, tokens: &[u32], positions: Option<&[usize]>) -> Result<Vec<Vec<f32>>> {
+        let mut cache = self.model.new_cache();
+        let h = self.model.forward_hidden(tokens, &mut cache, Rows::All)?;
+        let d = self.model.config.n_embd;
+        let all = read_f32(h)?;
+        let pick = |p: usize| -> Result<Vec<f32>> {
+            all.get(p * d..(p + 1) * d).map(<[f32]>::to_vec).ok_or_else(|| Error::InvalidArgument(format!("position {p} outside the {} tokens", tokens.len())))
+        };
+        match positions {
+            Some(ps) => ps.iter().map(|&p| pick(p)).collect(),
+            None => (0..tokens.len()).map(pick).collect(),
+        }
+    }
+}
+
+/// Reads a tensor back to the host (native: synchronous).
+pub(crate) fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data().try_into_vec::<f32>().map_err(|e| Error::Device { device: "readback".into(), reason: format!("{e:?}") })
+}
+
+/// A conversation state: the KV cache and the tokens in it.
+pub struct Session<'a> {
+    pub lm: &'a LanguageModel,
+    cache: KvCache,
+    tokens: Vec<u32>,
+}
+
+impl<'a> Session<'a> {
+    pub fn reset(&mut self) {
+        self.cache.clear();
+        self.tokens.clear();
+    }
+
+    /// Tokens currently in the cache.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Feed tokens and return the logits of the last one.
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let logits = self.lm.model.forward(tokens, &mut self.cache, Rows::Last)?;
+        self.tokens.extend_from_slice(tokens);
+        read_f32(logits)
+    }
+
+    /// Start generating after `prompt` (a continuation of what is already in the session).
+    pub fn generate(&mut self, prompt: &[u32], opts: GenerateOptions) -> Result<TokenStream<'_, 'a>> {
+        let sampler = Sampler::new(opts.sampling.clone())?;
+        if prompt.is_empty() {
+            return Err(Error::InvalidArgument("empty prompt".into()));
+        }
+        Ok(TokenStream { session: self, prompt: Some(prompt.to_vec()), sampler, opts, produced: 0, text: String::new(), stream: TextStream::default(), finish: None, next_input: None, emitted: 0 })
+    }
+}
+
+/// Iterator over generated tokens. `finish_reason()` tells why it ended.
+pub struct TokenStream<'s, 'a> {
+    session: &'s mut Session<'a>,
+    prompt: Option<Vec<u32>>,
+    sampler: Sampler,
+    opts: GenerateOptions,
+    produced: usize,
+    text: String,
+    stream: TextStream,
+    finish: Option<FinishReason>,
+    next_input: Option<u32>,
+    emitted: usize,
+}
+
+impl TokenStream<'_, '_> {
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+    /// All text generated so far (without a matched stop string).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    fn step(&mut self) -> Result<Option<Token>> {
+        if self.finish.is_some() {
+            return Ok(None);
+        }
+        if self.opts.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            self.finish = Some(FinishReason::Cancelled);
+            return Ok(None);
+        }
+        if self.produced >= self.opts.max_tokens {
+            self.finish = Some(FinishReason::MaxTokens);
+            return Ok(None);
+        }
+        let input = match (self.prompt.take(), self.next_input.take()) {
+            (Some(p), _) => p,
+            (None, Some(t)) => vec![t],
+            (None, None) => unreachable!("a token is always pending after the prompt"),
+        };
+        if self.session.cache.pos + input.len() > self.session.cache.n_ctx {
+            self.finish = Some(FinishReason::ContextFull);
+            return Ok(None);
+        }
+        let mut logits = self.session.feed(&input)?;
+        let id = self.sampler.sample(&mut logits, &self.session.tokens);
+        self.produced += 1;
+        let tok = &self.session.lm.tokenizer;
+        if tok.stop_ids.contains(&id) {
+            // The end-of-turn token is yielded (marked special) carrying any held-back text.
+            self.finish = Some(FinishReason::EndOfTurn);
+            self.text.push_str(&self.stream.finish());
+            return Ok(Some(Token { id, text: self.flush(self.text.len()), special: true }));
+        }
+        self.next_input = Some(id);
+        self.text.push_str(&self.stream.push(tok, id));
+        if let Some(cut) = self.opts.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| self.text.find(s.as_str())).min() {
+            self.text.truncate(cut);
+            self.finish = Some(FinishReason::StopString);
+            return Ok(Some(Token { id, text: self.flush(cut), special: false }));
+        }
+        if self.produced >= self.opts.max_tokens {
+            self.text.push_str(&self.stream.finish());
+            return Ok(Some(Token { id, text: self.flush(self.text.len()), special: tok.is_control(id) }));
+        }
+        // Hold back a tail that could still become a stop string.
+        let hold = self.opts.stop.iter().map(|s| partial_suffix(&self.text, s)).max().unwrap_or(0);
+        Ok(Some(Token { id, text: self.flush(self.text.len() - hold), special: tok.is_control(id) }))
+    }
+
+    /// Text from the last emitted byte up to `end`.
+    fn flush(&mut self, end: usize) -> String {
+        let end = end.max(self.emitted);
+        let piece = self.text[self.emitted..end].to_string();
+        self.emitted = end;
+        piece
+    }
+}
+
+/// Length of the longest proper prefix of `stop` that `text` ends with (on a char boundary).
+fn partial_suffix(text: &str, stop: &str) -> usize {
+    (1..stop.len()).rev().find(|&k| stop.is_char_boundary(k) && text.ends_with(&stop[..k])).unwrap_or(0)
+}
+
+impl Iterator for TokenStream<'_, '_> {
+    type Item = Result<Token>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step().transpose()
+    }
+}

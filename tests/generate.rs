@@ -1,0 +1,128 @@
+//! Generation behaviour on the real model: stop strings, max tokens, end of turn, cancellation,
+//! seeded sampling, chat template, errors.
+
+use std::sync::OnceLock;
+
+use pmg::llm::{CancelToken, FinishReason, GenerateOptions, LanguageModel, SamplingParams};
+use pmg::tokenizer::ChatMessage;
+use pmg::{Error, PmgDevice};
+
+fn lm() -> &'static LanguageModel {
+    static LM: OnceLock<LanguageModel> = OnceLock::new();
+    LM.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let b = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}; run scripts/fetch-models.sh"));
+        LanguageModel::from_gguf_bytes(&b, &PmgDevice::cpu(), 512).unwrap()
+    })
+}
+
+fn run(prompt: &str, opts: GenerateOptions) -> (Vec<u32>, String, String, Option<FinishReason>) {
+    let lm = lm();
+    let ids = lm.tokenize_prompt(prompt).unwrap();
+    let mut s = lm.new_session();
+    let mut st = s.generate(&ids, opts).unwrap();
+    let mut toks = Vec::new();
+    let mut streamed = String::new();
+    for t in &mut st {
+        let t = t.unwrap();
+        toks.push(t.id);
+        streamed.push_str(&t.text);
+    }
+    (toks, streamed, st.text().to_string(), st.finish_reason())
+}
+
+#[test]
+fn max_tokens_and_streamed_text_agree() {
+    let (toks, streamed, text, fin) = run("The capital of France is", GenerateOptions { max_tokens: 12, ..Default::default() });
+    assert_eq!(toks.len(), 12);
+    assert_eq!(fin, Some(FinishReason::MaxTokens));
+    assert_eq!(streamed, text);
+    assert_eq!(text, lm().tokenizer.decode(&toks, false));
+    assert!(text.contains("Paris"), "{text:?}");
+}
+
+#[test]
+fn stop_string_ends_generation_and_is_not_returned() {
+    let base = run("1, 2, 3, 4, 5,", GenerateOptions { max_tokens: 16, ..Default::default() }).2;
+    assert!(base.contains(" 8,"), "{base:?}");
+    let (_, streamed, text, fin) = run("1, 2, 3, 4, 5,", GenerateOptions { max_tokens: 16, stop: vec![" 8,".into()], ..Default::default() });
+    assert_eq!(fin, Some(FinishReason::StopString));
+    assert_eq!(text, base[..base.find(" 8,").unwrap()]);
+    assert_eq!(streamed, text, "held-back text must not leak the stop string");
+}
+
+#[test]
+fn chat_ends_at_end_of_turn() {
+    let lm = lm();
+    let ids = lm.tokenize_chat(&[ChatMessage::new("user", "What is 2+2?")]).unwrap();
+    let rendered = lm.tokenizer.decode(&ids, false);
+    assert!(rendered.starts_with("<|im_start|>system\n") && rendered.ends_with("<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"), "{rendered:?}");
+    let mut s = lm.new_session();
+    let mut st = s.generate(&ids, GenerateOptions { max_tokens: 64, ..Default::default() }).unwrap();
+    let toks: Vec<_> = (&mut st).map(|t| t.unwrap()).collect();
+    assert_eq!(st.finish_reason(), Some(FinishReason::EndOfTurn));
+    let last = toks.last().unwrap();
+    assert!(last.special && lm.tokenizer.stop_ids.contains(&last.id));
+    assert!(st.text().contains('4'), "{:?}", st.text());
+}
+
+#[test]
+fn cancellation_stops_a_running_generation() {
+    let cancel = CancelToken::new();
+    let lm = lm();
+    let ids = lm.tokenize_prompt("Once upon a time").unwrap();
+    let mut s = lm.new_session();
+    let mut st = s.generate(&ids, GenerateOptions { max_tokens: 100, cancel: Some(cancel.clone()), ..Default::default() }).unwrap();
+    let mut n = 0;
+    while let Some(t) = st.next() {
+        t.unwrap();
+        n += 1;
+        if n == 3 {
+            cancel.cancel();
+        }
+    }
+    assert_eq!(n, 3);
+    assert_eq!(st.finish_reason(), Some(FinishReason::Cancelled));
+}
+
+#[test]
+fn sampling_is_deterministic_under_a_seed() {
+    let opts = |seed| GenerateOptions {
+        max_tokens: 16,
+        sampling: SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.95, repetition_penalty: 1.1, seed, ..Default::default() },
+        ..Default::default()
+    };
+    let a = run("My favourite animal is", opts(1)).0;
+    assert_eq!(a, run("My favourite animal is", opts(1)).0);
+    let others: Vec<_> = (2..5).map(|s| run("My favourite animal is", opts(s)).0).collect();
+    assert!(others.iter().any(|o| *o != a), "different seeds all gave {a:?}");
+}
+
+#[test]
+fn bad_requests_are_typed_errors() {
+    let lm = lm();
+    let mut s = lm.new_session();
+    assert!(matches!(s.generate(&[], GenerateOptions::default()), Err(Error::InvalidArgument(_))));
+    let bad = GenerateOptions { sampling: SamplingParams { top_p: 2.0, ..Default::default() }, ..Default::default() };
+    assert!(matches!(s.generate(&[1], bad), Err(Error::InvalidArgument(_))));
+    assert!(matches!(s.feed(&[u32::MAX]), Err(Error::InvalidArgument(_))));
+    // Context overflow is an error for a single forward pass...
+    let long = vec![42u32; 600];
+    assert!(matches!(s.feed(&long), Err(Error::InvalidArgument(_))));
+    // ...and a finish reason for generation.
+    let mut s = lm.new_session();
+    let mut st = s.generate(&vec![42u32; 510], GenerateOptions { max_tokens: 10, ..Default::default() }).unwrap();
+    let n = (&mut st).count();
+    assert_eq!(n, 3, "510 prompt tokens + 2 fed back fill the 512 context");
+    assert_eq!(st.finish_reason(), Some(FinishReason::ContextFull));
+}
+
+#[test]
+fn hostile_model_bytes_are_errors_not_panics() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let b = std::fs::read(path).unwrap();
+    let dev = PmgDevice::cpu();
+    for len in [0, 3, 100, 4096, 1_000_000, b.len() - 1] {
+        assert!(LanguageModel::from_gguf_bytes(&b[..len], &dev, 64).is_err(), "truncated at {len}");
+    }
+}
