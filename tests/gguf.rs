@@ -180,7 +180,7 @@ fn mutated_files_never_panic() {
         state
     };
     let boundary: [u64; 6] = [0, 1, u32::MAX as u64, u64::MAX, 1 << 31, 1 << 40];
-    for i in 0..4000 {
+    for i in 0..20_000 {
         let mut b = seeds[i % seeds.len()].clone();
         if b.is_empty() {
             continue;

@@ -275,6 +275,9 @@ impl<'a> Gguf<'a> {
         let len = bytes.len() as u64;
         let mut tensors = Vec::with_capacity(raw.len());
         for (name, dims, ggml_type, rel) in raw {
+            if dims.contains(&0) {
+                return Err(GgufError::BadShape { tensor: name, problem: format!("empty dimension in {dims:?}") });
+            }
             let mut n: u64 = 1;
             for &d in &dims {
                 n = n.checked_mul(d).filter(|&n| n <= len.saturating_mul(8)).ok_or_else(|| GgufError::BadShape {
