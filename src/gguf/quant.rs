@@ -229,15 +229,17 @@ impl Q8Activations {
         for (b, xb) in x.chunks_exact(QK).enumerate() {
             let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
             let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let dh = half::f16::from_f32(d).to_f32();
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
             let mut sum = 0i32;
             for (q, &v) in self.q[b * QK..(b + 1) * QK].iter_mut().zip(xb) {
                 let r = (v * id).round_ties_even() as i32;
                 *q = r as i8;
                 sum += r;
             }
-            self.d[b] = d;
-            self.s[b] = d * sum as f32;
+            // ggml stores the activation block scale (and Q8_1's sum) as f16; so do we.
+            self.d[b] = dh;
+            self.s[b] = half::f16::from_f32(d * sum as f32).to_f32();
         }
     }
 }
