@@ -72,7 +72,7 @@ impl QLinear {
         Ok(QLinear {
             #[cfg(feature = "wgpu")]
             gpu: match dev.kind {
-                crate::device::BackendKind::Wgpu => Some(wgpu::GpuQMatrix::upload(&weight, dev)?),
+                crate::device::BackendKind::Wgpu => wgpu::GpuQMatrix::upload(&weight, dev)?,
                 crate::device::BackendKind::Cpu => None,
             },
             weight,
@@ -90,6 +90,8 @@ impl QLinear {
         if let Some(gpu) = &self.gpu {
             return wgpu::matmul(gpu, x);
         }
+        // CPU kernel (also the fallback for types without a GPU kernel: the result goes back to
+        // the activations' device).
         let device = x.device();
         let xs: Vec<f32> = x.into_data().try_into_vec().map_err(|e| Error::InvalidArgument(format!("{e:?}")))?;
         let y = cpu::matmul(&self.weight, &xs, m);

@@ -1,21 +1,243 @@
-//! Quantized matmul on burn's wgpu runtime (placeholder until the cubecl kernel lands).
+//! Quantized matmul on burn's wgpu runtime: our own CubeCL kernels read GGUF blocks from a u32
+//! buffer on the device and dequantize inside the dot product (no f32 copy of the weights).
+//!
+//! Device layout (u32 little-endian words, each block starting on a word boundary):
+//! - Q4_1 as in the file: 5 words = `d | m << 16` (two f16), then 16 bytes of nibbles.
+//! - Q4_0 repacked to Q4_1 at upload with `m = -8 d` (exact in f16: a power-of-two scale).
+//! - Q8_0 repacked from 34 to 36 bytes: word 0 = `d` (f16), words 1..9 = 32 signed bytes.
+//! Other types (K-quants, floats) run the CPU kernel on a host copy of the activations: correct,
+//! and slower; a GPU kernel for them is future work.
+//!
+//! One invocation computes one output row for a chunk of tokens; no shared memory or barriers
+//! (barriers are very slow on software GPUs such as SwiftShader and lavapipe).
 
-use burn::tensor::Tensor;
+use burn::backend::wgpu::CubeTensor;
+use burn::backend::{Cube, CubeDevice, DispatchDevice};
+use burn::tensor::{DType, Int, Shape, Tensor, TensorData};
+use cubecl::prelude::*;
 
 use super::QMatrix;
 use crate::device::{BackendKind, PmgDevice};
 use crate::error::{Error, Result};
+use crate::gguf::GgmlType;
+use crate::gguf::quant::QK;
 
-pub struct GpuQMatrix {}
+/// Workgroup size (rows per workgroup).
+const WG: u32 = 64;
 
-impl GpuQMatrix {
-    pub fn upload(_w: &QMatrix, _dev: &PmgDevice) -> Result<Self> {
-        Ok(GpuQMatrix {})
+/// f16 bits (low 16 bits of `h`) to f32 without shader f16 support; subnormals included, inf/NaN
+/// not (GGUF scales are finite).
+#[cube]
+fn f16_bits_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000u32) << 16u32;
+    let exp = (h >> 10u32) & 0x1Fu32;
+    let mant = h & 0x3FFu32;
+    let normal = f32::reinterpret(sign | ((exp + 112u32) << 23u32) | (mant << 13u32));
+    let sub_mag = f32::cast_from(mant) * 5.960_464_5e-8f32;
+    let sub = select(sign != 0u32, -sub_mag, sub_mag);
+    select(exp == 0u32, sub, normal)
+}
+
+/// `out[t, r] = sum_c x[t, c] * W[r, c]` for Q4_1 blocks (5 words each); `tb` tokens per invocation.
+#[cube(launch_unchecked)]
+fn q4_1_matmul_kernel(x: &[f32], w: &[u32], out: &mut [f32], m: u32, rows: u32, nb: u32, #[comptime] tb: usize) {
+    let r = ABSOLUTE_POS_X;
+    if r >= rows {
+        terminate!();
+    }
+    let t0 = (ABSOLUTE_POS_Y as usize) * tb;
+    let m = m as usize;
+    let cols = (nb as usize) * 32;
+    let row_base = (r as usize) * (nb as usize) * 5;
+    let mut acc = Array::<f32>::new(tb);
+    #[unroll]
+    for ti in 0..tb {
+        acc[ti] = 0.0f32;
+    }
+    for b in 0..nb as usize {
+        let base = row_base + b * 5;
+        let dm = w[base];
+        let d = f16_bits_to_f32(dm & 0xFFFFu32);
+        let mn = f16_bits_to_f32(dm >> 16u32);
+        #[unroll]
+        for ti in 0..tb {
+            // Tail tokens read a valid row (the last) and are not written.
+            let t = select(t0 + ti < m, t0 + ti, m - 1);
+            let xo = t * cols + b * 32;
+            let mut dot = 0.0f32;
+            let mut xs = 0.0f32;
+            // Word k holds bytes 4k..4k+4: low nibbles are elements 4k+j, high nibbles 16+4k+j.
+            #[unroll]
+            for k in 0..4usize {
+                let q = w[base + 1 + k];
+                let lo = xo + 4 * k;
+                let hi = lo + 16;
+                let (xl0, xl1, xl2, xl3) = (x[lo], x[lo + 1], x[lo + 2], x[lo + 3]);
+                let (xh0, xh1, xh2, xh3) = (x[hi], x[hi + 1], x[hi + 2], x[hi + 3]);
+                dot += xl0 * f32::cast_from(q & 0xFu32)
+                    + xl1 * f32::cast_from((q >> 8u32) & 0xFu32)
+                    + xl2 * f32::cast_from((q >> 16u32) & 0xFu32)
+                    + xl3 * f32::cast_from((q >> 24u32) & 0xFu32)
+                    + xh0 * f32::cast_from((q >> 4u32) & 0xFu32)
+                    + xh1 * f32::cast_from((q >> 12u32) & 0xFu32)
+                    + xh2 * f32::cast_from((q >> 20u32) & 0xFu32)
+                    + xh3 * f32::cast_from(q >> 28u32);
+                xs += xl0 + xl1 + xl2 + xl3 + xh0 + xh1 + xh2 + xh3;
+            }
+            // sum_j x_j (d q_j + m) = d * sum_j x_j q_j + m * sum_j x_j
+            acc[ti] += d * dot + mn * xs;
+        }
+    }
+    #[unroll]
+    for ti in 0..tb {
+        let t = t0 + ti;
+        if t < m {
+            out[t * (rows as usize) + (r as usize)] = acc[ti];
+        }
     }
 }
 
-pub fn matmul(_w: &GpuQMatrix, _x: Tensor<2>) -> Result<Tensor<2>> {
-    Err(Error::Device { device: "wgpu".into(), reason: "quantized kernel not implemented".into() })
+/// Signed byte `k` (0..4) of `q` as f32.
+#[cube]
+fn sbyte(q: u32, #[comptime] k: u32) -> f32 {
+    let b = (q >> (8u32 * k)) & 0xFFu32;
+    f32::cast_from(b) - select(b >= 128u32, 256.0f32, 0.0f32)
+}
+
+/// Same contract as the Q4_1 kernel for repacked Q8_0 blocks (9 words each).
+#[cube(launch_unchecked)]
+fn q8_0_matmul_kernel(x: &[f32], w: &[u32], out: &mut [f32], m: u32, rows: u32, nb: u32, #[comptime] tb: usize) {
+    let r = ABSOLUTE_POS_X;
+    if r >= rows {
+        terminate!();
+    }
+    let t0 = (ABSOLUTE_POS_Y as usize) * tb;
+    let m = m as usize;
+    let cols = (nb as usize) * 32;
+    let row_base = (r as usize) * (nb as usize) * 9;
+    let mut acc = Array::<f32>::new(tb);
+    #[unroll]
+    for ti in 0..tb {
+        acc[ti] = 0.0f32;
+    }
+    for b in 0..nb as usize {
+        let base = row_base + b * 9;
+        let d = f16_bits_to_f32(w[base] & 0xFFFFu32);
+        #[unroll]
+        for ti in 0..tb {
+            let t = select(t0 + ti < m, t0 + ti, m - 1);
+            let xo = t * cols + b * 32;
+            let mut dot = 0.0f32;
+            #[unroll]
+            for k in 0..8usize {
+                let q = w[base + 1 + k];
+                let o = xo + 4 * k;
+                dot += x[o] * sbyte(q, 0u32) + x[o + 1] * sbyte(q, 1u32) + x[o + 2] * sbyte(q, 2u32) + x[o + 3] * sbyte(q, 3u32);
+            }
+            acc[ti] += d * dot;
+        }
+    }
+    #[unroll]
+    for ti in 0..tb {
+        let t = t0 + ti;
+        if t < m {
+            out[t * (rows as usize) + (r as usize)] = acc[ti];
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Q4_1,
+    Q8_0,
+}
+
+/// A weight matrix on the GPU, in a kernel's block layout.
+pub struct GpuQMatrix {
+    words: Tensor<1, Int>,
+    layout: Layout,
+    rows: usize,
+    cols: usize,
+}
+
+fn f16_bits(b: &[u8], i: usize) -> u32 {
+    u16::from_le_bytes([b[i], b[i + 1]]) as u32
+}
+
+impl GpuQMatrix {
+    /// Upload `w` for a kernel; `None` when no GPU kernel handles its type yet.
+    pub fn upload(w: &QMatrix, dev: &PmgDevice) -> Result<Option<Self>> {
+        let ts = w.ty.type_size();
+        let (layout, words): (Layout, Vec<u32>) = match w.ty {
+            GgmlType::Q4_1 => (Layout::Q4_1, w.data.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+            GgmlType::Q4_0 => {
+                let mut v = Vec::with_capacity(w.data.len() / ts * 5);
+                for b in w.data.chunks_exact(ts) {
+                    let d = half::f16::from_bits(f16_bits(b, 0) as u16);
+                    let m = half::f16::from_f32(-8.0 * d.to_f32());
+                    v.push(d.to_bits() as u32 | (m.to_bits() as u32) << 16);
+                    v.extend(b[2..18].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+                }
+                (Layout::Q4_1, v)
+            }
+            GgmlType::Q8_0 => {
+                let mut v = Vec::with_capacity(w.data.len() / ts * 9);
+                for b in w.data.chunks_exact(ts) {
+                    v.push(f16_bits(b, 0));
+                    v.extend(b[2..34].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+                }
+                (Layout::Q8_0, v)
+            }
+            _ => return Ok(None),
+        };
+        let n = words.len();
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        // An explicit dtype: burn would otherwise convert to the device's default int type.
+        let data = TensorData::from_bytes_vec(bytes, [n], DType::U32);
+        let words = Tensor::<1, Int>::from_data(data, (&dev.device, DType::U32));
+        Ok(Some(GpuQMatrix { words, layout, rows: w.rows, cols: w.cols }))
+    }
+}
+
+/// `x: [m, cols]` (on the wgpu device) -> `[m, rows]`.
+pub fn matmul(w: &GpuQMatrix, x: Tensor<2>) -> Result<Tensor<2>> {
+    let [m, cols] = x.dims();
+    debug_assert_eq!(cols, w.cols);
+    let nb = cols / QK;
+    let rows = w.rows;
+    let wrong = |what: &str| Error::Device { device: "wgpu".into(), reason: format!("{what} is not a wgpu tensor") };
+    // The kernel indexes x as dense row-major memory.
+    let x: CubeTensor = x.try_into_primitive::<Cube>().map_err(|_| wrong("activation"))?;
+    let x = if x.is_contiguous() { x } else { burn_cubecl_contiguous(x) };
+    let wt: CubeTensor = w.words.clone().try_into_primitive::<Cube>().map_err(|_| wrong("weight"))?;
+    let client = x.client.clone();
+    let out_handle = client.empty(m * rows * size_of::<f32>());
+    let out = CubeTensor::new_contiguous(client.clone(), x.device.clone(), Shape::new([m, rows]), out_handle, DType::F32);
+    // Several tokens per invocation reuse each dequantized block during prefill.
+    let tb: usize = if m == 1 { 1 } else { 4 };
+    let count = CubeCount::Static((rows as u32).div_ceil(WG), m.div_ceil(tb) as u32, 1);
+    let dim = CubeDim::new_1d(WG);
+    // SAFETY: buffer sizes follow from the shapes checked above; the kernels guard r < rows and
+    // t < m and read only x rows < m and weight blocks < rows * nb.
+    unsafe {
+        match w.layout {
+            Layout::Q4_1 => q4_1_matmul_kernel::launch_unchecked(&client, count, dim, x.into_buffer_arg(), wt.into_buffer_arg(), out.clone().into_buffer_arg(), m as u32, rows as u32, nb as u32, tb),
+            Layout::Q8_0 => q8_0_matmul_kernel::launch_unchecked(&client, count, dim, x.into_buffer_arg(), wt.into_buffer_arg(), out.clone().into_buffer_arg(), m as u32, rows as u32, nb as u32, tb),
+        }
+    };
+    Ok(Tensor::<2>::from_primitive::<Cube>(out))
+}
+
+/// A contiguous copy through burn (for views such as transposes).
+fn burn_cubecl_contiguous(x: CubeTensor) -> CubeTensor {
+    let t = Tensor::<2>::from_primitive::<Cube>(x);
+    // Reshaping a non-contiguous tensor materialises it; adding zero forces a fresh buffer.
+    t.add_scalar(0.0).try_into_primitive::<Cube>().unwrap_or_else(|_| unreachable!("stays on wgpu"))
+}
+
+/// Whether a burn device is burn's wgpu runtime.
+pub fn is_wgpu(device: &burn::tensor::Device) -> bool {
+    matches!(device.as_dispatch(), DispatchDevice::Cube(CubeDevice::Wgpu(_)))
 }
 
 #[cfg(not(target_family = "wasm"))]
