@@ -233,7 +233,8 @@ impl Q8Activations {
             let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
             let mut sum = 0i32;
             for (q, &v) in self.q[b * QK..(b + 1) * QK].iter_mut().zip(xb) {
-                let r = (v * id).round_ties_even() as i32;
+                // Round to nearest even with the 1.5 * 2^23 trick (|v * id| <= 127): no libm call.
+                let r = ((v * id + 12_582_912.0) - 12_582_912.0) as i32;
                 *q = r as i8;
                 sum += r;
             }
@@ -249,30 +250,39 @@ pub fn has_q8_kernel(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
 }
 
-/// Dot product of one quantized weight row with quantized activations.
-pub fn dot_q8(ty: GgmlType, row: &[u8], a: &Q8Activations, block0: usize) -> f32 {
+/// Dot products of consecutive weight rows (`rows` holds `out.len()` rows of `row_bytes` bytes)
+/// with the activation row whose first block is `block0`. Processing several rows per call shares
+/// the activation loads and amortises the per-row setup, which dominates for short rows.
+pub fn dot_rows_q8(ty: GgmlType, rows: &[u8], row_bytes: usize, a: &Q8Activations, block0: usize, out: &mut [f32]) {
+    assert!(has_q8_kernel(ty) && rows.len() == row_bytes * out.len());
+    assert!((block0 + row_bytes / ty.type_size()) * QK <= a.q.len(), "activations too short");
     #[cfg(target_arch = "x86_64")]
     {
         if avx2() {
-            // SAFETY: AVX2 and FMA presence checked at run time.
-            return unsafe { simd_x86::dot_q8(ty, row, a, block0) };
+            // SAFETY: AVX2/FMA/F16C checked at run time; sizes asserted above.
+            unsafe { simd_x86::dot_rows(ty, rows, row_bytes, a, block0, out) };
+            return;
         }
     }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        return simd_wasm::dot_q8(ty, row, a, block0);
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(row_bytes)) {
+        *o = dot_q8_scalar(ty, row, a, block0);
     }
-    #[allow(unreachable_code)]
-    dot_q8_scalar(ty, row, a, block0)
+}
+
+/// One row (see [`dot_rows_q8`]).
+pub fn dot_q8(ty: GgmlType, row: &[u8], a: &Q8Activations, block0: usize) -> f32 {
+    let mut out = [0f32];
+    dot_rows_q8(ty, row, row.len(), a, block0, &mut out);
+    out[0]
 }
 
 #[cfg(target_arch = "x86_64")]
 fn avx2() -> bool {
     static A: OnceLock<bool> = OnceLock::new();
-    *A.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    *A.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"))
 }
 
-/// Portable reference kernel; the SIMD kernels must agree with it exactly up to float summation order.
+/// Portable reference kernel; the SIMD kernels must agree with it up to float summation order.
 pub fn dot_q8_scalar(ty: GgmlType, row: &[u8], a: &Q8Activations, block0: usize) -> f32 {
     let t = f16_table();
     let ts = ty.type_size();
@@ -313,88 +323,121 @@ mod simd_x86 {
     use super::*;
     use std::arch::x86_64::*;
 
+    /// Rows processed together.
+    const R: usize = 4;
+
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    /// Two f16 at `p` (a block's `d`, `m`) as f32.
+    ///
+    /// SAFETY: `p` must point to 4 readable bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn f16x2(p: *const u8) -> __m128 {
+        let bits = unsafe { (p as *const u32).read_unaligned() };
+        _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
     }
 
     /// 32 unsigned 4-bit values of a block: low nibbles are elements 0..16, high nibbles 16..32.
     ///
     /// SAFETY: `p` must point to 16 readable bytes.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn nibbles(p: *const u8) -> __m256i {
         let raw = unsafe { _mm_loadu_si128(p as *const __m128i) };
-        let hi = _mm_srli_epi16(raw, 4);
-        let both = _mm256_set_m128i(hi, raw);
+        let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
         _mm256_and_si256(both, _mm256_set1_epi8(0xF))
     }
 
     /// Sum of u8 x i8 products in 32 lanes, as 8 f32 partial sums.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn mul_sum_us8(u: __m256i, s: __m256i) -> __m256 {
-        let p16 = _mm256_maddubs_epi16(u, s);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
     }
 
-    /// SAFETY: the CPU must support AVX2 and FMA; `row` holds whole blocks of `ty` and `a` holds
-    /// at least `block0 + row.len() / ty.type_size()` blocks.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q8(ty: GgmlType, row: &[u8], a: &Q8Activations, block0: usize) -> f32 {
-        let t = f16_table();
+    /// Sum of i8 x i8 products: move x's sign onto y so maddubs sees |x| as unsigned.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn mul_sum_ss8(x: __m256i, y: __m256i) -> __m256 {
+        mul_sum_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+    }
+
+    /// `N` rows (N <= R) starting at `w`, each `nb` blocks of type `ty` `row_bytes` apart.
+    ///
+    /// SAFETY: AVX2/FMA/F16C; `w` holds N rows; `a` holds `block0 + nb` blocks.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rows_n<const N: usize>(ty: GgmlType, w: *const u8, row_bytes: usize, nb: usize, a: &Q8Activations, block0: usize, out: &mut [f32]) {
         let ts = ty.type_size();
-        let nb = row.len() / ts;
-        let mut acc = _mm256_setzero_ps();
-        let mut acc_min = 0f32;
-        let rp = row.as_ptr();
-        let qp = unsafe { a.q.as_ptr().add(block0 * QK) };
-        for i in 0..nb {
-            unsafe {
-                let b = rp.add(i * ts);
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut acc_min = [0f32; R];
+        unsafe {
+            let qp = a.q.as_ptr().add(block0 * QK);
+            for i in 0..nb {
                 let y = _mm256_loadu_si256(qp.add(i * QK) as *const __m256i);
                 let dy = *a.d.get_unchecked(block0 + i);
-                let d = *t.get_unchecked(u16::from_le_bytes([*b, *b.add(1)]) as usize);
-                match ty {
-                    GgmlType::Q4_1 => {
-                        let m = *t.get_unchecked(u16::from_le_bytes([*b.add(2), *b.add(3)]) as usize);
-                        let x = nibbles(b.add(4));
-                        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), mul_sum_us8(x, y), acc);
-                        acc_min += m * *a.s.get_unchecked(block0 + i);
+                for r in 0..N {
+                    let b = w.add(r * row_bytes + i * ts);
+                    match ty {
+                        GgmlType::Q4_1 => {
+                            let dm = f16x2(b);
+                            let d = _mm_cvtss_f32(dm);
+                            let m = _mm_cvtss_f32(_mm_movehdup_ps(dm));
+                            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), mul_sum_us8(nibbles(b.add(4)), y), acc[r]);
+                            acc_min[r] += m * *a.s.get_unchecked(block0 + i);
+                        }
+                        GgmlType::Q4_0 => {
+                            let d = _mm_cvtss_f32(f16x2(b));
+                            let x = _mm256_sub_epi8(nibbles(b.add(2)), _mm256_set1_epi8(8));
+                            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), mul_sum_ss8(x, y), acc[r]);
+                        }
+                        GgmlType::Q8_0 => {
+                            let d = _mm_cvtss_f32(f16x2(b));
+                            let x = _mm256_loadu_si256(b.add(2) as *const __m256i);
+                            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), mul_sum_ss8(x, y), acc[r]);
+                        }
+                        _ => unreachable!(),
                     }
-                    GgmlType::Q4_0 => {
-                        let x = _mm256_sub_epi8(nibbles(b.add(2)), _mm256_set1_epi8(8));
-                        // signed x signed: move x's sign onto y so maddubs sees |x| (unsigned).
-                        let ax = _mm256_sign_epi8(x, x);
-                        let sy = _mm256_sign_epi8(y, x);
-                        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), mul_sum_us8(ax, sy), acc);
-                    }
-                    GgmlType::Q8_0 => {
-                        let x = _mm256_loadu_si256(b.add(2) as *const __m256i);
-                        let ax = _mm256_sign_epi8(x, x);
-                        let sy = _mm256_sign_epi8(y, x);
-                        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), mul_sum_us8(ax, sy), acc);
-                    }
-                    _ => unreachable!(),
                 }
             }
         }
-        hsum(acc) + acc_min
+        for r in 0..N {
+            out[r] = hsum(acc[r]) + acc_min[r];
+        }
     }
-}
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod simd_wasm {
-    use super::*;
-    pub fn dot_q8(ty: GgmlType, row: &[u8], a: &Q8Activations, block0: usize) -> f32 {
-        // SIMD128 kernels arrive with the browser runtime; the scalar kernel is exact meanwhile.
-        dot_q8_scalar(ty, row, a, block0)
+    /// SAFETY: AVX2/FMA/F16C; sizes as asserted by `dot_rows_q8`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_rows(ty: GgmlType, rows: &[u8], row_bytes: usize, a: &Q8Activations, block0: usize, out: &mut [f32]) {
+        let nb = row_bytes / ty.type_size();
+        let mut chunks = out.chunks_exact_mut(R);
+        let mut w = rows.as_ptr();
+        // The type is matched once per call so each loop below is specialised by the compiler.
+        macro_rules! run {
+            ($ty:expr) => {{
+                for o in &mut chunks {
+                    unsafe { rows_n::<R>($ty, w, row_bytes, nb, a, block0, o) };
+                    w = unsafe { w.add(R * row_bytes) };
+                }
+                for o in chunks.into_remainder().chunks_exact_mut(1) {
+                    unsafe { rows_n::<1>($ty, w, row_bytes, nb, a, block0, o) };
+                    w = unsafe { w.add(row_bytes) };
+                }
+            }};
+        }
+        match ty {
+            GgmlType::Q4_1 => run!(GgmlType::Q4_1),
+            GgmlType::Q4_0 => run!(GgmlType::Q4_0),
+            GgmlType::Q8_0 => run!(GgmlType::Q8_0),
+            _ => unreachable!(),
+        }
     }
 }
 

@@ -19,11 +19,19 @@ pub fn matmul(w: &QMatrix, x: &[f32], m: usize) -> Vec<f32> {
     if quant::has_q8_kernel(w.ty) {
         let acts = Q8Activations::quantize(x);
         let nb = w.cols / quant::QK;
+        let rb = w.row_bytes();
         for_each_row_block(&mut out_t, m, |r0, block| {
-            for (i, o) in block.chunks_exact_mut(m).enumerate() {
-                let row = w.row(r0 + i);
-                for (t, v) in o.iter_mut().enumerate() {
-                    *v = quant::dot_q8(w.ty, row, &acts, t * nb);
+            let k = block.len() / m;
+            let rows = &w.data[r0 * rb..(r0 + k) * rb];
+            if m == 1 {
+                quant::dot_rows_q8(w.ty, rows, rb, &acts, 0, block);
+                return;
+            }
+            let mut tmp = vec![0f32; k];
+            for t in 0..m {
+                quant::dot_rows_q8(w.ty, rows, rb, &acts, t * nb, &mut tmp);
+                for (i, v) in tmp.iter().enumerate() {
+                    block[i * m + t] = *v;
                 }
             }
         });
@@ -54,7 +62,9 @@ fn for_each_row_block(out_t: &mut [f32], m: usize, f: impl Fn(usize, &mut [f32])
     #[cfg(not(target_family = "wasm"))]
     {
         use rayon::prelude::*;
-        out_t.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(i, block)| f(i * ROWS_PER_TASK, block));
+        let rows = out_t.len() / m.max(1);
+        let per = rows.div_ceil(rayon::current_num_threads()).max(ROWS_PER_TASK).next_multiple_of(4);
+        out_t.par_chunks_mut(per * m).enumerate().for_each(|(i, block)| f(i * per, block));
     }
     #[cfg(target_family = "wasm")]
     {
