@@ -2,7 +2,8 @@
 //!
 //! Q4_0/Q4_1/Q8_0 weights use integer dot products against 8-bit block-quantized activations
 //! (AVX2 natively, SIMD128 in wasm); other types dequantize one row at a time into a small
-//! buffer. Rows are split across threads natively (rayon); wasm runs one thread.
+//! buffer. Rows are split across threads natively (our spinning pool, `pool.rs`); wasm runs
+//! one thread.
 
 use super::QMatrix;
 use crate::gguf::quant::{self, Q8Activations};
@@ -58,18 +59,39 @@ pub fn matmul(w: &QMatrix, x: &[f32], m: usize) -> Vec<f32> {
     out
 }
 
+/// Calls `f(first_row, block)` for disjoint blocks of `out_t` (`m` values per row), in parallel
+/// natively.
 fn for_each_row_block(out_t: &mut [f32], m: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let rows = out_t.len() / m.max(1);
     #[cfg(not(target_family = "wasm"))]
     {
-        use rayon::prelude::*;
-        let rows = out_t.len() / m.max(1);
-        let per = rows.div_ceil(rayon::current_num_threads()).max(ROWS_PER_TASK).next_multiple_of(4);
-        out_t.par_chunks_mut(per * m).enumerate().for_each(|(i, block)| f(i * per, block));
+        let pool = super::pool::Pool::global();
+        // About two parts per thread balances uneven progress without many tiny parts.
+        let per = rows.div_ceil(2 * pool.threads()).max(ROWS_PER_TASK).next_multiple_of(4);
+        let parts = rows.div_ceil(per);
+        let base = SendPtr(out_t.as_mut_ptr());
+        pool.run(parts, &|p| {
+            let r0 = p * per;
+            let k = per.min(rows - r0);
+            // SAFETY: parts cover disjoint row ranges of `out_t`, which outlives `run`.
+            let block = unsafe { std::slice::from_raw_parts_mut(base.get().add(r0 * m), k * m) };
+            f(r0, block);
+        });
     }
     #[cfg(target_family = "wasm")]
     {
-        for (i, block) in out_t.chunks_mut(ROWS_PER_TASK * m).enumerate() {
-            f(i * ROWS_PER_TASK, block);
-        }
+        let _ = rows;
+        f(0, out_t);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint sub-slices to pool workers.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }

@@ -5,6 +5,8 @@
 //! activations, SIMD, multi-threaded natively).
 
 pub mod cpu;
+#[cfg(not(target_family = "wasm"))]
+pub mod pool;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 
