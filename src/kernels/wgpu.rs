@@ -8,7 +8,7 @@
 //! Other types (K-quants, floats) run the CPU kernel on a host copy of the activations: correct,
 //! and slower; a GPU kernel for them is future work.
 //!
-//! One invocation computes one output row for a chunk of tokens; no shared memory or barriers
+//! One invocation computes a few output rows for a few tokens; no shared memory or barriers
 //! (barriers are very slow on software GPUs such as SwiftShader and lavapipe).
 
 use burn::backend::wgpu::CubeTensor;
@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
 use crate::gguf::quant::QK;
 
-/// Workgroup size (rows per workgroup).
-const WG: u32 = 64;
+/// Invocations per workgroup (8-64 measured alike on lavapipe).
+const WG: u32 = 16;
 
 /// f16 bits (low 16 bits of `h`) to f32 without shader f16 support; subnormals included, inf/NaN
 /// not (GGUF scales are finite).
@@ -38,61 +38,87 @@ fn f16_bits_to_f32(h: u32) -> f32 {
     select(exp == 0u32, sub, normal)
 }
 
-/// `out[t, r] = sum_c x[t, c] * W[r, c]` for Q4_1 blocks (5 words each); `tb` tokens per invocation.
+/// `out[t, r] = sum_c x[t, c] * W[r, c]` for Q4_1 blocks (5 words each).
+///
+/// One invocation computes `rpt` consecutive rows for `tb` consecutive tokens; every weight word
+/// and activation is loaded once per invocation and reused from registers (on SIMD-on-CPU drivers
+/// such as lavapipe and SwiftShader every buffer load is a per-lane gather, and loads dominate).
 #[cube(launch_unchecked)]
-fn q4_1_matmul_kernel(x: &[f32], w: &[u32], out: &mut [f32], m: u32, rows: u32, nb: u32, #[comptime] tb: usize) {
-    let r = ABSOLUTE_POS_X;
-    if r >= rows {
+fn q4_1_matmul_kernel(x: &[f32], w: &[u32], out: &mut [f32], m: u32, rows: u32, nb: u32, #[comptime] tb: usize, #[comptime] rpt: usize) {
+    let rows = rows as usize;
+    let r0 = (ABSOLUTE_POS_X as usize) * rpt;
+    if r0 >= rows {
         terminate!();
     }
-    let t0 = (ABSOLUTE_POS_Y as usize) * tb;
+    let t0 = (CUBE_POS_Y as usize) * tb;
     let m = m as usize;
-    let cols = (nb as usize) * 32;
-    let row_base = (r as usize) * (nb as usize) * 5;
-    let mut acc = Array::<f32>::new(tb);
+    let nb = nb as usize;
+    let cols = nb * 32;
+    let mut acc = Array::<f32>::new(comptime!(tb * rpt));
     #[unroll]
-    for ti in 0..tb {
-        acc[ti] = 0.0f32;
+    for i in 0..tb * rpt {
+        acc[i] = 0.0f32;
     }
-    for b in 0..nb as usize {
-        let base = row_base + b * 5;
-        let dm = w[base];
-        let d = f16_bits_to_f32(dm & 0xFFFFu32);
-        let mn = f16_bits_to_f32(dm >> 16u32);
+    let mut wq = Array::<u32>::new(comptime!(rpt * 4));
+    let mut dd = Array::<f32>::new(rpt);
+    let mut mm = Array::<f32>::new(rpt);
+    let mut xv = Array::<f32>::new(32usize);
+    for b in 0..nb {
         #[unroll]
-        for ti in 0..tb {
-            // Tail tokens read a valid row (the last) and are not written.
-            let t = select(t0 + ti < m, t0 + ti, m - 1);
-            let xo = t * cols + b * 32;
-            let mut dot = 0.0f32;
-            let mut xs = 0.0f32;
-            // Word k holds bytes 4k..4k+4: low nibbles are elements 4k+j, high nibbles 16+4k+j.
+        for rr in 0..rpt {
+            // Rows past the end read the last row and are not written.
+            let row = select(r0 + rr < rows, r0 + rr, rows - 1);
+            let base = (row * nb + b) * 5;
+            let dm = w[base];
+            dd[rr] = f16_bits_to_f32(dm & 0xFFFFu32);
+            mm[rr] = f16_bits_to_f32(dm >> 16u32);
             #[unroll]
             for k in 0..4usize {
-                let q = w[base + 1 + k];
-                let lo = xo + 4 * k;
-                let hi = lo + 16;
-                let (xl0, xl1, xl2, xl3) = (x[lo], x[lo + 1], x[lo + 2], x[lo + 3]);
-                let (xh0, xh1, xh2, xh3) = (x[hi], x[hi + 1], x[hi + 2], x[hi + 3]);
-                dot += xl0 * f32::cast_from(q & 0xFu32)
-                    + xl1 * f32::cast_from((q >> 8u32) & 0xFu32)
-                    + xl2 * f32::cast_from((q >> 16u32) & 0xFu32)
-                    + xl3 * f32::cast_from((q >> 24u32) & 0xFu32)
-                    + xh0 * f32::cast_from((q >> 4u32) & 0xFu32)
-                    + xh1 * f32::cast_from((q >> 12u32) & 0xFu32)
-                    + xh2 * f32::cast_from((q >> 20u32) & 0xFu32)
-                    + xh3 * f32::cast_from(q >> 28u32);
-                xs += xl0 + xl1 + xl2 + xl3 + xh0 + xh1 + xh2 + xh3;
+                wq[rr * 4 + k] = w[base + 1 + k];
             }
-            // sum_j x_j (d q_j + m) = d * sum_j x_j q_j + m * sum_j x_j
-            acc[ti] += d * dot + mn * xs;
+        }
+        #[unroll]
+        for ti in 0..tb {
+            // Tokens past the end read the last token and are not written.
+            let t = select(t0 + ti < m, t0 + ti, m - 1);
+            let xo = t * cols + b * 32;
+            let mut xs = 0.0f32;
+            #[unroll]
+            for j in 0..32usize {
+                let v = x[xo + j];
+                xv[j] = v;
+                xs += v;
+            }
+            #[unroll]
+            for rr in 0..rpt {
+                let mut dot = 0.0f32;
+                // Word k holds bytes 4k..4k+4: low nibbles are elements 4k+i, high nibbles 16+4k+i.
+                #[unroll]
+                for k in 0..4usize {
+                    let q = wq[rr * 4 + k];
+                    dot += xv[4 * k] * f32::cast_from(q & 0xFu32)
+                        + xv[4 * k + 1] * f32::cast_from((q >> 8u32) & 0xFu32)
+                        + xv[4 * k + 2] * f32::cast_from((q >> 16u32) & 0xFu32)
+                        + xv[4 * k + 3] * f32::cast_from((q >> 24u32) & 0xFu32)
+                        + xv[16 + 4 * k] * f32::cast_from((q >> 4u32) & 0xFu32)
+                        + xv[16 + 4 * k + 1] * f32::cast_from((q >> 12u32) & 0xFu32)
+                        + xv[16 + 4 * k + 2] * f32::cast_from((q >> 20u32) & 0xFu32)
+                        + xv[16 + 4 * k + 3] * f32::cast_from(q >> 28u32);
+                }
+                // sum_j x_j (d q_j + m) = d * sum_j x_j q_j + m * sum_j x_j
+                acc[ti * rpt + rr] += dd[rr] * dot + mm[rr] * xs;
+            }
         }
     }
     #[unroll]
     for ti in 0..tb {
-        let t = t0 + ti;
-        if t < m {
-            out[t * (rows as usize) + (r as usize)] = acc[ti];
+        #[unroll]
+        for rr in 0..rpt {
+            let t = t0 + ti;
+            let row = r0 + rr;
+            if t < m && row < rows {
+                out[t * rows + row] = acc[ti * rpt + rr];
+            }
         }
     }
 }
@@ -106,42 +132,64 @@ fn sbyte(q: u32, #[comptime] k: u32) -> f32 {
 
 /// Same contract as the Q4_1 kernel for repacked Q8_0 blocks (9 words each).
 #[cube(launch_unchecked)]
-fn q8_0_matmul_kernel(x: &[f32], w: &[u32], out: &mut [f32], m: u32, rows: u32, nb: u32, #[comptime] tb: usize) {
-    let r = ABSOLUTE_POS_X;
-    if r >= rows {
+fn q8_0_matmul_kernel(x: &[f32], w: &[u32], out: &mut [f32], m: u32, rows: u32, nb: u32, #[comptime] tb: usize, #[comptime] rpt: usize) {
+    let rows = rows as usize;
+    let r0 = (ABSOLUTE_POS_X as usize) * rpt;
+    if r0 >= rows {
         terminate!();
     }
-    let t0 = (ABSOLUTE_POS_Y as usize) * tb;
+    let t0 = (CUBE_POS_Y as usize) * tb;
     let m = m as usize;
-    let cols = (nb as usize) * 32;
-    let row_base = (r as usize) * (nb as usize) * 9;
-    let mut acc = Array::<f32>::new(tb);
+    let nb = nb as usize;
+    let cols = nb * 32;
+    let mut acc = Array::<f32>::new(comptime!(tb * rpt));
     #[unroll]
-    for ti in 0..tb {
-        acc[ti] = 0.0f32;
+    for i in 0..tb * rpt {
+        acc[i] = 0.0f32;
     }
-    for b in 0..nb as usize {
-        let base = row_base + b * 9;
-        let d = f16_bits_to_f32(w[base] & 0xFFFFu32);
+    let mut wq = Array::<u32>::new(comptime!(rpt * 8));
+    let mut dd = Array::<f32>::new(rpt);
+    let mut xv = Array::<f32>::new(32usize);
+    for b in 0..nb {
+        #[unroll]
+        for rr in 0..rpt {
+            let row = select(r0 + rr < rows, r0 + rr, rows - 1);
+            let base = (row * nb + b) * 9;
+            dd[rr] = f16_bits_to_f32(w[base] & 0xFFFFu32);
+            #[unroll]
+            for k in 0..8usize {
+                wq[rr * 8 + k] = w[base + 1 + k];
+            }
+        }
         #[unroll]
         for ti in 0..tb {
             let t = select(t0 + ti < m, t0 + ti, m - 1);
             let xo = t * cols + b * 32;
-            let mut dot = 0.0f32;
             #[unroll]
-            for k in 0..8usize {
-                let q = w[base + 1 + k];
-                let o = xo + 4 * k;
-                dot += x[o] * sbyte(q, 0u32) + x[o + 1] * sbyte(q, 1u32) + x[o + 2] * sbyte(q, 2u32) + x[o + 3] * sbyte(q, 3u32);
+            for j in 0..32usize {
+                xv[j] = x[xo + j];
             }
-            acc[ti] += d * dot;
+            #[unroll]
+            for rr in 0..rpt {
+                let mut dot = 0.0f32;
+                #[unroll]
+                for k in 0..8usize {
+                    let q = wq[rr * 8 + k];
+                    dot += xv[4 * k] * sbyte(q, 0u32) + xv[4 * k + 1] * sbyte(q, 1u32) + xv[4 * k + 2] * sbyte(q, 2u32) + xv[4 * k + 3] * sbyte(q, 3u32);
+                }
+                acc[ti * rpt + rr] += dd[rr] * dot;
+            }
         }
     }
     #[unroll]
     for ti in 0..tb {
-        let t = t0 + ti;
-        if t < m {
-            out[t * (rows as usize) + (r as usize)] = acc[ti];
+        #[unroll]
+        for rr in 0..rpt {
+            let t = t0 + ti;
+            let row = r0 + rr;
+            if t < m && row < rows {
+                out[t * rows + row] = acc[ti * rpt + rr];
+            }
         }
     }
 }
@@ -158,6 +206,9 @@ pub struct GpuQMatrix {
     layout: Layout,
     rows: usize,
     cols: usize,
+    /// Output rows per invocation: many on software GPUs (loads are gathers), few on hardware
+    /// GPUs (enough invocations to fill the device).
+    rpt: usize,
 }
 
 fn f16_bits(b: &[u8], i: usize) -> u32 {
@@ -195,7 +246,8 @@ impl GpuQMatrix {
         // An explicit dtype: burn would otherwise convert to the device's default int type.
         let data = TensorData::from_bytes_vec(bytes, [n], DType::U32);
         let words = Tensor::<1, Int>::from_data(data, (&dev.device, DType::U32));
-        Ok(Some(GpuQMatrix { words, layout, rows: w.rows, cols: w.cols }))
+        let rpt = if dev.is_software { 8 } else { 2 };
+        Ok(Some(GpuQMatrix { words, layout, rows: w.rows, cols: w.cols, rpt }))
     }
 }
 
@@ -215,14 +267,15 @@ pub fn matmul(w: &GpuQMatrix, x: Tensor<2>) -> Result<Tensor<2>> {
     let out = CubeTensor::new_contiguous(client.clone(), x.device.clone(), Shape::new([m, rows]), out_handle, DType::F32);
     // Several tokens per invocation reuse each dequantized block during prefill.
     let tb: usize = if m == 1 { 1 } else { 4 };
-    let count = CubeCount::Static((rows as u32).div_ceil(WG), m.div_ceil(tb) as u32, 1);
+    let rpt = w.rpt;
+    let count = CubeCount::Static((rows.div_ceil(rpt) as u32).div_ceil(WG), m.div_ceil(tb) as u32, 1);
     let dim = CubeDim::new_1d(WG);
     // SAFETY: buffer sizes follow from the shapes checked above; the kernels guard r < rows and
     // t < m and read only x rows < m and weight blocks < rows * nb.
     unsafe {
         match w.layout {
-            Layout::Q4_1 => q4_1_matmul_kernel::launch_unchecked(&client, count, dim, x.into_buffer_arg(), wt.into_buffer_arg(), out.clone().into_buffer_arg(), m as u32, rows as u32, nb as u32, tb),
-            Layout::Q8_0 => q8_0_matmul_kernel::launch_unchecked(&client, count, dim, x.into_buffer_arg(), wt.into_buffer_arg(), out.clone().into_buffer_arg(), m as u32, rows as u32, nb as u32, tb),
+            Layout::Q4_1 => q4_1_matmul_kernel::launch_unchecked(&client, count, dim, x.into_buffer_arg(), wt.into_buffer_arg(), out.clone().into_buffer_arg(), m as u32, rows as u32, nb as u32, tb, rpt),
+            Layout::Q8_0 => q8_0_matmul_kernel::launch_unchecked(&client, count, dim, x.into_buffer_arg(), wt.into_buffer_arg(), out.clone().into_buffer_arg(), m as u32, rows as u32, nb as u32, tb, rpt),
         }
     };
     Ok(Tensor::<2>::from_primitive::<Cube>(out))
