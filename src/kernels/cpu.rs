@@ -8,6 +8,7 @@
 use super::QMatrix;
 use crate::gguf::quant::{self, Q8Activations};
 
+#[cfg(not(target_family = "wasm"))]
 /// Rows handed to one task: large enough to amortise scheduling, small enough to balance 2-16 cores.
 const ROWS_PER_TASK: usize = 64;
 
@@ -85,11 +86,15 @@ fn for_each_row_block(out_t: &mut [f32], m: usize, f: impl Fn(usize, &mut [f32])
     }
 }
 
+#[cfg(not(target_family = "wasm"))]
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
 // SAFETY: used only to hand disjoint sub-slices to pool workers.
+#[cfg(not(target_family = "wasm"))]
 unsafe impl Send for SendPtr {}
+#[cfg(not(target_family = "wasm"))]
 unsafe impl Sync for SendPtr {}
+#[cfg(not(target_family = "wasm"))]
 impl SendPtr {
     fn get(self) -> *mut f32 {
         self.0

@@ -17,7 +17,9 @@ use burn::tensor::{DType, Int, Shape, Tensor, TensorData};
 use cubecl::prelude::*;
 
 use super::QMatrix;
-use crate::device::{BackendKind, PmgDevice};
+#[cfg(not(target_family = "wasm"))]
+use crate::device::BackendKind;
+use crate::device::PmgDevice;
 use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
 use crate::gguf::quant::QK;
