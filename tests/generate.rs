@@ -7,13 +7,11 @@ use pmg::llm::{CancelToken, FinishReason, GenerateOptions, LanguageModel, Sampli
 use pmg::tokenizer::ChatMessage;
 use pmg::{Error, PmgDevice};
 
+mod common;
+
 fn lm() -> &'static LanguageModel {
     static LM: OnceLock<LanguageModel> = OnceLock::new();
-    LM.get_or_init(|| {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-        let b = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}; run scripts/fetch-models.sh"));
-        LanguageModel::from_gguf_bytes(&b, &PmgDevice::cpu(), 512).unwrap()
-    })
+    LM.get_or_init(|| LanguageModel::from_gguf_bytes(&common::default_model_bytes(), &PmgDevice::cpu(), 512).unwrap())
 }
 
 fn run(prompt: &str, opts: GenerateOptions) -> (Vec<u32>, String, String, Option<FinishReason>) {
@@ -119,8 +117,7 @@ fn bad_requests_are_typed_errors() {
 
 #[test]
 fn hostile_model_bytes_are_errors_not_panics() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let b = std::fs::read(path).unwrap();
+    let b = common::default_model_bytes();
     let dev = PmgDevice::cpu();
     for len in [0, 3, 100, 4096, 1_000_000, b.len() - 1] {
         assert!(LanguageModel::from_gguf_bytes(&b[..len], &dev, 64).is_err(), "truncated at {len}");

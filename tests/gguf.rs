@@ -35,7 +35,7 @@ fn quantized_matmul_matches_f32_reference() {
         let w = QMatrix::from_gguf(&g, &format!("w.{name}")).unwrap();
         let wf = w.dequantize();
         for m in [1usize, 5] {
-            let x: Vec<f32> = (0..m * w.cols).map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0)).collect();
+            let x: Vec<f32> = (0..m * w.cols).map(|i| (i * 37 % 101) as f32 / 50.0 - 1.0).collect();
             let y = cpu::matmul(&w, &x, m);
             for t in 0..m {
                 for r in 0..w.rows {

@@ -5,8 +5,10 @@
 use std::sync::OnceLock;
 
 use pmg::llm::{LanguageModel, Rows};
-use pmg::{DeviceChoice, PmgDevice};
+use pmg::PmgDevice;
 use serde::Deserialize;
+
+mod common;
 
 /// Steps of each continuation that must match.
 const STEPS: usize = 24;
@@ -52,8 +54,7 @@ fn golden() -> &'static Golden {
 fn model_bytes() -> &'static [u8] {
     static B: OnceLock<Vec<u8>> = OnceLock::new();
     B.get_or_init(|| {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-        let b = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}; run scripts/fetch-models.sh"));
+        let b = common::default_model_bytes();
         assert_eq!(pmg::models::sha256_hex(&b), golden().model_sha256, "golden data was made from another file");
         b
     })
@@ -126,11 +127,7 @@ fn greedy_and_logits_match_llama_cpp_on_cpu() {
 
 #[test]
 fn greedy_and_logits_match_llama_cpp_on_wgpu() {
-    if std::env::var_os("PMG_SKIP_WGPU").is_some() {
-        eprintln!("PMG_SKIP_WGPU set: skipping the wgpu backend");
-        return;
-    }
-    let dev = PmgDevice::new(DeviceChoice::Wgpu).expect("no wgpu adapter (install mesa-vulkan-drivers, or set PMG_SKIP_WGPU=1)");
+    let Some(dev) = common::wgpu_device() else { return };
     check_against_llama_cpp(dev, LOGIT_TOL_WGPU);
 }
 

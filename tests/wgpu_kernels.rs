@@ -4,17 +4,14 @@
 use burn::tensor::{Tensor, TensorData};
 use pmg::gguf::Gguf;
 use pmg::kernels::{QLinear, QMatrix};
-use pmg::{DeviceChoice, PmgDevice};
+
+mod common;
 
 const QUANTS: &[u8] = include_bytes!("golden/quants.gguf");
 
 #[test]
 fn qlinear_on_wgpu_matches_f32_reference() {
-    if std::env::var_os("PMG_SKIP_WGPU").is_some() {
-        eprintln!("PMG_SKIP_WGPU set: skipping");
-        return;
-    }
-    let dev = PmgDevice::new(DeviceChoice::Wgpu).expect("no wgpu adapter (install mesa-vulkan-drivers, or set PMG_SKIP_WGPU=1)");
+    let Some(dev) = common::wgpu_device() else { return };
     let g = Gguf::parse(QUANTS).unwrap();
     // 3 rows: fewer than the rows one invocation handles, so the tail guards are exercised.
     for name in ["q4_0", "q4_1", "q8_0", "q4_k", "q6_k", "f16"] {
@@ -23,7 +20,7 @@ fn qlinear_on_wgpu_matches_f32_reference() {
         let (rows, cols) = (w.rows, w.cols);
         let lin = QLinear::new(w, &dev).unwrap();
         for m in [1usize, 5] {
-            let x: Vec<f32> = (0..m * cols).map(|i| ((i * 31 % 97) as f32 / 48.0 - 1.0)).collect();
+            let x: Vec<f32> = (0..m * cols).map(|i| (i * 31 % 97) as f32 / 48.0 - 1.0).collect();
             let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, cols]), &dev.device);
             let y: Vec<f32> = lin.forward(xt).unwrap().into_data().try_into_vec().unwrap();
             assert_eq!(y.len(), m * rows);

@@ -4,7 +4,8 @@
 //! Device layout (u32 little-endian words, each block starting on a word boundary):
 //! - Q4_1 as in the file: 5 words = `d | m << 16` (two f16), then 16 bytes of nibbles.
 //! - Q4_0 repacked to Q4_1 at upload with `m = -8 d` (exact in f16: a power-of-two scale).
-//! - Q8_0 repacked from 34 to 36 bytes: word 0 = `d` (f16), words 1..9 = 32 signed bytes.
+//! - Q8_0 repacked from 34 to 36 bytes: word 0 = `d` (f16, upper half zero), words 1..9 = 32
+//!   signed bytes.
 //! Other types (K-quants, floats) run the CPU kernel on a host copy of the activations: correct,
 //! and slower; a GPU kernel for them is future work.
 //!
@@ -40,13 +41,32 @@ fn f16_bits_to_f32(h: u32) -> f32 {
     select(exp == 0u32, sub, normal)
 }
 
-/// `out[t, r] = sum_c x[t, c] * W[r, c]` for Q4_1 blocks (5 words each).
+/// Signed byte `k` (0..4) of `q` as f32.
+#[cube]
+fn sbyte(q: u32, #[comptime] k: u32) -> f32 {
+    let b = (q >> (8u32 * k)) & 0xFFu32;
+    f32::cast_from(b) - select(b >= 128u32, 256.0f32, 0.0f32)
+}
+
+/// `out[t, r] = sum_c x[t, c] * W[r, c]` for Q4_1 blocks (5 words: `d | m << 16`, 16 bytes of
+/// nibbles) or, with `q8`, repacked Q8_0 blocks (9 words: `d`, 32 signed bytes).
 ///
 /// One invocation computes `rpt` consecutive rows for `tb` consecutive tokens; every weight word
 /// and activation is loaded once per invocation and reused from registers (on SIMD-on-CPU drivers
 /// such as lavapipe and SwiftShader every buffer load is a per-lane gather, and loads dominate).
 #[cube(launch_unchecked)]
-fn q4_1_matmul_kernel(x: &[f32], w: &[u32], out: &mut [f32], m: u32, rows: u32, nb: u32, #[comptime] tb: usize, #[comptime] rpt: usize) {
+fn qmatmul_kernel(
+    x: &[f32],
+    w: &[u32],
+    out: &mut [f32],
+    m: u32,
+    rows: u32,
+    nb: u32,
+    #[comptime] tb: usize,
+    #[comptime] rpt: usize,
+    #[comptime] q8: bool,
+) {
+    let qw = comptime!(if q8 { 8usize } else { 4usize });
     let rows = rows as usize;
     let r0 = (ABSOLUTE_POS_X as usize) * rpt;
     if r0 >= rows {
@@ -61,7 +81,7 @@ fn q4_1_matmul_kernel(x: &[f32], w: &[u32], out: &mut [f32], m: u32, rows: u32, 
     for i in 0..tb * rpt {
         acc[i] = 0.0f32;
     }
-    let mut wq = Array::<u32>::new(comptime!(rpt * 4));
+    let mut wq = Array::<u32>::new(comptime!(rpt * qw));
     let mut dd = Array::<f32>::new(rpt);
     let mut mm = Array::<f32>::new(rpt);
     let mut xv = Array::<f32>::new(32usize);
@@ -70,13 +90,14 @@ fn q4_1_matmul_kernel(x: &[f32], w: &[u32], out: &mut [f32], m: u32, rows: u32, 
         for rr in 0..rpt {
             // Rows past the end read the last row and are not written.
             let row = select(r0 + rr < rows, r0 + rr, rows - 1);
-            let base = (row * nb + b) * 5;
+            let base = (row * nb + b) * (qw + 1);
             let dm = w[base];
             dd[rr] = f16_bits_to_f32(dm & 0xFFFFu32);
+            // Q8_0 has no min: its upper half-word is zero padding, which decodes to 0.0.
             mm[rr] = f16_bits_to_f32(dm >> 16u32);
             #[unroll]
-            for k in 0..4usize {
-                wq[rr * 4 + k] = w[base + 1 + k];
+            for k in 0..qw {
+                wq[rr * qw + k] = w[base + 1 + k];
             }
         }
         #[unroll]
@@ -94,92 +115,29 @@ fn q4_1_matmul_kernel(x: &[f32], w: &[u32], out: &mut [f32], m: u32, rows: u32, 
             #[unroll]
             for rr in 0..rpt {
                 let mut dot = 0.0f32;
-                // Word k holds bytes 4k..4k+4: low nibbles are elements 4k+i, high nibbles 16+4k+i.
-                #[unroll]
-                for k in 0..4usize {
-                    let q = wq[rr * 4 + k];
-                    dot += xv[4 * k] * f32::cast_from(q & 0xFu32)
-                        + xv[4 * k + 1] * f32::cast_from((q >> 8u32) & 0xFu32)
-                        + xv[4 * k + 2] * f32::cast_from((q >> 16u32) & 0xFu32)
-                        + xv[4 * k + 3] * f32::cast_from((q >> 24u32) & 0xFu32)
-                        + xv[16 + 4 * k] * f32::cast_from((q >> 4u32) & 0xFu32)
-                        + xv[16 + 4 * k + 1] * f32::cast_from((q >> 12u32) & 0xFu32)
-                        + xv[16 + 4 * k + 2] * f32::cast_from((q >> 20u32) & 0xFu32)
-                        + xv[16 + 4 * k + 3] * f32::cast_from(q >> 28u32);
+                if q8 {
+                    #[unroll]
+                    for k in 0..8usize {
+                        let q = wq[rr * 8 + k];
+                        dot += xv[4 * k] * sbyte(q, 0u32) + xv[4 * k + 1] * sbyte(q, 1u32) + xv[4 * k + 2] * sbyte(q, 2u32) + xv[4 * k + 3] * sbyte(q, 3u32);
+                    }
+                } else {
+                    // Word k holds bytes 4k..4k+4: low nibbles are elements 4k+i, high nibbles 16+4k+i.
+                    #[unroll]
+                    for k in 0..4usize {
+                        let q = wq[rr * 4 + k];
+                        dot += xv[4 * k] * f32::cast_from(q & 0xFu32)
+                            + xv[4 * k + 1] * f32::cast_from((q >> 8u32) & 0xFu32)
+                            + xv[4 * k + 2] * f32::cast_from((q >> 16u32) & 0xFu32)
+                            + xv[4 * k + 3] * f32::cast_from((q >> 24u32) & 0xFu32)
+                            + xv[16 + 4 * k] * f32::cast_from((q >> 4u32) & 0xFu32)
+                            + xv[16 + 4 * k + 1] * f32::cast_from((q >> 12u32) & 0xFu32)
+                            + xv[16 + 4 * k + 2] * f32::cast_from((q >> 20u32) & 0xFu32)
+                            + xv[16 + 4 * k + 3] * f32::cast_from(q >> 28u32);
+                    }
                 }
                 // sum_j x_j (d q_j + m) = d * sum_j x_j q_j + m * sum_j x_j
                 acc[ti * rpt + rr] += dd[rr] * dot + mm[rr] * xs;
-            }
-        }
-    }
-    #[unroll]
-    for ti in 0..tb {
-        #[unroll]
-        for rr in 0..rpt {
-            let t = t0 + ti;
-            let row = r0 + rr;
-            if t < m && row < rows {
-                out[t * rows + row] = acc[ti * rpt + rr];
-            }
-        }
-    }
-}
-
-/// Signed byte `k` (0..4) of `q` as f32.
-#[cube]
-fn sbyte(q: u32, #[comptime] k: u32) -> f32 {
-    let b = (q >> (8u32 * k)) & 0xFFu32;
-    f32::cast_from(b) - select(b >= 128u32, 256.0f32, 0.0f32)
-}
-
-/// Same contract as the Q4_1 kernel for repacked Q8_0 blocks (9 words each).
-#[cube(launch_unchecked)]
-fn q8_0_matmul_kernel(x: &[f32], w: &[u32], out: &mut [f32], m: u32, rows: u32, nb: u32, #[comptime] tb: usize, #[comptime] rpt: usize) {
-    let rows = rows as usize;
-    let r0 = (ABSOLUTE_POS_X as usize) * rpt;
-    if r0 >= rows {
-        terminate!();
-    }
-    let t0 = (CUBE_POS_Y as usize) * tb;
-    let m = m as usize;
-    let nb = nb as usize;
-    let cols = nb * 32;
-    let mut acc = Array::<f32>::new(comptime!(tb * rpt));
-    #[unroll]
-    for i in 0..tb * rpt {
-        acc[i] = 0.0f32;
-    }
-    let mut wq = Array::<u32>::new(comptime!(rpt * 8));
-    let mut dd = Array::<f32>::new(rpt);
-    let mut xv = Array::<f32>::new(32usize);
-    for b in 0..nb {
-        #[unroll]
-        for rr in 0..rpt {
-            let row = select(r0 + rr < rows, r0 + rr, rows - 1);
-            let base = (row * nb + b) * 9;
-            dd[rr] = f16_bits_to_f32(w[base] & 0xFFFFu32);
-            #[unroll]
-            for k in 0..8usize {
-                wq[rr * 8 + k] = w[base + 1 + k];
-            }
-        }
-        #[unroll]
-        for ti in 0..tb {
-            let t = select(t0 + ti < m, t0 + ti, m - 1);
-            let xo = t * cols + b * 32;
-            #[unroll]
-            for j in 0..32usize {
-                xv[j] = x[xo + j];
-            }
-            #[unroll]
-            for rr in 0..rpt {
-                let mut dot = 0.0f32;
-                #[unroll]
-                for k in 0..8usize {
-                    let q = wq[rr * 8 + k];
-                    dot += xv[4 * k] * sbyte(q, 0u32) + xv[4 * k + 1] * sbyte(q, 1u32) + xv[4 * k + 2] * sbyte(q, 2u32) + xv[4 * k + 3] * sbyte(q, 3u32);
-                }
-                acc[ti * rpt + rr] += dd[rr] * dot;
             }
         }
     }
@@ -274,11 +232,9 @@ pub fn matmul(w: &GpuQMatrix, x: Tensor<2>) -> Result<Tensor<2>> {
     let dim = CubeDim::new_1d(WG);
     // SAFETY: buffer sizes follow from the shapes checked above; the kernels guard r < rows and
     // t < m and read only x rows < m and weight blocks < rows * nb.
+    let q8 = w.layout == Layout::Q8_0;
     unsafe {
-        match w.layout {
-            Layout::Q4_1 => q4_1_matmul_kernel::launch_unchecked(&client, count, dim, x.into_buffer_arg(), wt.into_buffer_arg(), out.clone().into_buffer_arg(), m as u32, rows as u32, nb as u32, tb, rpt),
-            Layout::Q8_0 => q8_0_matmul_kernel::launch_unchecked(&client, count, dim, x.into_buffer_arg(), wt.into_buffer_arg(), out.clone().into_buffer_arg(), m as u32, rows as u32, nb as u32, tb, rpt),
-        }
+        qmatmul_kernel::launch_unchecked(&client, count, dim, x.into_buffer_arg(), wt.into_buffer_arg(), out.clone().into_buffer_arg(), m as u32, rows as u32, nb as u32, tb, rpt, q8)
     };
     Ok(Tensor::<2>::from_primitive::<Cube>(out))
 }
