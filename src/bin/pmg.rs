@@ -111,9 +111,11 @@ fn default_model() -> PathBuf {
 }
 
 fn read_model(path: &Option<PathBuf>) -> Result<Vec<u8>> {
+    let is_default = path.is_none();
     let path = path.clone().unwrap_or_else(default_model);
     std::fs::read(&path).map_err(|source| {
-        let hint = if source.kind() == std::io::ErrorKind::NotFound { " (run scripts/fetch-models.sh to get the default model)" } else { "" };
+        let missing = source.kind() == std::io::ErrorKind::NotFound;
+        let hint = if is_default && missing { " (run scripts/fetch-models.sh to get the default model)" } else { "" };
         Error::Io { path: format!("{}{hint}", path.display()), source }
     })
 }
@@ -293,7 +295,28 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Mesa's Vulkan/GL drivers print warnings when `XDG_RUNTIME_DIR` is unset (as in containers and CI);
+/// `--device auto` probes the GPU, so give them a private directory.
+fn ensure_runtime_dir() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pmg-runtime-{}", std::process::id()));
+    #[cfg(unix)]
+    let made = {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).is_ok()
+    };
+    #[cfg(not(unix))]
+    let made = false;
+    if made {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    }
+}
+
 fn main() -> ExitCode {
+    ensure_runtime_dir();
     let cli = Cli::parse();
     match main_inner(cli) {
         Ok(()) => ExitCode::SUCCESS,
