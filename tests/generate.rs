@@ -123,3 +123,31 @@ fn hostile_model_bytes_are_errors_not_panics() {
         assert!(LanguageModel::from_gguf_bytes(&b[..len], &dev, 64).is_err(), "truncated at {len}");
     }
 }
+
+/// Polls a future that completes without waiting on I/O (the CPU backend's readback).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn async_stepping_matches_the_iterator() {
+    let lm = lm();
+    let ids = lm.tokenize_prompt("The capital of France is").unwrap();
+    let opts = || GenerateOptions { max_tokens: 10, stop: vec!["\n\n".into()], ..Default::default() };
+    let mut s = lm.new_session();
+    let sync: Vec<_> = s.generate(&ids, opts()).unwrap().map(|t| t.unwrap()).collect();
+    let mut s = lm.new_session();
+    let mut st = s.generate(&ids, opts()).unwrap();
+    let mut asynced = Vec::new();
+    while let Some(t) = block_on(st.next_async()) {
+        asynced.push(t.unwrap());
+    }
+    assert_eq!(sync, asynced);
+    assert_eq!(st.finish_reason(), Some(FinishReason::StopString));
+}

@@ -137,6 +137,11 @@ pub(crate) fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec
     t.into_data().try_into_vec::<f32>().map_err(|e| Error::Device { device: "readback".into(), reason: format!("{e:?}") })
 }
 
+pub(crate) async fn read_f32_async<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    let data = t.into_data_async().await.map_err(|e| Error::Device { device: "readback".into(), reason: format!("{e:?}") })?;
+    data.try_into_vec::<f32>().map_err(|e| Error::Device { device: "readback".into(), reason: format!("{e:?}") })
+}
+
 /// A conversation state: the KV cache and the tokens in it.
 pub struct Session<'a> {
     pub lm: &'a LanguageModel,
@@ -160,6 +165,13 @@ impl<'a> Session<'a> {
         let logits = self.lm.model.forward(tokens, &mut self.cache, Rows::Last)?;
         self.tokens.extend_from_slice(tokens);
         read_f32(logits)
+    }
+
+    /// Feed tokens and return the logits of the last one, without a blocking readback.
+    pub async fn feed_async(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let logits = self.lm.model.forward(tokens, &mut self.cache, Rows::Last)?;
+        self.tokens.extend_from_slice(tokens);
+        read_f32_async(logits).await
     }
 
     /// Start generating after `prompt` (a continuation of what is already in the session).
@@ -196,16 +208,33 @@ impl TokenStream<'_, '_> {
     }
 
     fn step(&mut self) -> Result<Option<Token>> {
+        let Some(input) = self.next_input_tokens() else { return Ok(None) };
+        let logits = self.session.feed(&input)?;
+        Ok(Some(self.accept(logits)))
+    }
+
+    /// The next token: the same as [`Iterator::next`], reading logits back without blocking
+    /// (required for WebGPU in the browser, where a synchronous readback is impossible).
+    pub async fn next_async(&mut self) -> Option<Result<Token>> {
+        let input = self.next_input_tokens()?;
+        match self.session.feed_async(&input).await {
+            Ok(logits) => Some(Ok(self.accept(logits))),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// What to feed next, or `None` (with `finish` set) when generation is over.
+    fn next_input_tokens(&mut self) -> Option<Vec<u32>> {
         if self.finish.is_some() {
-            return Ok(None);
+            return None;
         }
         if self.opts.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
             self.finish = Some(FinishReason::Cancelled);
-            return Ok(None);
+            return None;
         }
         if self.produced >= self.opts.max_tokens {
             self.finish = Some(FinishReason::MaxTokens);
-            return Ok(None);
+            return None;
         }
         let input = match (self.prompt.take(), self.next_input.take()) {
             (Some(p), _) => p,
@@ -214,9 +243,13 @@ impl TokenStream<'_, '_> {
         };
         if self.session.cache.pos + input.len() > self.session.cache.n_ctx {
             self.finish = Some(FinishReason::ContextFull);
-            return Ok(None);
+            return None;
         }
-        let mut logits = self.session.feed(&input)?;
+        Some(input)
+    }
+
+    /// Sample from the logits of the last fed token and turn the choice into a [`Token`].
+    fn accept(&mut self, mut logits: Vec<f32>) -> Token {
         let id = self.sampler.sample(&mut logits, &self.session.tokens);
         self.produced += 1;
         let tok = &self.session.lm.tokenizer;
@@ -224,22 +257,22 @@ impl TokenStream<'_, '_> {
             // The end-of-turn token is yielded (marked special) carrying any held-back text.
             self.finish = Some(FinishReason::EndOfTurn);
             self.text.push_str(&self.stream.finish());
-            return Ok(Some(Token { id, text: self.flush(self.text.len()), special: true }));
+            return Token { id, text: self.flush(self.text.len()), special: true };
         }
         self.next_input = Some(id);
         self.text.push_str(&self.stream.push(tok, id));
         if let Some(cut) = self.opts.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| self.text.find(s.as_str())).min() {
             self.text.truncate(cut);
             self.finish = Some(FinishReason::StopString);
-            return Ok(Some(Token { id, text: self.flush(cut), special: false }));
+            return Token { id, text: self.flush(cut), special: false };
         }
         if self.produced >= self.opts.max_tokens {
             self.text.push_str(&self.stream.finish());
-            return Ok(Some(Token { id, text: self.flush(self.text.len()), special: tok.is_control(id) }));
+            return Token { id, text: self.flush(self.text.len()), special: tok.is_control(id) };
         }
         // Hold back a tail that could still become a stop string.
         let hold = self.opts.stop.iter().map(|s| partial_suffix(&self.text, s)).max().unwrap_or(0);
-        Ok(Some(Token { id, text: self.flush(self.text.len() - hold), special: tok.is_control(id) }))
+        Token { id, text: self.flush(self.text.len() - hold), special: tok.is_control(id) }
     }
 
     /// Text from the last emitted byte up to `end`.
