@@ -10,6 +10,8 @@ pub mod kernels;
 pub mod llm;
 pub mod models;
 pub mod tokenizer;
+#[cfg(target_family = "wasm")]
+pub mod wasm;
 
 pub use device::{BackendKind, DeviceChoice, PmgDevice};
 pub use error::{Error, Result};

@@ -95,6 +95,11 @@ impl QLinear {
         // CPU kernel (also the fallback for types without a GPU kernel: the result goes back to
         // the activations' device).
         let device = x.device();
+        // In the browser a GPU tensor cannot be read back synchronously.
+        #[cfg(all(feature = "wgpu", target_family = "wasm"))]
+        if wgpu::is_wgpu(&device) {
+            return Err(Error::Device { device: "webgpu".into(), reason: format!("{:?} weights have no WebGPU kernel yet; use the CPU backend", self.weight.ty) });
+        }
         let xs: Vec<f32> = x.into_data().try_into_vec().map_err(|e| Error::InvalidArgument(format!("{e:?}")))?;
         let y = cpu::matmul(&self.weight, &xs, m);
         Ok(Tensor::from_data(TensorData::new(y, [m, self.weight.rows]), &device))

@@ -1,0 +1,184 @@
+//! The wasm-bindgen surface: adapts the Rust API for JavaScript, no logic of its own.
+//! (The TypeScript wrapper in `web/` runs this in a Web Worker.)
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::device::{BackendKind, DeviceChoice, PmgDevice};
+use crate::error::Error;
+use crate::llm::{GenerateOptions, LanguageModel, SamplingParams};
+use crate::tokenizer::ChatMessage;
+
+unsafe extern "C" {
+    fn __wasm_call_ctors();
+}
+
+/// Runs once when the module is instantiated.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+    // cubecl registers thousands of items with static constructors. If nothing calls
+    // `__wasm_call_ctors`, wasm-ld wraps every export in a shim that re-runs them on each
+    // JS -> wasm call (0.5 ms per call); calling it once here removes the shims (PLATFORM.md).
+    unsafe { __wasm_call_ctors() };
+}
+
+/// A Rust error as a JS `Error` whose `name` tells the kind (`GgufError`, `DeviceError`, ...).
+fn js_error(e: Error) -> JsValue {
+    let name = match &e {
+        Error::Gguf(_) => "GgufError",
+        Error::Metadata { .. } | Error::Tensor { .. } => "ModelError",
+        Error::Tokenizer(_) | Error::Template(_) => "TokenizerError",
+        Error::Device { .. } => "DeviceError",
+        Error::Integrity { .. } => "IntegrityError",
+        Error::InvalidArgument(_) => "InvalidArgumentError",
+        Error::Cancelled => "AbortError",
+        Error::Io { .. } => "IoError",
+    };
+    let err = js_sys::Error::new(&e.to_string());
+    err.set_name(name);
+    err.into()
+}
+
+/// Plain JS objects (not `Map`s) for JSON-like values.
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(bad_arg)
+}
+
+fn bad_arg(msg: impl std::fmt::Display) -> JsValue {
+    js_error(Error::InvalidArgument(msg.to_string()))
+}
+
+/// Resolve a device in the browser. `auto` takes WebGPU on a hardware adapter and the CPU
+/// otherwise (a software adapter such as SwiftShader is slower than the CPU path).
+async fn device(choice: DeviceChoice) -> Result<PmgDevice, Error> {
+    match choice {
+        DeviceChoice::Cpu => Ok(PmgDevice::cpu()),
+        DeviceChoice::Wgpu => webgpu().await,
+        DeviceChoice::Auto => match webgpu().await {
+            Ok(d) if !d.is_software => Ok(d),
+            _ => Ok(PmgDevice::cpu()),
+        },
+    }
+}
+
+async fn webgpu() -> Result<PmgDevice, Error> {
+    let unavailable = |reason: String| Error::Device { device: "webgpu".into(), reason };
+    let (device, setup) = burn::tensor::Device::wgpu_options().init_with_setup_async().await.map_err(|e| unavailable(e.to_string()))?;
+    let info = setup.adapter.get_info();
+    let text = format!("{} {} {:?}", info.name, info.driver, info.device_type).to_lowercase();
+    let is_software = info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu || text.contains("swiftshader") || text.contains("llvmpipe");
+    Ok(PmgDevice { device, kind: BackendKind::Wgpu, adapter: format!("{} ({:?})", info.name, info.backend), is_software })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct JsGenOptions {
+    max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    seed: Option<u64>,
+    stop: Vec<String>,
+}
+
+impl JsGenOptions {
+    fn into_options(self) -> GenerateOptions {
+        let d = SamplingParams::default();
+        GenerateOptions {
+            max_tokens: self.max_tokens.unwrap_or(256),
+            sampling: SamplingParams {
+                temperature: self.temperature.unwrap_or(d.temperature),
+                top_k: self.top_k.unwrap_or(d.top_k),
+                top_p: self.top_p.unwrap_or(d.top_p),
+                repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
+                seed: self.seed.unwrap_or(d.seed),
+                ..d
+            },
+            stop: self.stop,
+            cancel: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsResult {
+    tokens: Vec<u32>,
+    text: String,
+    finish_reason: Option<crate::llm::FinishReason>,
+}
+
+/// A loaded language model.
+#[wasm_bindgen]
+pub struct Llm {
+    lm: LanguageModel,
+}
+
+#[wasm_bindgen]
+impl Llm {
+    /// Build the model from GGUF bytes on `device` (`"auto" | "webgpu" | "cpu"`).
+    pub async fn load(bytes: Vec<u8>, device: String, n_ctx: Option<u32>) -> Result<Llm, JsValue> {
+        let choice: DeviceChoice = device.parse().map_err(js_error)?;
+        let dev = self::device(choice).await.map_err(js_error)?;
+        let lm = LanguageModel::from_gguf_bytes(&bytes, &dev, n_ctx.unwrap_or(2048) as usize).map_err(js_error)?;
+        Ok(Llm { lm })
+    }
+
+    /// `{ backend, adapter, architecture, ... }`.
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        let d = &self.lm.model.device;
+        let v = serde_json::json!({
+            "backend": match d.kind { BackendKind::Cpu => "cpu", BackendKind::Wgpu => "webgpu" },
+            "adapter": d.adapter,
+            "softwareAdapter": d.is_software,
+            "config": self.lm.model.config,
+            "weightBytes": self.lm.model.weight_bytes,
+        });
+        to_js(&v)
+    }
+
+    /// Complete a raw prompt. `on_token(text, id)` is called for every token; returning `false`
+    /// from it stops generation (finish reason `cancelled`).
+    pub async fn complete(&self, prompt: String, options: JsValue, on_token: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
+        let ids = self.lm.tokenize_prompt(&prompt).map_err(js_error)?;
+        self.run(ids, options, on_token).await
+    }
+
+    /// Chat: `messages` is `[{ role, content }]`; the model's chat template is applied.
+    pub async fn chat(&self, messages: JsValue, options: JsValue, on_token: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
+        let messages: Vec<ChatMessage> = serde_wasm_bindgen::from_value(messages).map_err(bad_arg)?;
+        let ids = self.lm.tokenize_chat(&messages).map_err(js_error)?;
+        self.run(ids, options, on_token).await
+    }
+
+    /// Token ids of `text` (special-token text recognised).
+    pub fn tokenize(&self, text: String) -> Result<Vec<u32>, JsValue> {
+        self.lm.tokenize_prompt(&text).map_err(js_error)
+    }
+}
+
+impl Llm {
+    async fn run(&self, prompt: Vec<u32>, options: JsValue, on_token: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
+        let opts: JsGenOptions = if options.is_undefined() || options.is_null() { JsGenOptions::default() } else { serde_wasm_bindgen::from_value(options).map_err(bad_arg)? };
+        let cancel = crate::llm::CancelToken::new();
+        let mut opts = opts.into_options();
+        opts.cancel = Some(cancel.clone());
+        let mut session = self.lm.new_session();
+        let mut stream = session.generate(&prompt, opts).map_err(js_error)?;
+        let mut tokens = Vec::new();
+        while let Some(tok) = stream.next_async().await {
+            let tok = tok.map_err(js_error)?;
+            tokens.push(tok.id);
+            if let Some(f) = &on_token {
+                let keep = f.call2(&JsValue::NULL, &JsValue::from_str(&tok.text), &JsValue::from(tok.id))?;
+                if keep == JsValue::FALSE {
+                    cancel.cancel();
+                }
+            }
+        }
+        let r = JsResult { tokens, text: stream.text().to_string(), finish_reason: stream.finish_reason() };
+        to_js(&r)
+    }
+}
