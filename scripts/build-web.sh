@@ -5,11 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 target=${CARGO_TARGET_DIR:-target}
-rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-want=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p')
-if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$want" ]; then
-    cargo install wasm-bindgen-cli --version "$want"
-fi
+# Toolchain pieces (wasm target, wasm-bindgen CLI) come from scripts/setup.sh.
 cargo build --release --lib --target wasm32-unknown-unknown --no-default-features --features cpu,wgpu
 wasm-bindgen --target web --weak-refs --out-dir web/pkg "$target/wasm32-unknown-unknown/release/pmg.wasm"
 if grep -q command_export web/pkg/pmg.js; then

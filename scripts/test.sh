@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: set up what is missing, then run every test (Rust unit, integration and golden
-# tests on the CPU and wgpu backends).
+# The test command: set up what is missing, then run every test: Rust unit, integration and golden
+# tests on the CPU and wgpu backends, then the wasm build in headless Chromium on CPU and WebGPU.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -11,3 +11,6 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
     export XDG_RUNTIME_DIR
 fi
 cargo test --release --all-targets
+scripts/build-web.sh
+node web/tests/smoke.mjs cpu
+node web/tests/smoke.mjs webgpu
