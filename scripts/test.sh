@@ -14,3 +14,4 @@ cargo test --release --all-targets
 scripts/build-web.sh
 node web/tests/smoke.mjs cpu
 node web/tests/smoke.mjs webgpu
+node web/tests/smoke.mjs auto

@@ -58,7 +58,12 @@ impl fmt::Debug for PmgDevice {
 
 impl PmgDevice {
     pub fn cpu() -> Self {
-        PmgDevice { device: Device::flex(), kind: BackendKind::Cpu, adapter: "cpu (burn flex + pmg SIMD kernels)".into(), is_software: false }
+        #[cfg(not(target_family = "wasm"))]
+        let threads = crate::kernels::pool::Pool::global().threads();
+        #[cfg(target_family = "wasm")]
+        let threads = 1;
+        let adapter = format!("cpu (burn flex + pmg {} kernels, {threads} threads)", crate::gguf::quant::kernel_name());
+        PmgDevice { device: Device::flex(), kind: BackendKind::Cpu, adapter, is_software: false }
     }
 
     /// Resolve a choice natively. `Auto` prefers a hardware GPU and falls back to the CPU

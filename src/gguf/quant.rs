@@ -276,6 +276,15 @@ pub fn dot_q8(ty: GgmlType, row: &[u8], a: &Q8Activations, block0: usize) -> f32
     out[0]
 }
 
+/// Which integer dot-product kernel this CPU runs (for reports).
+pub fn kernel_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return "AVX2";
+    }
+    "scalar"
+}
+
 #[cfg(target_arch = "x86_64")]
 fn avx2() -> bool {
     static A: OnceLock<bool> = OnceLock::new();

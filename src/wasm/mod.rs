@@ -64,11 +64,38 @@ async fn device(choice: DeviceChoice) -> Result<PmgDevice, Error> {
 
 async fn webgpu() -> Result<PmgDevice, Error> {
     let unavailable = |reason: String| Error::Device { device: "webgpu".into(), reason };
+    let browser = browser_adapter().await;
     let (device, setup) = burn::tensor::Device::wgpu_options().init_with_setup_async().await.map_err(|e| unavailable(e.to_string()))?;
     let info = setup.adapter.get_info();
-    let text = format!("{} {} {:?}", info.name, info.driver, info.device_type).to_lowercase();
-    let is_software = info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu || text.contains("swiftshader") || text.contains("llvmpipe");
-    Ok(PmgDevice { device, kind: BackendKind::Wgpu, adapter: format!("{} ({:?})", info.name, info.backend), is_software })
+    let text = format!("{} {} {:?} {}", info.name, info.driver, info.device_type, browser.description).to_lowercase();
+    let is_software = browser.is_fallback || info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu || text.contains("swiftshader") || text.contains("llvmpipe");
+    let name = if info.name.is_empty() { browser.description } else { info.name };
+    Ok(PmgDevice { device, kind: BackendKind::Wgpu, adapter: format!("{name} (WebGPU)"), is_software })
+}
+
+/// What the browser itself says of its default adapter; wgpu's adapter info is mostly empty there.
+#[derive(Default)]
+struct BrowserAdapter {
+    is_fallback: bool,
+    description: String,
+}
+
+async fn browser_adapter() -> BrowserAdapter {
+    use js_sys::{Function, Promise, Reflect};
+    use wasm_bindgen::JsCast;
+    let get = |o: &JsValue, k: &str| Reflect::get(o, &JsValue::from_str(k)).ok().filter(|v| !v.is_undefined() && !v.is_null());
+    let Some(gpu) = get(&js_sys::global(), "navigator").and_then(|n| get(&n, "gpu")) else { return BrowserAdapter::default() };
+    let Some(request) = get(&gpu, "requestAdapter").and_then(|f| f.dyn_into::<Function>().ok()) else { return BrowserAdapter::default() };
+    let Some(promise) = request.call0(&gpu).ok().and_then(|p| p.dyn_into::<Promise>().ok()) else { return BrowserAdapter::default() };
+    let Some(adapter) = wasm_bindgen_futures::JsFuture::from(promise).await.ok().filter(|a| !a.is_null() && !a.is_undefined()) else {
+        return BrowserAdapter::default();
+    };
+    let info = get(&adapter, "info");
+    // `GPUAdapterInfo.isFallbackAdapter` (current), `GPUAdapter.isFallbackAdapter` (older).
+    let is_fallback = [info.clone(), Some(adapter)].into_iter().flatten().find_map(|o| get(&o, "isFallbackAdapter")?.as_bool()).unwrap_or(false);
+    let field = |k: &str| info.as_ref().and_then(|i| get(i, k)).and_then(|v| v.as_string()).unwrap_or_default();
+    let description = [field("vendor"), field("architecture"), field("description")].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+    BrowserAdapter { is_fallback, description }
 }
 
 #[derive(Deserialize, Default)]

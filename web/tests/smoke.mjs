@@ -45,7 +45,23 @@ try {
   // Up to 16 tokens, ending at the end-of-turn token where llama.cpp's continuation has one.
   const end = g.tokens.findIndex((t) => t === 2);
   const want = g.tokens.slice(0, Math.min(16, end < 0 ? 16 : end + 1));
-  const ok = JSON.stringify(result.tokens.slice(0, 16)) === JSON.stringify(want);
+  let ok = JSON.stringify(result.tokens.slice(0, 16)) === JSON.stringify(want);
+  const info = await page.evaluate(() => window.info);
+  if (device === 'auto') {
+    // auto must avoid a software adapter (SwiftShader here): the CPU path is faster there.
+    const fallback = await page.evaluate(async () => {
+      const a = await navigator.gpu?.requestAdapter();
+      return a ? (a.info?.isFallbackAdapter ?? a.isFallbackAdapter ?? false) : true;
+    });
+    const expected = fallback ? 'cpu' : 'webgpu';
+    if (info.backend !== expected) {
+      console.log(`auto chose ${info.backend} but the adapter is ${fallback ? 'a software fallback' : 'hardware'}`);
+      ok = false;
+    }
+  } else if (info.backend !== device) {
+    console.log(`asked for ${device}, got ${info.backend}`);
+    ok = false;
+  }
   console.log(`${device} (${adapter}): ${JSON.stringify(result.text)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   console.log(ok ? '1 passed, 0 failed' : `0 passed, 1 failed: tokens ${result.tokens} != golden ${want}`);
   failed = !ok;
