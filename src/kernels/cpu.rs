@@ -1,15 +1,16 @@
 //! Quantized matrix multiplication on the CPU: `y[t, r] = sum_c x[t, c] * W[r, c]`.
 //!
 //! Q4_0/Q4_1/Q8_0 weights use integer dot products against 8-bit block-quantized activations
-//! (AVX2 natively, SIMD128 in wasm); other types dequantize one row at a time into a small
+//! (AVX2 where the CPU has it, a portable scalar kernel elsewhere, wasm included until its SIMD128
+//! kernel lands); other types dequantize one row at a time into a small
 //! buffer. Rows are split across threads natively (our spinning pool, `pool.rs`); wasm runs
 //! one thread.
 
 use super::QMatrix;
 use crate::gguf::quant::{self, Q8Activations};
 
+/// Fewest rows handed to one part of a parallel matmul, so a part outweighs its dispatch.
 #[cfg(not(target_family = "wasm"))]
-/// Rows handed to one task: large enough to amortise scheduling, small enough to balance 2-16 cores.
 const ROWS_PER_TASK: usize = 64;
 
 /// `x` is `[m, w.cols]` row-major; returns `[m, w.rows]`.
