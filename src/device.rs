@@ -62,7 +62,8 @@ impl PmgDevice {
         let threads = crate::kernels::pool::Pool::global().threads();
         #[cfg(target_family = "wasm")]
         let threads = 1;
-        let adapter = format!("cpu (burn flex + pmg {} kernels, {threads} threads)", crate::gguf::quant::kernel_name());
+        let plural = if threads == 1 { "" } else { "s" };
+        let adapter = format!("cpu (burn flex + pmg {} kernels, {threads} thread{plural})", crate::gguf::quant::kernel_name());
         PmgDevice { device: Device::flex(), kind: BackendKind::Cpu, adapter, is_software: false }
     }
 
