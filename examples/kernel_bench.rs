@@ -20,6 +20,6 @@ fn main() {
             }
         }
         let s = t.elapsed().as_secs_f64() / n as f64;
-        println!("round {round}: {:.2} ms per pass over {} MB of weights ({:.1} GB/s, {} threads)", s * 1e3, total / 1_000_000, total as f64 / s / 1e9, rayon::current_num_threads());
+        println!("round {round}: {:.2} ms per pass over {} MB of weights ({:.1} GB/s, {} threads)", s * 1e3, total / 1_000_000, total as f64 / s / 1e9, pmg::kernels::pool::Pool::global().threads());
     }
 }

@@ -91,3 +91,17 @@ impl PmgDevice {
         Err(Error::Device { device: "wgpu".into(), reason: "pmg was built without the `wgpu` feature".into() })
     }
 }
+
+fn readback_error(e: impl fmt::Debug) -> Error {
+    Error::Device { device: "readback".into(), reason: format!("{e:?}") }
+}
+
+/// Reads an f32 tensor back to the host, blocking (native, and the CPU backend anywhere).
+pub(crate) fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data().try_into_vec::<f32>().map_err(readback_error)
+}
+
+/// Reads an f32 tensor back to the host without blocking (the only way on WebGPU in a browser).
+pub(crate) async fn read_f32_async<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data_async().await.map_err(readback_error)?.try_into_vec::<f32>().map_err(readback_error)
+}

@@ -271,7 +271,7 @@ fn bench(model: &Option<PathBuf>, device: DeviceChoice, prompt_tokens: usize, ge
     };
     let v = serde_json::json!({
         "system": format!("pmg {} ({})", env!("CARGO_PKG_VERSION"), dev.adapter),
-        "threads": rayon_threads(),
+        "threads": pmg::kernels::pool::Pool::global().threads(),
         "load_s": load_s,
         "prefill_tok_s": median(&mut prefill),
         "decode_tok_s": median(&mut decode),
@@ -280,11 +280,6 @@ fn bench(model: &Option<PathBuf>, device: DeviceChoice, prompt_tokens: usize, ge
     });
     println!("{v}");
     Ok(())
-}
-
-/// Threads the CPU kernels use (rayon's pool; `RAYON_NUM_THREADS` overrides).
-fn rayon_threads() -> usize {
-    rayon::current_num_threads()
 }
 
 /// Peak resident set size of this process (Linux `VmHWM`), in MiB.

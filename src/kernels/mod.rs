@@ -100,7 +100,7 @@ impl QLinear {
         if wgpu::is_wgpu(&device) {
             return Err(Error::Device { device: "webgpu".into(), reason: format!("{:?} weights have no WebGPU kernel yet; use the CPU backend", self.weight.ty) });
         }
-        let xs: Vec<f32> = x.into_data().try_into_vec().map_err(|e| Error::InvalidArgument(format!("{e:?}")))?;
+        let xs = crate::device::read_f32(x)?;
         let y = cpu::matmul(&self.weight, &xs, m);
         Ok(Tensor::from_data(TensorData::new(y, [m, self.weight.rows]), &device))
     }

@@ -17,7 +17,7 @@ type Job = dyn Fn(usize) + Sync;
 struct Shared {
     /// Bumped for each job; workers run the job once per generation.
     generation: AtomicU64,
-    /// The current job, valid while `generation` is odd-numbered for it (see `run`).
+    /// The current job: set by `run` before it bumps `generation`, cleared after every worker is done.
     job: UnsafeCell<Option<&'static Job>>,
     parts: AtomicUsize,
     next_part: AtomicUsize,
@@ -58,7 +58,7 @@ impl Pool {
         Pool { shared, workers, lock: Mutex::new(()) }
     }
 
-    /// The process-wide pool: `RAYON_NUM_THREADS` or `PMG_THREADS` threads, else all cores.
+    /// The process-wide pool: `PMG_THREADS` (else `RAYON_NUM_THREADS`) threads, else all cores.
     pub fn global() -> &'static Pool {
         static P: OnceLock<Pool> = OnceLock::new();
         P.get_or_init(|| {

@@ -242,7 +242,7 @@ pub fn matmul(w: &GpuQMatrix, x: Tensor<2>) -> Result<Tensor<2>> {
 /// A contiguous copy through burn (for views such as transposes).
 fn burn_cubecl_contiguous(x: CubeTensor) -> CubeTensor {
     let t = Tensor::<2>::from_primitive::<Cube>(x);
-    // Reshaping a non-contiguous tensor materialises it; adding zero forces a fresh buffer.
+    // An elementwise op writes a fresh, contiguous buffer.
     t.add_scalar(0.0).try_into_primitive::<Cube>().unwrap_or_else(|_| unreachable!("stays on wgpu"))
 }
 

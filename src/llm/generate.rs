@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{KvCache, Llama, Rows};
 use super::sampler::{Sampler, SamplingParams};
+use crate::device::{read_f32, read_f32_async};
 use crate::error::{Error, Result};
 use crate::tokenizer::{ChatMessage, ChatTemplate, TextStream, Tokenizer};
 
@@ -130,16 +131,6 @@ impl LanguageModel {
             None => (0..tokens.len()).map(pick).collect(),
         }
     }
-}
-
-/// Reads a tensor back to the host (native: synchronous).
-pub(crate) fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data().try_into_vec::<f32>().map_err(|e| Error::Device { device: "readback".into(), reason: format!("{e:?}") })
-}
-
-pub(crate) async fn read_f32_async<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
-    let data = t.into_data_async().await.map_err(|e| Error::Device { device: "readback".into(), reason: format!("{e:?}") })?;
-    data.try_into_vec::<f32>().map_err(|e| Error::Device { device: "readback".into(), reason: format!("{e:?}") })
 }
 
 /// A conversation state: the KV cache and the tokens in it.
