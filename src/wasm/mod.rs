@@ -2,6 +2,7 @@
 //! (The TypeScript wrapper in `web/` runs this in a Web Worker.)
 
 use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use crate::device::{BackendKind, DeviceChoice, PmgDevice};
@@ -82,7 +83,6 @@ struct BrowserAdapter {
 
 async fn browser_adapter() -> BrowserAdapter {
     use js_sys::{Function, Promise, Reflect};
-    use wasm_bindgen::JsCast;
     let get = |o: &JsValue, k: &str| Reflect::get(o, &JsValue::from_str(k)).ok().filter(|v| !v.is_undefined() && !v.is_null());
     let Some(gpu) = get(&js_sys::global(), "navigator").and_then(|n| get(&n, "gpu")) else { return BrowserAdapter::default() };
     let Some(request) = get(&gpu, "requestAdapter").and_then(|f| f.dyn_into::<Function>().ok()) else { return BrowserAdapter::default() };
@@ -141,6 +141,7 @@ struct JsResult {
 #[wasm_bindgen]
 pub struct Llm {
     lm: LanguageModel,
+    n_ctx: usize,
 }
 
 #[wasm_bindgen]
@@ -149,25 +150,38 @@ impl Llm {
     pub async fn load(bytes: Vec<u8>, device: String, n_ctx: Option<u32>) -> Result<Llm, JsValue> {
         let choice: DeviceChoice = device.parse().map_err(js_error)?;
         let dev = self::device(choice).await.map_err(js_error)?;
-        let lm = LanguageModel::from_gguf_bytes(&bytes, &dev, n_ctx.unwrap_or(2048) as usize).map_err(js_error)?;
-        Ok(Llm { lm })
+        let n_ctx = n_ctx.unwrap_or(2048) as usize;
+        let lm = LanguageModel::from_gguf_bytes(&bytes, &dev, n_ctx).map_err(js_error)?;
+        drop(bytes); // the GGUF copy is not needed once the weights are on the device
+        let n_ctx = n_ctx.clamp(1, lm.model.config.n_ctx_train);
+        Ok(Llm { lm, n_ctx })
     }
 
-    /// `{ backend, adapter, architecture, ... }`.
+    /// `{ backend, adapter, softwareAdapter, config, nCtx, memory: { weightBytes, kvCacheBytes, wasmHeapBytes } }`.
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let d = &self.lm.model.device;
+        let c = &self.lm.model.config;
+        // One session's K and V caches, f32 (they live on the GPU on webgpu, in the wasm heap on cpu).
+        let kv_cache_bytes = 2 * c.n_layer * c.n_head_kv * self.n_ctx * c.head_dim * 4;
+        let heap = wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length();
         let v = serde_json::json!({
             "backend": match d.kind { BackendKind::Cpu => "cpu", BackendKind::Wgpu => "webgpu" },
             "adapter": d.adapter,
             "softwareAdapter": d.is_software,
-            "config": self.lm.model.config,
-            "weightBytes": self.lm.model.weight_bytes,
+            "config": c,
+            "nCtx": self.n_ctx,
+            "memory": {
+                "weightBytes": self.lm.model.weight_bytes,
+                "kvCacheBytes": kv_cache_bytes,
+                "wasmHeapBytes": heap,
+            },
         });
         to_js(&v)
     }
 
     /// Complete a raw prompt. `on_token(text, id)` is called for every token; returning `false`
-    /// from it stops generation (finish reason `cancelled`).
+    /// from it (or a promise of `false`) stops generation (finish reason `cancelled`). A returned
+    /// promise is awaited before the next token, which lets a worker handle messages in between.
     pub async fn complete(&self, prompt: String, options: JsValue, on_token: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
         let ids = self.lm.tokenize_prompt(&prompt).map_err(js_error)?;
         self.run(ids, options, on_token).await
@@ -199,7 +213,10 @@ impl Llm {
             let tok = tok.map_err(js_error)?;
             tokens.push(tok.id);
             if let Some(f) = &on_token {
-                let keep = f.call2(&JsValue::NULL, &JsValue::from_str(&tok.text), &JsValue::from(tok.id))?;
+                let mut keep = f.call2(&JsValue::NULL, &JsValue::from_str(&tok.text), &JsValue::from(tok.id))?;
+                if let Some(p) = keep.dyn_ref::<js_sys::Promise>() {
+                    keep = wasm_bindgen_futures::JsFuture::from(p.clone()).await?;
+                }
                 if keep == JsValue::FALSE {
                     cancel.cancel();
                 }
