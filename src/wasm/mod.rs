@@ -226,3 +226,9 @@ impl Llm {
         to_js(&r)
     }
 }
+
+/// Hex SHA-256 of `bytes`: the model integrity check where WebCrypto is unavailable (insecure contexts).
+#[wasm_bindgen(js_name = sha256Hex)]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    crate::models::sha256_hex(bytes)
+}
