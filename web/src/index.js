@@ -1,0 +1,339 @@
+// pmg-web: personalized generation in the browser. Entry point of the npm package.
+//
+//   import { Pmg } from 'pmg-web';
+//   const pmg = await Pmg.load({ device: 'auto', onProgress: (p) => console.log(p) });
+//   for await (const t of pmg.chat([{ role: 'user', content: 'Hi!' }], { maxTokens: 64 })) out.textContent += t.text;
+//
+// The model runs in a dedicated Web Worker (worker.js) unless `worker: false`; see README.md for the API.
+
+import { Engine } from './engine.js';
+import {
+  AbortError, DisposedError, InvalidArgumentError, NotLoadedError, RuntimeError, errorFromJSON, toPmgError,
+} from './errors.js';
+import { defaultLlm, models } from './models.js';
+
+export * from './errors.js';
+export { cachedModels, clearModelCache, CACHE_NAME } from './loader.js';
+export { defaultLlm, models } from './models.js';
+
+const DEVICES = ['auto', 'webgpu', 'cpu'];
+
+/** Talks to the engine in a dedicated worker. */
+class WorkerTransport {
+  #worker;
+  #next = 1;
+  #pending = new Map();
+  #dead = null;
+
+  constructor() {
+    this.#worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'pmg' });
+    this.#worker.onmessage = ({ data }) => {
+      const p = this.#pending.get(data.id);
+      if (!p) return;
+      if (data.type === 'progress') p.onProgress?.(data.value?.error ? { ...data.value, error: errorFromJSON(data.value.error) } : data.value);
+      else if (data.type === 'token') p.onToken?.(data.value.text, data.value.id);
+      else {
+        this.#pending.delete(data.id);
+        if (data.type === 'result') p.resolve(data.value);
+        else p.reject(errorFromJSON(data.error));
+      }
+    };
+    // Uncaught errors in the worker (e.g. the module failed to load) fail everything in flight.
+    this.#worker.onerror = (e) => {
+      e.preventDefault?.();
+      this.#kill(new RuntimeError(`pmg worker failed: ${e.message ?? 'unknown error'}`));
+    };
+  }
+
+  call(op, args, { onProgress, onToken } = {}) {
+    if (this.#dead) return Promise.reject(this.#dead);
+    const id = this.#next++;
+    return Object.assign(
+      new Promise((resolve, reject) => {
+        this.#pending.set(id, { resolve, reject, onProgress, onToken });
+        this.#worker.postMessage({ id, op, args });
+      }),
+      { id },
+    );
+  }
+
+  cancel(id) {
+    if (!this.#dead) this.#worker.postMessage({ id: 0, op: 'cancel', args: { target: id } });
+  }
+
+  /** Stop the worker at once (it may be deep inside wasm); everything in flight rejects with `err`. */
+  #kill(err) {
+    this.#dead ??= err;
+    this.#worker.terminate();
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+  }
+
+  terminate(err = new DisposedError('this model was disposed')) {
+    this.#kill(err);
+  }
+}
+
+/** Runs the engine on the page itself (`worker: false`): simpler to debug, blocks the page while computing. */
+class DirectTransport {
+  #engine = new Engine();
+  #cancelled = new Set();
+  #next = 1;
+
+  call(op, args, { onProgress, onToken, signal } = {}) {
+    const id = this.#next++;
+    const run = async () => {
+      switch (op) {
+        case 'load': return this.#engine.load(args, onProgress, signal);
+        case 'info': return this.#engine.info();
+        case 'tokenize': return this.#engine.tokenize(args.text);
+        case 'generate':
+          try {
+            return await this.#engine.generate(args.kind, args.input, args.options, onToken, () => this.#cancelled.has(id));
+          } finally {
+            this.#cancelled.delete(id);
+          }
+        default: throw new Error(`unknown op ${op}`);
+      }
+    };
+    return Object.assign(run().catch((e) => Promise.reject(toPmgError(e))), { id });
+  }
+
+  cancel(id) {
+    this.#cancelled.add(id);
+  }
+
+  terminate() {
+    this.#engine.dispose();
+  }
+}
+
+/**
+ * A stream of generated tokens: iterate it with `for await`, or await `result` for the whole answer.
+ * Breaking out of the loop stops the generation.
+ */
+export class Generation {
+  #buffer = [];
+  #done = false;
+  #error = null;
+  #wake = null;
+  #aborted = false;
+  #stop;
+  /** @type {Promise<{ text: string, tokens: number[], finishReason: string }>} */
+  result;
+
+  constructor(start, stop, signal) {
+    this.#stop = stop;
+    this.result = start((text, id) => {
+      this.#buffer.push({ text, id });
+      this.#notify();
+    }).then(
+      (r) => {
+        this.#done = true;
+        this.#notify();
+        if (this.#aborted) throw new AbortError('generation aborted', { partial: r });
+        return r;
+      },
+      (e) => {
+        this.#error = e;
+        this.#done = true;
+        this.#notify();
+        throw e;
+      },
+    );
+    this.result.catch(() => {}); // the iterator reports errors too; don't flag an unhandled rejection
+    const onAbort = () => {
+      this.#aborted = true; // tokens still in flight are dropped: nothing is delivered after an abort
+      this.#stop();
+      this.#notify();
+    };
+    if (signal?.aborted) onAbort();
+    else if (signal) {
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.result.finally(() => signal.removeEventListener('abort', onAbort)).catch(() => {});
+    }
+  }
+
+  #notify() {
+    this.#wake?.();
+    this.#wake = null;
+  }
+
+  /** The whole generated text. */
+  async text() {
+    return (await this.result).text;
+  }
+
+  async *[Symbol.asyncIterator]() {
+    let finished = false;
+    try {
+      for (;;) {
+        if (this.#aborted) {
+          await this.result; // rejects with the AbortError (and what was generated in `partial`)
+          throw new AbortError('generation aborted');
+        }
+        if (this.#buffer.length) yield this.#buffer.shift();
+        else if (this.#error) throw this.#error;
+        else if (this.#done) {
+          finished = true;
+          return;
+        } else await new Promise((r) => (this.#wake = r));
+      }
+    } finally {
+      if (!finished && !this.#done) this.#stop(); // `break` out of for-await
+    }
+  }
+}
+
+/** A loaded model on this device. Create one with `await Pmg.load(options)`. */
+export class Pmg {
+  #t = null;
+  #state = 'idle'; // idle | loading | ready | disposed
+  #queue = Promise.resolve();
+  #running = null;
+
+  /** Shorthand for `new Pmg().load(options)`. */
+  static async load(options) {
+    const pmg = new Pmg();
+    await pmg.load(options);
+    return pmg;
+  }
+
+  /** `'idle' | 'loading' | 'ready' | 'disposed'`. */
+  get state() {
+    return this.#state;
+  }
+
+  async load(options = {}) {
+    const { llm = defaultLlm, device = 'auto', onProgress = () => {}, signal, worker = true, cache = true, nCtx, modelBaseUrl, wasmUrl } = options;
+    if (this.#state === 'disposed') throw new DisposedError('this Pmg was disposed');
+    if (this.#state !== 'idle') throw new InvalidArgumentError(`load() was already called (state: ${this.#state})`);
+    if (!DEVICES.includes(device)) throw new InvalidArgumentError(`device must be one of ${DEVICES.join(', ')}, not ${JSON.stringify(device)}`);
+    if (signal?.aborted) throw new AbortError('model load aborted');
+    const model = resolveModel(llm, modelBaseUrl, options.sha256);
+    const t = worker ? new WorkerTransport() : new DirectTransport();
+    this.#t = t;
+    this.#state = 'loading';
+    const args = { ...model, device, cache, nCtx, wasmUrl: wasmUrl && String(new URL(wasmUrl, baseUrl())) };
+    let onAbort;
+    const aborted = new Promise((_, reject) => {
+      onAbort = () => {
+        // A worker can be stopped anywhere, even inside wasm; the page's own engine stops at its next check.
+        if (worker) t.terminate(new AbortError('model load aborted'));
+        reject(new AbortError('model load aborted'));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    aborted.catch(() => {});
+    try {
+      const r = await Promise.race([t.call('load', args, { onProgress, signal }), aborted]);
+      this.#state = 'ready';
+      return { ...r, cacheError: r.cacheError && (r.cacheError instanceof Error ? r.cacheError : errorFromJSON(r.cacheError)) };
+    } catch (e) {
+      if (this.#state === 'disposed') throw new DisposedError('disposed while loading');
+      this.#state = 'idle'; // load() may be called again
+      t.terminate(toPmgError(e));
+      this.#t = null;
+      throw toPmgError(e);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Backend, adapter, model configuration and memory use. */
+  async info() {
+    return this.#call('info', {});
+  }
+
+  /** Token ids of `text` (special-token text such as `<|im_start|>` is recognised). */
+  async tokenize(text) {
+    return this.#call('tokenize', { text });
+  }
+
+  /** Chat with the model: `messages` is `[{ role: 'system' | 'user' | 'assistant', content }]`. */
+  chat(messages, options = {}) {
+    return this.#generate('chat', messages, options);
+  }
+
+  /** Continue a raw prompt (no chat template). */
+  complete(prompt, options = {}) {
+    return this.#generate('complete', prompt, options);
+  }
+
+  /** Free the model and its worker. Calls in flight reject with `DisposedError`; later calls too. */
+  dispose() {
+    if (this.#state === 'disposed') return;
+    const t = this.#t;
+    this.#state = 'disposed';
+    this.#t = null;
+    if (!t) return;
+    if (t instanceof WorkerTransport) t.terminate();
+    else {
+      if (this.#running) t.cancel(this.#running);
+      this.#queue.then(() => t.terminate());
+    }
+  }
+
+  #ready() {
+    if (this.#state === 'disposed') return new DisposedError('this Pmg was disposed');
+    if (this.#state !== 'ready') return new NotLoadedError(this.#state === 'loading' ? 'the model is still loading: await load() first' : 'no model loaded: call load() first');
+    return null;
+  }
+
+  async #call(op, args) {
+    const err = this.#ready();
+    if (err) throw err;
+    return this.#t.call(op, args);
+  }
+
+  // Generations run one at a time, in call order; each has its own context (no shared history).
+  #generate(kind, input, { signal, ...options } = {}) {
+    let call = null;
+    let stopped = false;
+    const stop = () => {
+      stopped = true;
+      if (call) this.#t?.cancel(call.id);
+    };
+    const start = (onToken) => {
+      const err = this.#ready();
+      if (err) return Promise.reject(err);
+      const turn = this.#queue.then(async () => {
+        const err = this.#ready();
+        if (err) throw err;
+        if (stopped) throw new AbortError('generation aborted');
+        call = this.#t.call('generate', { kind, input, options }, { onToken });
+        this.#running = call.id;
+        try {
+          return await call;
+        } finally {
+          this.#running = null;
+        }
+      });
+      this.#queue = turn.catch(() => {});
+      return turn;
+    };
+    return new Generation(start, stop, signal);
+  }
+}
+
+function baseUrl() {
+  return globalThis.document?.baseURI ?? globalThis.location?.href;
+}
+
+/** `llm` is a manifest id or a URL (relative URLs resolve against the page, not the worker). */
+function resolveModel(llm, modelBaseUrl, sha256) {
+  const known = models[llm];
+  if (known) {
+    const url = modelBaseUrl ? new URL(known.file, new URL(modelBaseUrl.endsWith('/') ? modelBaseUrl : `${modelBaseUrl}/`, baseUrl())) : new URL(known.url);
+    return { url: String(url), sha256: sha256 ?? known.sha256, bytes: known.bytes };
+  }
+  if (typeof llm !== 'string' || !llm) throw new InvalidArgumentError('llm must be a model id or a URL');
+  let url;
+  try {
+    url = new URL(llm, baseUrl());
+  } catch {
+    throw new InvalidArgumentError(`llm is neither a known model id (${Object.keys(models).join(', ')}) nor a URL: ${JSON.stringify(llm)}`);
+  }
+  if (!['http:', 'https:', 'blob:', 'data:'].includes(url.protocol)) throw new InvalidArgumentError(`unsupported model URL scheme: ${url.protocol}`);
+  return { url: String(url), sha256 };
+}

@@ -1,0 +1,309 @@
+// Browser tests of the npm package pmg-web, in Debian's Chromium against a plain static server:
+// real model, real worker, real Cache API, real WebGPU (SwiftShader here).
+//   node web/tests/browser.mjs            (PMG_TEST_FILTER=substring runs a subset)
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { assert, assertEqual, goldenTokens, launch, root, runner, serve } from './lib.mjs';
+
+const MODEL = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
+const modelBytes = await readFile(join(root, MODEL));
+const golden = await goldenTokens();
+const QUESTION = [{ role: 'user', content: 'What is 2+2?' }];
+
+const server = await serve({
+  // A truncated download: the GGUF header promises more tensor data than there is.
+  '/__test/truncated.gguf': (req, res) => res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(modelBytes.subarray(0, 5_000_000)),
+  // Not a GGUF at all.
+  '/__test/garbage.gguf': (req, res) => res.writeHead(200).end(Buffer.from('<html>404 page served with status 200</html>')),
+  // The real model, slowly (about 8 MB/s), so that a load can be aborted mid-download.
+  '/__test/slow.gguf': (req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': modelBytes.length });
+    let off = 0;
+    const timer = setInterval(() => {
+      if (res.destroyed || off >= modelBytes.length) {
+        clearInterval(timer);
+        res.end();
+        return;
+      }
+      res.write(modelBytes.subarray(off, off + 400_000));
+      off += 400_000;
+    }, 50);
+    req.on('close', () => clearInterval(timer));
+  },
+});
+const modelFetches = () => server.log.filter((r) => r.path === MODEL).length;
+
+const browser = await launch();
+const { test, run } = runner();
+
+async function harness(context) {
+  const page = await (context ?? browser).newPage();
+  page.on('pageerror', (e) => console.log(`     [page error] ${e}`));
+  page.on('console', (m) => m.type() === 'error' && console.log(`     [console] ${m.text()}`));
+  await page.goto(`${server.origin}/web/tests/harness.html`);
+  await page.waitForFunction(() => window.harnessReady);
+  return page;
+}
+
+/** In the page: load on `device`, chat greedily, report tokens, streamed tokens, progress and main-thread stalls. */
+async function loadAndChat(page, device, extra = {}) {
+  return page.evaluate(async ({ device, extra, question }) => {
+    const { Pmg } = window.pmgWeb;
+    // The page must stay responsive: measure the longest gap between 10 ms timer ticks.
+    let last = performance.now();
+    let maxGap = 0;
+    const tick = setInterval(() => {
+      const now = performance.now();
+      maxGap = Math.max(maxGap, now - last);
+      last = now;
+    }, 10);
+    const phases = [];
+    const t0 = performance.now();
+    const pmg = await Pmg.load({ modelBaseUrl: '/models/', device, onProgress: (p) => phases.push(p), ...extra });
+    const loadMs = performance.now() - t0;
+    const streamed = [];
+    const gen = pmg.chat(question, { maxTokens: 16 });
+    for await (const t of gen) streamed.push(t.id);
+    const result = await gen.result;
+    clearInterval(tick);
+    const info = await pmg.info();
+    pmg.dispose();
+    return { phases, streamed, result, info, maxGap, loadMs };
+  }, { device, extra, question: QUESTION });
+}
+
+/** In the page: run `body` and return the error it throws as `{ name, message, isPmgError, ... }`. */
+async function errorOf(page, body, arg) {
+  return page.evaluate(async ({ body, arg }) => {
+    const fn = new Function('pmgWeb', 'arg', `return (async () => { ${body} })()`);
+    try {
+      await fn(window.pmgWeb, arg);
+      return null;
+    } catch (e) {
+      return { name: e?.name, message: e?.message, isPmgError: e instanceof window.pmgWeb.PmgError, status: e?.status, partial: e?.partial };
+    }
+  }, { body, arg });
+}
+
+function checkGolden(r, what) {
+  assertEqual(r.result.tokens, golden, `${what}: greedy tokens vs llama.cpp`);
+  assertEqual(r.streamed, r.result.tokens, `${what}: streamed ids vs result`);
+}
+
+// One page shared by the tests below (the reload test needs the first test's cache).
+let cpuPage;
+const sharedPage = async () => (cpuPage ??= await harness());
+test('cpu: load in a worker, stream 16 greedy tokens equal to llama.cpp, page never blocks', async () => {
+  const r = await loadAndChat(await sharedPage(), 'cpu');
+  checkGolden(r, 'cpu');
+  assertEqual(r.info.backend, 'cpu', 'backend');
+  assert(r.info.memory.weightBytes > 50e6 && r.info.memory.kvCacheBytes > 0, `memory info ${JSON.stringify(r.info.memory)}`);
+  const names = [...new Set(r.phases.map((p) => p.phase))];
+  assertEqual(names, ['download', 'verify', 'cache', 'init', 'ready'], 'progress phases');
+  const dl = r.phases.filter((p) => p.phase === 'download');
+  assert(dl.at(-1).loaded === modelBytes.length && dl.at(-1).total === modelBytes.length && !dl.at(-1).fromCache, 'download progress reaches the file size');
+  assert(r.phases.find((p) => p.phase === 'cache').stored, 'model cached');
+  assert(r.maxGap < 250, `main thread stalled ${r.maxGap.toFixed(0)} ms while the worker loaded and generated`);
+  console.log(`     load ${(r.loadMs / 1000).toFixed(1)} s, longest main-thread gap ${r.maxGap.toFixed(0)} ms, text ${JSON.stringify(r.result.text)}`);
+});
+
+test('reload: the model comes from the cache, not the network', async () => {
+  assertEqual(modelFetches(), 1, 'model fetched once before the reload');
+  await cpuPage.reload();
+  await cpuPage.waitForFunction(() => window.harnessReady);
+  const r = await loadAndChat(cpuPage, 'cpu');
+  checkGolden(r, 'cpu after reload');
+  assert(r.phases.find((p) => p.phase === 'download').fromCache, 'progress says fromCache');
+  assertEqual(modelFetches(), 1, 'model fetched once in all (network log)');
+  const cached = await cpuPage.evaluate(() => window.pmgWeb.cachedModels());
+  assert(cached.some((c) => c.url.endsWith(MODEL) && c.bytes === modelBytes.length), `cachedModels() lists it: ${JSON.stringify(cached)}`);
+});
+
+test('worker: false runs on the page with the same tokens', async () => {
+  const r = await loadAndChat(await sharedPage(), 'cpu', { worker: false });
+  checkGolden(r, 'cpu without worker');
+});
+
+test('webgpu: same greedy tokens on the WebGPU backend', async () => {
+  const page = await harness();
+  const r = await loadAndChat(page, 'webgpu');
+  checkGolden(r, 'webgpu');
+  assertEqual(r.info.backend, 'webgpu', 'backend');
+  console.log(`     adapter ${r.info.adapter}, software ${r.info.softwareAdapter}, load ${(r.loadMs / 1000).toFixed(1)} s`);
+  await page.close();
+});
+
+test('auto: a software WebGPU adapter (SwiftShader) gets the CPU path', async () => {
+  const backend = await (await sharedPage()).evaluate(async () => {
+    const a = await navigator.gpu?.requestAdapter();
+    const fallback = a ? (a.info?.isFallbackAdapter ?? a.isFallbackAdapter ?? false) : true;
+    const pmg = await window.pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'auto' });
+    const info = await pmg.info();
+    pmg.dispose();
+    return { fallback, backend: info.backend };
+  });
+  assertEqual(backend.backend, backend.fallback ? 'cpu' : 'webgpu', `auto on a ${backend.fallback ? 'fallback' : 'hardware'} adapter`);
+});
+
+test('misuse: calls before load, after dispose, bad arguments', async () => {
+  const p = await sharedPage();
+  const notLoaded = await errorOf(p, `const pmg = new pmgWeb.Pmg(); await pmg.chat([{ role: 'user', content: 'hi' }]).result;`);
+  assertEqual([notLoaded?.name, notLoaded?.isPmgError], ['NotLoadedError', true], 'chat before load');
+  const notLoadedIter = await errorOf(p, `const pmg = new pmgWeb.Pmg(); for await (const t of pmg.complete('x')) {}`);
+  assertEqual(notLoadedIter?.name, 'NotLoadedError', 'iterating before load');
+  const tok = await errorOf(p, `await new pmgWeb.Pmg().tokenize('x');`);
+  assertEqual(tok?.name, 'NotLoadedError', 'tokenize before load');
+  const whileLoading = await errorOf(p, `const pmg = new pmgWeb.Pmg(); const l = pmg.load({ modelBaseUrl: '/models/', device: 'cpu' }); try { await pmg.info(); } finally { await l; pmg.dispose(); }`);
+  assertEqual(whileLoading?.name, 'NotLoadedError', 'info while loading');
+  const disposed = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' }); pmg.dispose(); await pmg.info();`);
+  assertEqual(disposed?.name, 'DisposedError', 'info after dispose');
+  const inFlight = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' });
+    const g = pmg.complete('Once upon a time', { maxTokens: 200 }); let n = 0;
+    for await (const t of g) { if (++n === 2) pmg.dispose(); }`);
+  assertEqual(inFlight?.name, 'DisposedError', 'generation in flight when disposed');
+  const twice = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' }); try { await pmg.load(); } finally { pmg.dispose(); }`);
+  assertEqual(twice?.name, 'InvalidArgumentError', 'load twice');
+  const device = await errorOf(p, `await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'tpu' });`);
+  assertEqual(device?.name, 'InvalidArgumentError', 'unknown device');
+  const scheme = await errorOf(p, `await pmgWeb.Pmg.load({ llm: 'ftp://example.com/m.gguf' });`);
+  assertEqual(scheme?.name, 'InvalidArgumentError', 'unsupported URL scheme');
+  const messages = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' }); try { await pmg.chat('not messages').result; } finally { pmg.dispose(); }`);
+  assertEqual(messages?.name, 'InvalidArgumentError', 'chat with a string');
+  const opts = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' }); try { await pmg.complete('x', { maxTokens: 'many' }).result; } finally { pmg.dispose(); }`);
+  assertEqual(opts?.name, 'InvalidArgumentError', 'bad option type');
+});
+
+test('bad files: 404, truncated, not a GGUF, integrity mismatch', async () => {
+  const p = await sharedPage();
+  const missing = await errorOf(p, `await pmgWeb.Pmg.load({ llm: '/__test/missing.gguf', device: 'cpu' });`);
+  assertEqual([missing?.name, missing?.status], ['NetworkError', 404], '404');
+  const truncated = await errorOf(p, `await pmgWeb.Pmg.load({ llm: '/__test/truncated.gguf', device: 'cpu' });`);
+  assertEqual(truncated?.name, 'GgufError', 'truncated GGUF');
+  const garbage = await errorOf(p, `await pmgWeb.Pmg.load({ llm: '/__test/garbage.gguf', device: 'cpu' });`);
+  assertEqual(garbage?.name, 'GgufError', 'not a GGUF');
+  const integrity = await errorOf(p, `await pmgWeb.Pmg.load({ llm: '/__test/truncated.gguf', sha256: pmgWeb.models[pmgWeb.defaultLlm].sha256, device: 'cpu' });`);
+  assertEqual(integrity?.name, 'IntegrityError', 'sha256 mismatch');
+  const cached = await p.evaluate(() => window.pmgWeb.cachedModels());
+  assert(!cached.some((c) => c.url.includes('truncated')), 'a file failing its integrity check is not cached');
+  // After a failed load the same object can load again.
+  const again = await errorOf(p, `const pmg = new pmgWeb.Pmg();
+    try { await pmg.load({ llm: '/__test/missing.gguf', device: 'cpu' }); } catch (e) { if (pmg.state !== 'idle') throw new Error('state ' + pmg.state); }
+    await pmg.load({ modelBaseUrl: '/models/', device: 'cpu' }); pmg.dispose();`);
+  assertEqual(again, null, 'load after a failed load');
+});
+
+test('abort mid-load and mid-generation', async () => {
+  const p = await sharedPage();
+  const midLoad = await p.evaluate(async () => {
+    const { Pmg } = window.pmgWeb;
+    const ac = new AbortController();
+    const pmg = new Pmg();
+    let seen = 0;
+    const t0 = performance.now();
+    try {
+      await pmg.load({ llm: '/__test/slow.gguf', device: 'cpu', cache: false, signal: ac.signal,
+        onProgress: (e) => { if (e.phase === 'download' && e.loaded > 2e6 && !seen) { seen = e.loaded; ac.abort(); } } });
+      return { name: null };
+    } catch (e) {
+      return { name: e.name, seen, ms: performance.now() - t0, state: pmg.state };
+    }
+  });
+  assertEqual([midLoad.name, midLoad.state], ['AbortError', 'idle'], `abort mid-download (${JSON.stringify(midLoad)})`);
+  assert(midLoad.seen > 0 && midLoad.seen < modelBytes.length, 'aborted part way');
+  const midGen = await p.evaluate(async (question) => {
+    const { Pmg } = window.pmgWeb;
+    const pmg = await Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' });
+    const ac = new AbortController();
+    const got = [];
+    let err = null;
+    try {
+      for await (const t of pmg.complete('Once upon a time', { maxTokens: 200, signal: ac.signal })) {
+        got.push(t.id);
+        if (got.length === 3) ac.abort();
+      }
+    } catch (e) {
+      err = { name: e.name, partial: e.partial?.tokens.length };
+    }
+    // A generation whose loop is left with `break` stops too.
+    const g = pmg.complete('Once upon a time', { maxTokens: 200 });
+    for await (const t of g) break;
+    const broke = await g.result.then(() => null, (e) => e.name);
+    // The model is still usable after both.
+    const after = await pmg.chat(question, { maxTokens: 16 }).result;
+    pmg.dispose();
+    return { err, got: got.length, broke, after: after.tokens };
+  }, QUESTION);
+  assertEqual(midGen.err?.name, 'AbortError', 'abort mid-generation');
+  assert(midGen.err.partial >= 3 && midGen.err.partial <= 4, `stopped right after the abort (partial ${midGen.err.partial} tokens)`);
+  assertEqual(midGen.got, 3, 'no tokens delivered after the abort');
+  assertEqual(midGen.broke, 'AbortError', 'break out of for-await');
+  assertEqual(midGen.after, golden, 'usable after aborts');
+});
+
+test('quota: a model larger than the storage quota loads, is not cached, and says why', async () => {
+  const context = await browser.newContext();
+  const page = await harness(context);
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.origin, quotaSize: 20 * 1024 * 1024 });
+  const before = modelFetches();
+  const r = await page.evaluate(async () => {
+    const { Pmg } = window.pmgWeb;
+    const phases = [];
+    const pmg = new Pmg();
+    const res = await pmg.load({ modelBaseUrl: '/models/', device: 'cpu', onProgress: (p) => phases.push(p) });
+    const text = await pmg.chat([{ role: 'user', content: 'What is 2+2?' }], { maxTokens: 4 }).text();
+    pmg.dispose();
+    const cacheEvent = phases.find((p) => p.phase === 'cache');
+    return { cached: res.cached, errName: res.cacheError?.name, isPmg: res.cacheError instanceof window.pmgWeb.QuotaExceededError, eventErr: cacheEvent?.error?.name, text };
+  });
+  assertEqual([r.cached, r.errName, r.isPmg, r.eventErr], [false, 'QuotaExceededError', true, 'QuotaExceededError'], 'quota result');
+  assert(r.text.length > 0, 'generation works without the cache');
+  assertEqual(modelFetches(), before + 1, 'downloaded once');
+  await context.close();
+});
+
+test('no WebGPU: device "webgpu" rejects with DeviceError, "auto" falls back to the CPU', async () => {
+  const plain = await launch({ webgpu: false });
+  try {
+    const page = await plain.newPage();
+    await page.goto(`${server.origin}/web/tests/harness.html`);
+    await page.waitForFunction(() => window.harnessReady);
+    const err = await errorOf(page, `await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'webgpu' });`);
+    assertEqual([err?.name, err?.isPmgError], ['DeviceError', true], 'webgpu without WebGPU');
+    const backend = await page.evaluate(async () => {
+      const pmg = await window.pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'auto' });
+      const b = (await pmg.info()).backend;
+      pmg.dispose();
+      return b;
+    });
+    assertEqual(backend, 'cpu', 'auto without WebGPU');
+  } finally {
+    await plain.close();
+  }
+});
+
+test('the ten-line example page streams an answer on cpu and on webgpu', async () => {
+  for (const device of ['cpu', 'webgpu']) {
+    const page = await browser.newPage();
+    await page.goto(`${server.origin}/web/examples/chat.html?device=${device}`);
+    await page.waitForFunction(() => document.querySelector('#out').textContent.length > 0, null, { timeout: 120_000 });
+    const first = await page.textContent('#out');
+    await page.waitForFunction(() => document.querySelector('#status').textContent.endsWith(': done'), null, { timeout: 180_000 });
+    const text = await page.textContent('#out');
+    const status = await page.textContent('#status');
+    assert(text.length > first.length, `${device}: the answer streamed in (${JSON.stringify(first)} then ${JSON.stringify(text)})`);
+    assert(status.includes(device === 'cpu' ? 'cpu' : 'WebGPU'), `${device}: status ${status}`);
+    console.log(`     ${device}: ${status}: ${JSON.stringify(text)}`);
+    await page.close();
+  }
+});
+
+test('network: only GETs of static files, no request bodies', async () => {
+  const bad = server.log.filter((r) => r.method !== 'GET' || r.body.length > 0);
+  assertEqual(bad.map((r) => `${r.method} ${r.path}`), [], 'non-GET requests or bodies');
+});
+
+const failed = await run();
+await browser.close();
+server.close();
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,44 @@
+// Compiled by `tsc -p web` in the tests: the README's usage must type-check against src/index.d.ts,
+// and misuse must not (the @ts-expect-error lines fail the build if the types stop rejecting them).
+import { AbortError, DeviceError, IntegrityError, NetworkError, Pmg, QuotaExceededError, cachedModels, clearModelCache, models, type LoadProgress, type ModelInfo } from 'pmg-web';
+
+export async function usage(out: HTMLElement): Promise<void> {
+  const ac = new AbortController();
+  const pmg = await Pmg.load({
+    llm: 'smollm2-135m-instruct-q4_1',
+    device: 'auto',
+    modelBaseUrl: '/models/',
+    signal: ac.signal,
+    onProgress: (p: LoadProgress) => {
+      if (p.phase === 'download') out.textContent = `${p.loaded} / ${p.total}${p.fromCache ? ' (cached)' : ''}`;
+      if (p.phase === 'cache' && p.error instanceof QuotaExceededError) console.warn(p.error.message);
+    },
+  });
+  const info: ModelInfo = await pmg.info();
+  const backend: 'webgpu' | 'cpu' = info.backend;
+  console.log(backend, info.memory.weightBytes, info.config.n_layer);
+  for await (const t of pmg.chat([{ role: 'user', content: 'Hi!' }], { maxTokens: 32, temperature: 0.7, topP: 0.9, seed: 1, signal: ac.signal })) {
+    out.textContent += t.text;
+  }
+  const r = await pmg.complete('Once upon a time', { maxTokens: 8, stop: ['\n'] }).result;
+  const reason: 'end_of_turn' | 'max_tokens' | 'stop_string' | 'context_full' | 'cancelled' = r.finishReason;
+  const ids: number[] = await pmg.tokenize('hello');
+  console.log(reason, ids, models['smollm2-135m-instruct-q4_1'].sha256, await cachedModels(), await clearModelCache());
+  pmg.dispose();
+
+  try {
+    await Pmg.load({ llm: '/m.gguf', device: 'webgpu', sha256: 'ab', cache: false, worker: false, nCtx: 512 });
+  } catch (e) {
+    if (e instanceof NetworkError) console.log(e.status, e.url);
+    if (e instanceof IntegrityError) console.log(e.expected, e.actual);
+    if (e instanceof AbortError) console.log(e.partial?.text);
+    if (e instanceof DeviceError) console.log(e.message);
+  }
+
+  // @ts-expect-error: not a device
+  await Pmg.load({ device: 'gpu' });
+  // @ts-expect-error: chat takes messages, not a string
+  pmg.chat('hi');
+  // @ts-expect-error: maxTokens is a number
+  pmg.complete('x', { maxTokens: '8' });
+}
