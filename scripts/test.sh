@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: set up what is missing, then run every test: Rust unit, integration and golden
-# tests on the CPU and wgpu backends, then the wasm build in headless Chromium on CPU and WebGPU.
+# tests on the CPU and wgpu backends; then the npm package pmg-web: unit tests of the wrapper, its
+# TypeScript types, and the wasm build in headless Chromium on CPU and WebGPU.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -12,6 +13,7 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
 fi
 cargo test --release --all-targets
 scripts/build-web.sh
-node web/tests/smoke.mjs cpu
-node web/tests/smoke.mjs webgpu
-node web/tests/smoke.mjs auto
+cd web
+node --test tests/unit/
+node_modules/.bin/tsc -p .
+node tests/browser.mjs
