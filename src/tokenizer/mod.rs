@@ -7,7 +7,7 @@
 
 mod template;
 
-pub use template::{ChatMessage, ChatTemplate};
+pub use template::{ChatMessage, ChatTemplate, Segment};
 
 use std::collections::HashMap;
 
