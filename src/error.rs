@@ -32,6 +32,12 @@ pub enum Error {
     /// Generation was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
+    /// A history event or export is malformed, too large, or of an unknown kind.
+    #[error("history: {0}")]
+    History(#[from] HistoryError),
+    /// The LLM's answer did not have the required format, even after retries.
+    #[error("preferences: {0}")]
+    Preferences(String),
     /// I/O failure (native only).
     #[error("I/O error on {path}: {source}")]
     Io { path: String, #[source] source: std::io::Error },
@@ -86,4 +92,19 @@ impl Error {
     pub(crate) fn tensor(name: &str, problem: impl Into<String>) -> Self {
         Error::Tensor { name: name.to_string(), problem: problem.into() }
     }
+}
+
+/// What is wrong with a history event; `index` is the event's position in its batch (or the line
+/// number, from 1, in a JSON-lines file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum HistoryError {
+    #[error("event {index}: invalid JSON or unknown kind/field: {message}")]
+    Json { index: usize, message: String },
+    #[error("event {index}: `{field}` is {len} long, the limit is {max}")]
+    TooLong { index: usize, field: String, len: usize, max: usize },
+    #[error("event {index}: `{field}` {problem}")]
+    BadValue { index: usize, field: String, problem: String },
+    #[error("{count} events at once, the limit is {max}")]
+    TooMany { count: usize, max: usize },
 }

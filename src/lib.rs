@@ -6,6 +6,7 @@
 pub mod device;
 pub mod error;
 pub mod gguf;
+pub mod history;
 pub mod kernels;
 pub mod llm;
 pub mod models;

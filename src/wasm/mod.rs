@@ -34,6 +34,8 @@ fn js_error(e: Error) -> JsValue {
         Error::Integrity { .. } => "IntegrityError",
         Error::InvalidArgument(_) => "InvalidArgumentError",
         Error::Cancelled => "AbortError",
+        Error::History(_) => "HistoryError",
+        Error::Preferences(_) => "PreferencesError",
         Error::Io { .. } => "IoError",
     };
     let err = js_sys::Error::new(&e.to_string());
