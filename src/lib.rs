@@ -10,9 +10,10 @@ pub mod history;
 pub mod kernels;
 pub mod llm;
 pub mod models;
+pub mod preference;
 pub mod tokenizer;
 #[cfg(target_family = "wasm")]
 pub mod wasm;
 
 pub use device::{BackendKind, DeviceChoice, PmgDevice};
-pub use error::{Error, Result};
+pub use error::{Error, HistoryError, Result};

@@ -45,6 +45,45 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Record, list, export, import or clear the private behaviour history (a JSON-lines file on this device).
+    History {
+        #[command(subcommand)]
+        cmd: HistoryCmd,
+        /// History file (default: $PMG_HISTORY, else ~/.local/share/pmg/history.jsonl).
+        #[arg(long, global = true)]
+        file: Option<PathBuf>,
+    },
+    /// Extract preference keywords from a history with the LLM.
+    Preferences {
+        /// A history: an export (`{"version":1,"events":[...]}` or `[...]`) or a JSON-lines file.
+        #[arg(long)]
+        history: PathBuf,
+        /// stickers | shop | movies
+        #[arg(long, default_value = "stickers")]
+        domain: pmg::history::render::Domain,
+        /// direct | per-attribute
+        #[arg(long, default_value = "direct")]
+        mode: pmg::preference::PromptMode,
+        #[arg(long, default_value_t = 8)]
+        n: usize,
+        /// Also describe this item (title) in keywords, as PMG does for the target.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print JSON (keywords with weights, attributes, the rendered history).
+        #[arg(long)]
+        json: bool,
+        /// Also print the rendered history the model reads.
+        #[arg(long)]
+        show_prompt: bool,
+    },
     /// Print a GGUF file's metadata and tensor table.
     Info {
         #[arg(long)]
@@ -53,6 +92,185 @@ enum Cmd {
         #[arg(long)]
         tensors: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum HistoryCmd {
+    /// Record one event: either --json '{"type":"view",...}' or the flags below.
+    Add(AddArgs),
+    /// Print the events, oldest first (--json for JSON lines).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the history as {"version":1,"events":[...]} to stdout or --out.
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Add the events of an export file; invalid events are reported and skipped.
+    Import { path: PathBuf },
+    /// Delete the whole history.
+    Clear,
+    /// Keep at most --max-events events and none older than --max-age-days.
+    Retain {
+        #[arg(long, default_value_t = 5000)]
+        max_events: usize,
+        #[arg(long)]
+        max_age_days: Option<f64>,
+    },
+}
+
+#[derive(Args)]
+struct AddArgs {
+    /// The whole event as JSON (then the other flags are ignored).
+    #[arg(long)]
+    json: Option<String>,
+    /// view | click | purchase | rating | review | search | message
+    #[arg(long = "type", default_value = "view")]
+    kind: String,
+    #[arg(long)]
+    title: Option<String>,
+    /// Item id (default: the title).
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    category: Option<String>,
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    #[arg(long)]
+    description: Option<String>,
+    #[arg(long)]
+    image: Option<String>,
+    /// Rating value (scale 5 unless --scale).
+    #[arg(long)]
+    value: Option<f32>,
+    #[arg(long)]
+    scale: Option<f32>,
+    /// Review or message text.
+    #[arg(long)]
+    text: Option<String>,
+    #[arg(long)]
+    query: Option<String>,
+    /// user | other (messages).
+    #[arg(long, default_value = "user")]
+    role: String,
+    #[arg(long)]
+    speaker: Option<String>,
+    /// Milliseconds since 1970 (default: now).
+    #[arg(long)]
+    at: Option<i64>,
+}
+
+impl AddArgs {
+    fn event(&self) -> Result<pmg::history::Event> {
+        use pmg::history::{Event, EventKind, Item, Role};
+        if let Some(j) = &self.json {
+            return Ok(pmg::history::parse_event(j, 0)?);
+        }
+        let item = || -> Result<Item> {
+            let title = self.title.clone().ok_or_else(|| Error::InvalidArgument(format!("--title is required for a {} event", self.kind)))?;
+            Ok(Item { id: self.id.clone().unwrap_or_else(|| title.clone()), title, category: self.category.clone(), tags: self.tags.clone(), description: self.description.clone(), image: self.image.clone() })
+        };
+        let need = |v: &Option<String>, flag: &str| v.clone().ok_or_else(|| Error::InvalidArgument(format!("{flag} is required for a {} event", self.kind)));
+        let kind = match self.kind.as_str() {
+            "view" => EventKind::View { item: item()?, dwell_ms: None },
+            "click" => EventKind::Click { item: item()?, dwell_ms: None },
+            "purchase" => EventKind::Purchase { item: item()?, quantity: None },
+            "rating" => EventKind::Rating { item: item()?, value: self.value.ok_or_else(|| Error::InvalidArgument("--value is required for a rating".into()))?, scale: self.scale },
+            "review" => EventKind::Review { item: item()?, text: need(&self.text, "--text")? },
+            "search" => EventKind::Search { query: need(&self.query, "--query")? },
+            "message" => EventKind::Message {
+                role: match self.role.as_str() {
+                    "user" => Role::User,
+                    "other" => Role::Other,
+                    r => return Err(Error::InvalidArgument(format!("--role must be user or other, not {r:?}"))),
+                },
+                text: need(&self.text, "--text")?,
+                speaker: self.speaker.clone(),
+            },
+            k => return Err(Error::InvalidArgument(format!("unknown event type {k:?} (view, click, purchase, rating, review, search, message)"))),
+        };
+        let e = Event::new(self.at.unwrap_or_else(pmg::history::store::now_ms), kind);
+        e.validate(0)?;
+        Ok(e)
+    }
+}
+
+fn history_file(file: Option<PathBuf>) -> PathBuf {
+    file.or_else(|| std::env::var_os("PMG_HISTORY").map(PathBuf::from)).unwrap_or_else(|| {
+        let data = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+        data.unwrap_or_else(|| PathBuf::from(".")).join("pmg/history.jsonl")
+    })
+}
+
+/// A history from a file: an export (JSON object or array) or JSON lines.
+fn read_history(path: &PathBuf) -> Result<Vec<pmg::history::Event>> {
+    use pmg::history::store::{HistoryStore, JsonlStore};
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let t = text.trim_start();
+    let is_export = t.starts_with('[') || (t.starts_with('{') && t.lines().count() > 1 && !t.lines().next().unwrap_or("").trim_end().ends_with('}'));
+    if is_export || t.is_empty() {
+        let (events, report) = pmg::history::parse_export(&text)?;
+        for e in &report.rejected {
+            eprintln!("pmg: skipped {e}");
+        }
+        return Ok(events);
+    }
+    JsonlStore::open(path).list()
+}
+
+fn history_cmd(cmd: HistoryCmd, file: Option<PathBuf>) -> Result<()> {
+    use pmg::history::store::{HistoryStore, JsonlStore, now_ms};
+    let path = history_file(file);
+    let mut store = JsonlStore::open(&path);
+    match cmd {
+        HistoryCmd::Add(a) => {
+            store.record(a.event()?)?;
+            eprintln!("recorded in {}", path.display());
+        }
+        HistoryCmd::List { json } => {
+            for e in store.list()? {
+                if json {
+                    println!("{}", serde_json::to_string(&e).expect("serializes"));
+                } else {
+                    let what = match (&e.kind, e.item()) {
+                        (_, Some(item)) => item.title.clone(),
+                        (pmg::history::EventKind::Search { query }, _) => query.clone(),
+                        (pmg::history::EventKind::Message { text, .. }, _) => text.clone(),
+                        _ => String::new(),
+                    };
+                    println!("{:>14}  {:<8}  {}", e.at, e.kind_name(), pmg::history::render::clean(&what, 100));
+                }
+            }
+        }
+        HistoryCmd::Export { out } => {
+            let json = pmg::history::to_export(&store.list()?);
+            match out {
+                Some(p) => std::fs::write(&p, json + "\n").map_err(|source| Error::Io { path: p.display().to_string(), source })?,
+                None => println!("{json}"),
+            }
+        }
+        HistoryCmd::Import { path: from } => {
+            let text = std::fs::read_to_string(&from).map_err(|source| Error::Io { path: from.display().to_string(), source })?;
+            let (events, report) = pmg::history::parse_export(&text)?;
+            let report = store.import(events, report)?;
+            for e in &report.rejected {
+                eprintln!("pmg: skipped {e}");
+            }
+            eprintln!("imported {} events into {} ({} skipped)", report.accepted, path.display(), report.rejected.len());
+        }
+        HistoryCmd::Clear => {
+            store.clear()?;
+            eprintln!("cleared {}", path.display());
+        }
+        HistoryCmd::Retain { max_events, max_age_days } => {
+            let policy = pmg::history::Retention { max_events, max_age_ms: max_age_days.map(|d| (d * 86_400_000.0) as i64) };
+            let dropped = store.retain(policy, now_ms())?;
+            eprintln!("dropped {dropped} events");
+        }
+    }
+    Ok(())
 }
 
 #[derive(Args, Clone)]
@@ -201,6 +419,43 @@ fn main_inner(cli: Cli) -> Result<()> {
                         }
                         turn(&mut messages, line.trim_end().to_string(), &mut session)?;
                     }
+                }
+            }
+        }
+        Cmd::History { cmd, file } => history_cmd(cmd, file)?,
+        Cmd::Preferences { history, domain, mode, n, target, model, device, temperature, seed, json, show_prompt } => {
+            let events = read_history(&history)?;
+            let bytes = read_model(&model)?;
+            let lm = LanguageModel::from_gguf_bytes(&bytes, &PmgDevice::new(device)?, 2048)?;
+            let opts = pmg::preference::ExtractOptions { n_keywords: n, domain, mode, temperature, seed, ..Default::default() };
+            let ex = pmg::preference::Extractor::new(&lm)?;
+            let mut feed = pmg::preference::SyncFeed(lm.new_session());
+            let prefs = pmg::preference::block_on(ex.preferences(&mut feed, &events, &opts))?;
+            let target_kw = match &target {
+                Some(t) => {
+                    let item = pmg::history::Item { id: t.clone(), title: t.clone(), ..Default::default() };
+                    Some(pmg::preference::block_on(ex.item_keywords(&mut feed, &item, 10, &opts))?)
+                }
+                None => None,
+            };
+            if json {
+                let v = serde_json::json!({ "preferences": prefs, "target": target_kw });
+                println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
+            } else {
+                if show_prompt {
+                    println!("--- history as the model reads it ---\n{}\n---", prefs.rendered);
+                }
+                if prefs.neutral {
+                    println!("(empty history: no preferences, the output stays unpersonalized)");
+                }
+                for k in &prefs.keywords {
+                    println!("{:>5.2}  {}", k.weight, k.text);
+                }
+                for (attr, kws) in &prefs.attributes {
+                    println!("  {attr}: {}", kws.join(", "));
+                }
+                if let Some(t) = target_kw {
+                    println!("target: {}", t.iter().map(|k| k.text.as_str()).collect::<Vec<_>>().join(", "));
                 }
             }
         }

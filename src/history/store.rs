@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Event, ImportReport, Retention, parse_event};
-use crate::error::{Error, HistoryError, Result};
+use crate::error::{Error, Result};
 
 /// The operations every store offers.
 pub trait HistoryStore {
@@ -176,6 +176,7 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::HistoryError;
     use crate::history::{EventKind, parse_export};
 
     fn search(at: i64, q: &str) -> Event {

@@ -171,6 +171,16 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Encode a rendered chat: the template's own text with special tokens recognised, message
+    /// content as plain text (see [`ChatTemplate::render_segments`]).
+    pub fn encode_segments(&self, segments: &[Segment]) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        for s in segments {
+            ids.extend(self.encode(&s.text, !s.is_content)?);
+        }
+        Ok(ids)
+    }
+
     /// The raw bytes of a token (a token can end in the middle of a UTF-8 character).
     pub fn token_bytes(&self, id: u32) -> &[u8] {
         self.token_bytes.get(id as usize).map(Vec::as_slice).unwrap_or(b"")
