@@ -186,13 +186,14 @@ impl<'v> KeywordDecoder<'v> {
         !text.is_empty() && !is_stop_phrase(&text) && !self.out.iter().any(|d| d.text == text)
     }
 
-    /// At a keyword's start, single tokens that would repeat a keyword already produced.
+    /// At a keyword's start: the first tokens of the keywords already produced. A model that wants to
+    /// repeat itself then starts its next best keyword instead of being steered into a mangled
+    /// variant of the same word (at the cost of two keywords never sharing a first word).
     fn banned_starts(&self) -> Vec<usize> {
-        if !self.current.is_empty() || self.out.is_empty() {
+        if !self.current.is_empty() {
             return Vec::new();
         }
-        let taken: Vec<&str> = self.out.iter().map(|d| d.text.as_str()).collect();
-        (0..self.vocab.class.len()).filter(|&i| self.vocab.class[i] == Class::WordStart && taken.contains(&normalize(&self.vocab.text[i]).as_str())).collect()
+        self.out_tokens.iter().filter_map(|t| t.first().map(|&id| id as usize)).collect()
     }
 
     fn can_end(&self) -> bool {
