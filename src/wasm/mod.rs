@@ -196,6 +196,28 @@ impl Llm {
         self.run(ids, options, on_token).await
     }
 
+    /// Preference keywords from a history (`events_json`: an export or an array of events, as JSON).
+    /// Invalid events are skipped (validate them on the way in with `validateEvents`).
+    pub async fn preferences(&self, events_json: String, options: JsValue) -> Result<JsValue, JsValue> {
+        let (events, _) = crate::history::parse_export(&events_json).map_err(js_error)?;
+        let opts: crate::preference::ExtractOptions = if options.is_undefined() || options.is_null() { Default::default() } else { serde_wasm_bindgen::from_value(options).map_err(bad_arg)? };
+        let ex = crate::preference::Extractor::new(&self.lm).map_err(js_error)?;
+        let mut feed = crate::preference::AsyncFeed(self.lm.new_session());
+        let prefs = ex.preferences(&mut feed, &events, &opts).await.map_err(js_error)?;
+        to_js(&prefs)
+    }
+
+    /// Keywords describing one item (`item_json`: `{ id, title, category?, tags?, description? }`).
+    #[wasm_bindgen(js_name = itemKeywords)]
+    pub async fn item_keywords(&self, item_json: String, n: u32, options: JsValue) -> Result<JsValue, JsValue> {
+        let item: crate::history::Item = serde_json::from_str(&item_json).map_err(bad_arg)?;
+        let opts: crate::preference::ExtractOptions = if options.is_undefined() || options.is_null() { Default::default() } else { serde_wasm_bindgen::from_value(options).map_err(bad_arg)? };
+        let ex = crate::preference::Extractor::new(&self.lm).map_err(js_error)?;
+        let mut feed = crate::preference::AsyncFeed(self.lm.new_session());
+        let kws = ex.item_keywords(&mut feed, &item, n as usize, &opts).await.map_err(js_error)?;
+        to_js(&kws)
+    }
+
     /// Token ids of `text` (special-token text recognised).
     pub fn tokenize(&self, text: String) -> Result<Vec<u32>, JsValue> {
         self.lm.tokenize_prompt(&text).map_err(js_error)
@@ -233,4 +255,22 @@ impl Llm {
 #[wasm_bindgen(js_name = sha256Hex)]
 pub fn sha256_hex(bytes: &[u8]) -> String {
     crate::models::sha256_hex(bytes)
+}
+
+/// Validate history events (`json`: an export `{ version, events }` or an array). Returns
+/// `{ events, rejected: [{ index, kind, message }] }`: the valid events in their canonical form, and
+/// why each other one was refused. Throws `HistoryError` when the document itself is malformed.
+#[wasm_bindgen(js_name = validateEvents)]
+pub fn validate_events(json: String) -> Result<JsValue, JsValue> {
+    let (events, report) = crate::history::parse_export(&json).map_err(js_error)?;
+    let rejected: Vec<serde_json::Value> = report
+        .rejected
+        .iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            v["message"] = e.to_string().into();
+            v
+        })
+        .collect();
+    to_js(&serde_json::json!({ "events": events, "rejected": rejected }))
 }

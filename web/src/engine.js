@@ -1,8 +1,9 @@
 // The part of pmg-web that owns the wasm module and the loaded model. It runs inside the worker
 // (worker.js) by default, or on the page itself with `load({ worker: false })`.
 
-import init, { Llm, sha256Hex as wasmSha256Hex } from '../pkg/pmg.js';
-import { AbortError, DisposedError, InvalidArgumentError, NotLoadedError, toPmgError } from './errors.js';
+import init, { Llm, sha256Hex as wasmSha256Hex, validateEvents } from '../pkg/pmg.js';
+import { AbortError, DisposedError, HistoryError, InvalidArgumentError, NotLoadedError, toPmgError } from './errors.js';
+import { HistoryStore } from './history-store.js';
 import { fetchModel } from './loader.js';
 
 let wasmReady = null;
@@ -30,6 +31,7 @@ const GEN_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty
 
 export class Engine {
   #llm = null;
+  #history = null;
   #disposed = false;
   #failed = null;
 
@@ -96,6 +98,85 @@ export class Engine {
     return r;
   }
 
+  // --- history (IndexedDB; needs the wasm module for validation, not a model) ---
+
+  async #store() {
+    this.#check(false);
+    await initWasm();
+    this.#history ??= HistoryStore.open().catch((e) => {
+      this.#history = null;
+      throw e;
+    });
+    return this.#history;
+  }
+
+  /** Validate with the crate's rules; `input` is an event, an array of events or an export (object or JSON text). */
+  static validate(input) {
+    const json = typeof input === 'string' ? input : JSON.stringify(Array.isArray(input) || input?.events ? input : [input]);
+    try {
+      return validateEvents(json);
+    } catch (e) {
+      throw toPmgError(e);
+    }
+  }
+
+  /**
+   * Store events. One event: rejects with `HistoryError` if invalid. Several: the valid ones are
+   * stored (in one transaction) and the report lists the refused ones.
+   */
+  async historyRecord(input, single) {
+    const store = await this.#store();
+    const v = Engine.validate(input);
+    if (single && v.rejected.length) {
+      const r = v.rejected[0];
+      throw new HistoryError(r.message.replace(/^event 0: /, ''), { index: r.index, field: r.field });
+    }
+    await store.add(v.events);
+    return { accepted: v.events.length, rejected: v.rejected };
+  }
+
+  async historyList() {
+    return (await this.#store()).list();
+  }
+
+  async historyExport() {
+    return JSON.stringify({ version: 1, events: await this.historyList() }, null, 2);
+  }
+
+  async historyClear() {
+    await (await this.#store()).clear();
+  }
+
+  async historyRetention(policy) {
+    const store = await this.#store();
+    if (policy === undefined) return store.retention();
+    const p = { maxEvents: policy.maxEvents ?? 5000, maxAgeMs: policy.maxAgeMs ?? null };
+    if (!Number.isInteger(p.maxEvents) || p.maxEvents < 0 || (p.maxAgeMs !== null && !(p.maxAgeMs >= 0))) {
+      throw new InvalidArgumentError('retention is { maxEvents: integer >= 0, maxAgeMs?: number >= 0 }');
+    }
+    return store.setRetention(p);
+  }
+
+  /** Preference keywords from the stored history (or from `events` when given). */
+  async preferences(options = {}, events) {
+    const llm = this.#model();
+    const list = events ? Engine.validate(events).events : await this.historyList();
+    try {
+      return await llm.preferences(JSON.stringify(list), options);
+    } catch (e) {
+      throw this.#fail(e);
+    }
+  }
+
+  async itemKeywords(item, n = 10, options = {}) {
+    const llm = this.#model();
+    try {
+      return await llm.itemKeywords(JSON.stringify(item), n, options);
+    } catch (e) {
+      throw this.#fail(e);
+    }
+  }
+
   dispose() {
     this.#disposed = true;
     this.#llm?.free();
@@ -121,5 +202,27 @@ export class Engine {
       this.#llm = null;
     }
     return err;
+  }
+}
+
+/**
+ * Run one operation of the worker protocol on `engine` (shared by the worker and by `worker: false`).
+ * `handlers`: { onProgress, onToken, isCancelled, signal }.
+ */
+export async function dispatch(engine, op, args, { onProgress, onToken, isCancelled, signal } = {}) {
+  switch (op) {
+    case 'load': return engine.load(args, onProgress, signal);
+    case 'info': return engine.info();
+    case 'tokenize': return engine.tokenize(args.text);
+    case 'generate': return engine.generate(args.kind, args.input, args.options, onToken, isCancelled);
+    case 'preferences': return engine.preferences(args.options, args.events);
+    case 'itemKeywords': return engine.itemKeywords(args.item, args.n, args.options);
+    case 'history.record': return engine.historyRecord(args.input, args.single);
+    case 'history.list': return engine.historyList();
+    case 'history.export': return engine.historyExport();
+    case 'history.clear': return engine.historyClear();
+    case 'history.retention': return engine.historyRetention(args.policy);
+    case 'dispose': return engine.dispose();
+    default: throw new InvalidArgumentError(`unknown operation ${op}`);
   }
 }

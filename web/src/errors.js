@@ -44,12 +44,16 @@ export const ModelError = kind('ModelError');
 export const TokenizerError = kind('TokenizerError');
 /** An argument is out of range or malformed (options, messages, context full). */
 export const InvalidArgumentError = kind('InvalidArgumentError');
+/** A history event or export is malformed, too large, or of an unknown kind (`index`, `field` say where). */
+export const HistoryError = kind('HistoryError');
+/** The model's answer could not be turned into preference keywords. */
+export const PreferencesError = kind('PreferencesError');
 /** The worker or the wasm runtime failed unexpectedly (a bug: please report it). */
 export const RuntimeError = kind('RuntimeError');
 
 const classes = {
   NotLoadedError, DisposedError, AbortError, NetworkError, IntegrityError, QuotaExceededError, DeviceError,
-  GgufError, ModelError, TokenizerError, InvalidArgumentError, RuntimeError,
+  GgufError, ModelError, TokenizerError, InvalidArgumentError, HistoryError, PreferencesError, RuntimeError,
 };
 
 /** A `PmgError` from anything thrown: errors of the wasm module carry their kind in `name`. */
@@ -67,7 +71,7 @@ export function toPmgError(e) {
 export function errorToJSON(e) {
   const err = toPmgError(e);
   const out = { name: err.name, message: err.message };
-  for (const k of ['status', 'url', 'expected', 'actual', 'partial']) if (err[k] !== undefined) out[k] = err[k];
+  for (const k of ['status', 'url', 'expected', 'actual', 'partial', 'index', 'field', 'rejected']) if (err[k] !== undefined) out[k] = err[k];
   return out;
 }
 

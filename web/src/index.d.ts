@@ -120,9 +120,107 @@ export declare class Generation implements AsyncIterable<Token> {
   [Symbol.asyncIterator](): AsyncIterator<Token>;
 }
 
+/** One behaviour event (the crate's `history::Event`; schema in docs/history.md). `at` defaults to now. */
+export type HistoryEvent =
+  | { type: 'view' | 'click'; at?: number; item: HistoryItem; dwellMs?: number }
+  | { type: 'purchase'; at?: number; item: HistoryItem; quantity?: number }
+  | { type: 'rating'; at?: number; item: HistoryItem; value: number; scale?: number }
+  | { type: 'review'; at?: number; item: HistoryItem; text: string }
+  | { type: 'search'; at?: number; query: string }
+  | { type: 'message'; at?: number; role: 'user' | 'other'; text: string; speaker?: string };
+
+export interface HistoryItem {
+  id: string;
+  title: string;
+  category?: string;
+  tags?: string[];
+  description?: string;
+  /** A reference (URL, emoji code point), never image bytes. */
+  image?: string;
+}
+
+/** A stored event: `at` is always set. */
+export type StoredEvent = HistoryEvent & { at: number };
+
+export interface Rejected {
+  index: number;
+  kind: 'json' | 'tooLong' | 'badValue' | 'tooMany';
+  field?: string;
+  message: string;
+}
+
+export interface ImportReport {
+  accepted: number;
+  rejected: Rejected[];
+}
+
+export interface Retention {
+  maxEvents: number;
+  /** Events older than this (ms) are dropped; `null` keeps them. */
+  maxAgeMs?: number | null;
+}
+
+/** The behaviour history, in IndexedDB on this device. Nothing in it is ever sent anywhere. */
+export interface History {
+  /** One event: rejects with `HistoryError` if invalid. An array: stores the valid ones (one transaction), reports the rest. */
+  record(event: HistoryEvent): Promise<void>;
+  record(events: HistoryEvent[]): Promise<ImportReport>;
+  list(): Promise<StoredEvent[]>;
+  /** `{ "version": 1, "events": [...] }` as JSON text. */
+  export(): Promise<string>;
+  import(data: string | { version: 1; events: HistoryEvent[] } | HistoryEvent[]): Promise<ImportReport>;
+  clear(): Promise<void>;
+  retention(): Promise<Retention>;
+  /** Set and apply; resolves to the number of events dropped. */
+  retention(policy: Partial<Retention>): Promise<number>;
+}
+
+export type Domain = 'stickers' | 'shop' | 'movies';
+
+export interface PreferenceOptions {
+  /** Default 8. */
+  nKeywords?: number;
+  /** Which of PMG's renderings (default 'stickers'). */
+  domain?: Domain;
+  /** One prompt, or one per attribute plus an integrate prompt (default 'direct'). */
+  mode?: 'direct' | 'per_attribute';
+  /** 0 (default) is greedy: the same history gives the same keywords. */
+  temperature?: number;
+  seed?: number;
+  /** Words per keyword (default 3). */
+  maxWords?: number;
+  render?: { maxItems?: number; maxMessages?: number; maxSearches?: number; minRating?: number; budgetTokens?: number };
+  /** Use these events instead of the stored history. */
+  events?: HistoryEvent[];
+}
+
+export interface Keyword {
+  text: string;
+  /** Weights of a list sum to 1. */
+  weight: number;
+}
+
+export interface Preferences {
+  /** Most confident first. */
+  keywords: Keyword[];
+  /** Per-attribute candidates (mode 'per_attribute'). */
+  attributes: Record<string, string[]>;
+  /** The history held nothing to go on. */
+  neutral: boolean;
+  /** The history as the model read it. */
+  rendered: string;
+}
+
 export declare class Pmg {
+  /** `worker: false` runs on the page. `pmg.history` works before `load()`. */
+  constructor(options?: { worker?: boolean });
   /** Create and load in one step. */
   static load(options?: LoadOptions): Promise<Pmg>;
+  readonly history: History;
+  /** Preference keywords from the stored history (PMG step 2). */
+  preferences(options?: PreferenceOptions): Promise<Preferences>;
+  /** Keywords describing one item (the target of a generation). */
+  itemKeywords(item: HistoryItem, n?: number, options?: PreferenceOptions): Promise<Keyword[]>;
   readonly state: 'idle' | 'loading' | 'ready' | 'disposed';
   /** Download (or take from the cache), verify and load the model. Call once. */
   load(options?: LoadOptions): Promise<LoadResult>;
@@ -179,4 +277,9 @@ export declare class GgufError extends PmgError {}
 export declare class ModelError extends PmgError {}
 export declare class TokenizerError extends PmgError {}
 export declare class InvalidArgumentError extends PmgError {}
+export declare class HistoryError extends PmgError {
+  index?: number;
+  field?: string;
+}
+export declare class PreferencesError extends PmgError {}
 export declare class RuntimeError extends PmgError {}

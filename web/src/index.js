@@ -6,7 +6,7 @@
 //
 // The model runs in a dedicated Web Worker (worker.js) unless `worker: false`; see README.md for the API.
 
-import { Engine } from './engine.js';
+import { Engine, dispatch } from './engine.js';
 import {
   AbortError, DisposedError, InvalidArgumentError, NotLoadedError, RuntimeError, errorFromJSON, toPmgError,
 } from './errors.js';
@@ -83,17 +83,10 @@ class DirectTransport {
   call(op, args, { onProgress, onToken, signal } = {}) {
     const id = this.#next++;
     const run = async () => {
-      switch (op) {
-        case 'load': return this.#engine.load(args, onProgress, signal);
-        case 'info': return this.#engine.info();
-        case 'tokenize': return this.#engine.tokenize(args.text);
-        case 'generate':
-          try {
-            return await this.#engine.generate(args.kind, args.input, args.options, onToken, () => this.#cancelled.has(id));
-          } finally {
-            this.#cancelled.delete(id);
-          }
-        default: throw new Error(`unknown op ${op}`);
+      try {
+        return await dispatch(this.#engine, op, args, { onProgress, onToken, signal, isCancelled: () => this.#cancelled.has(id) });
+      } finally {
+        this.#cancelled.delete(id);
       }
     };
     return Object.assign(run().catch((e) => Promise.reject(toPmgError(e))), { id });
@@ -188,15 +181,32 @@ export class Generation {
 /** A loaded model on this device. Create one with `await Pmg.load(options)`. */
 export class Pmg {
   #t = null;
+  #useWorker;
   #state = 'idle'; // idle | loading | ready | disposed
   #queue = Promise.resolve();
   #running = null;
 
-  /** Shorthand for `new Pmg().load(options)`. */
-  static async load(options) {
-    const pmg = new Pmg();
+  /**
+   * `worker: false` runs everything on the page. The behaviour history (`pmg.history`) is usable
+   * right away; the model methods need `load()` first.
+   */
+  constructor({ worker = true } = {}) {
+    this.#useWorker = worker;
+    this.history = new History(this);
+  }
+
+  /** Shorthand for `new Pmg({ worker }).load(options)`. */
+  static async load(options = {}) {
+    const pmg = new Pmg({ worker: options.worker ?? true });
     await pmg.load(options);
     return pmg;
+  }
+
+  /** The transport, started on first use (the worker is also where the history is stored). */
+  _transport() {
+    if (this.#state === 'disposed') throw new DisposedError('this Pmg was disposed');
+    this.#t ??= this.#useWorker ? new WorkerTransport() : new DirectTransport();
+    return this.#t;
   }
 
   /** `'idle' | 'loading' | 'ready' | 'disposed'`. */
@@ -205,14 +215,14 @@ export class Pmg {
   }
 
   async load(options = {}) {
-    const { llm = defaultLlm, device = 'auto', onProgress = () => {}, signal, worker = true, cache = true, nCtx, modelBaseUrl, wasmUrl } = options;
+    const { llm = defaultLlm, device = 'auto', onProgress = () => {}, signal, cache = true, nCtx, modelBaseUrl, wasmUrl } = options;
     if (this.#state === 'disposed') throw new DisposedError('this Pmg was disposed');
     if (this.#state !== 'idle') throw new InvalidArgumentError(`load() was already called (state: ${this.#state})`);
     if (!DEVICES.includes(device)) throw new InvalidArgumentError(`device must be one of ${DEVICES.join(', ')}, not ${JSON.stringify(device)}`);
     if (signal?.aborted) throw new AbortError('model load aborted');
     const model = resolveModel(llm, modelBaseUrl, options.sha256);
-    const t = worker ? new WorkerTransport() : new DirectTransport();
-    this.#t = t;
+    const worker = this.#useWorker;
+    const t = this._transport();
     this.#state = 'loading';
     const args = { ...model, device, cache, nCtx, wasmUrl: wasmUrl && String(new URL(wasmUrl, baseUrl())) };
     let onAbort;
@@ -243,6 +253,27 @@ export class Pmg {
   /** Backend, adapter, model configuration and memory use. */
   async info() {
     return this.#call('info', {});
+  }
+
+  /**
+   * Preference keywords from the stored history (or from `options.events`): `{ keywords: [{ text,
+   * weight }], attributes, neutral, rendered }`. Options: `domain` ('stickers' | 'shop' | 'movies'),
+   * `mode` ('direct' | 'per_attribute'), `nKeywords`, `temperature`, `seed`, `maxWords`, `render`.
+   */
+  async preferences({ events, ...options } = {}) {
+    return this.#queued(() => this.#call('preferences', { options, events }));
+  }
+
+  /** Keywords describing one item `{ id, title, category?, tags?, description? }` (PMG's target keywords). */
+  async itemKeywords(item, n = 10, options = {}) {
+    return this.#queued(() => this.#call('itemKeywords', { item, n, options }));
+  }
+
+  // Model work runs one call at a time, in call order.
+  #queued(fn) {
+    const turn = this.#queue.then(fn);
+    this.#queue = turn.catch(() => {});
+    return turn;
   }
 
   /** Token ids of `text` (special-token text such as `<|im_start|>` is recognised). */
@@ -313,6 +344,50 @@ export class Pmg {
       return turn;
     };
     return new Generation(start, stop, signal);
+  }
+}
+
+/** The behaviour history on this device (IndexedDB), available as `pmg.history`. */
+class History {
+  #pmg;
+  constructor(pmg) {
+    this.#pmg = pmg;
+  }
+  #call(op, args = {}) {
+    try {
+      return this.#pmg._transport().call(op, args);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+  /**
+   * Record an event (`{ type, at, ... }`; `at` defaults to now): rejects with `HistoryError` if it is
+   * invalid. An array records every valid event in one transaction and reports the others.
+   */
+  async record(event) {
+    const stamp = (e) => (e && typeof e === 'object' && e.at === undefined ? { ...e, at: Date.now() } : e);
+    if (Array.isArray(event)) return this.#call('history.record', { input: event.map(stamp), single: false });
+    await this.#call('history.record', { input: stamp(event), single: true });
+  }
+  /** All events, oldest first. */
+  list() {
+    return this.#call('history.list');
+  }
+  /** The history as JSON text: `{ "version": 1, "events": [...] }`. */
+  export() {
+    return this.#call('history.export');
+  }
+  /** Add the valid events of an export (JSON text or object); returns `{ accepted, rejected }`. */
+  import(data) {
+    return this.#call('history.record', { input: data, single: false });
+  }
+  /** Delete every event. */
+  clear() {
+    return this.#call('history.clear');
+  }
+  /** Get (no argument) or set `{ maxEvents, maxAgeMs }`; setting applies it and returns how many events were dropped. */
+  retention(policy) {
+    return this.#call('history.retention', { policy });
   }
 }
 

@@ -298,6 +298,120 @@ test('the ten-line example page streams an answer on cpu and on webgpu', async (
   }
 });
 
+const HISTORY = [
+  { type: 'view', at: 1_764_000_000_000, item: { id: '2615', title: 'hot beverage', category: 'Food & Drink', tags: ['coffee', 'steaming'] } },
+  { type: 'purchase', at: 1_764_000_001_000, item: { id: '1f950', title: 'croissant', category: 'Food & Drink', tags: ['breakfast'] } },
+  { type: 'search', at: 1_764_000_002_000, query: 'zebracorn espresso stickers' },
+  { type: 'rating', at: 1_764_000_003_000, item: { id: '1f305', title: 'sunrise', tags: ['morning'] }, value: 5 },
+  { type: 'message', at: 1_764_000_004_000, role: 'user', speaker: 'Sam', text: 'My secret: a purple giraffe drinks my espresso at 7am' },
+];
+
+test('history: record, validate, list, export, import, retention, survives a reload, clear', async () => {
+  const context = await browser.newContext();
+  const page = await harness(context);
+  const r = await page.evaluate(async (history) => {
+    const { Pmg } = window.pmgWeb;
+    const pmg = new Pmg();
+    await pmg.history.clear();
+    for (const e of history) await pmg.history.record(e);
+    const out = {};
+    try {
+      await pmg.history.record({ type: 'rating', item: { id: 'x', title: 't' }, value: 11 });
+    } catch (e) {
+      out.invalid = { name: e.name, field: e.field, message: e.message };
+    }
+    try {
+      await pmg.history.record({ type: 'teleport' });
+    } catch (e) {
+      out.unknown = e.name;
+    }
+    out.batch = await pmg.history.record([{ type: 'search', query: 'ok' }, { type: 'search', query: '' }]);
+    out.listed = (await pmg.history.list()).map((e) => e.type);
+    out.exported = await pmg.history.export();
+    pmg.dispose();
+    return out;
+  }, HISTORY);
+  assertEqual([r.invalid?.name, r.invalid?.field], ['HistoryError', 'value'], `invalid rating (${r.invalid?.message})`);
+  assertEqual(r.unknown, 'HistoryError', 'unknown event type');
+  assertEqual([r.batch.accepted, r.batch.rejected.length, r.batch.rejected[0]?.field], [1, 1, 'query'], 'batch report');
+  assertEqual(r.listed, ['view', 'purchase', 'search', 'rating', 'message', 'search'], 'listed oldest first (the batch event is newest)');
+  const exported = JSON.parse(r.exported);
+  assertEqual([exported.version, exported.events.length], [1, 6], 'export');
+
+  await page.reload();
+  await page.waitForFunction(() => window.harnessReady);
+  const after = await page.evaluate(async (exported) => {
+    const pmg = new window.pmgWeb.Pmg({ worker: false }); // same database from the page itself
+    const kept = (await pmg.history.list()).length;
+    const dropped = await pmg.history.retention({ maxEvents: 2 });
+    const policy = await pmg.history.retention();
+    const left = (await pmg.history.list()).map((e) => e.type);
+    await pmg.history.record({ type: 'search', query: 'one more' });
+    const capped = (await pmg.history.list()).length;
+    await pmg.history.retention({ maxEvents: 5000 });
+    await pmg.history.clear();
+    const cleared = (await pmg.history.list()).length;
+    const imported = await pmg.history.import(exported);
+    const total = (await pmg.history.list()).length;
+    await pmg.history.clear();
+    pmg.dispose();
+    return { kept, dropped, policy, left, capped, cleared, imported: imported.accepted, total };
+  }, r.exported);
+  assertEqual(after.kept, 6, 'history survives a reload');
+  assertEqual([after.dropped, after.policy.maxEvents, after.left], [4, 2, ['message', 'search']], 'retention keeps the newest');
+  assertEqual(after.capped, 2, 'retention applies to new records');
+  assertEqual([after.cleared, after.imported, after.total], [0, 6, 6], 'clear, then import the export');
+  await context.close();
+});
+
+test('preferences from the stored history, in the strict format; nothing leaves the device', async () => {
+  const context = await browser.newContext();
+  const requests = [];
+  const note = (req) => requests.push({ url: req.url(), method: req.method(), headers: req.headers(), body: req.postData() ?? '' });
+  context.on('request', note);
+  const page = await harness(context);
+  page.on('worker', (w) => console.log(`     worker ${w.url().replace(server.origin, '')}`));
+  const before = server.log.length;
+  const r = await page.evaluate(async (history) => {
+    const { Pmg } = window.pmgWeb;
+    const pmg = await Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' });
+    await pmg.history.clear();
+    await pmg.history.record(history);
+    const prefs = await pmg.preferences({ nKeywords: 6 });
+    const neutral = await pmg.preferences({ events: [] });
+    const target = await pmg.itemKeywords({ id: '1f382', title: 'birthday cake' }, 5);
+    const prompt = `Draw a sticker of a birthday cake for someone who likes ${prefs.keywords.map((k) => k.text).join(', ')}.`;
+    const answer = await pmg.chat([{ role: 'user', content: prompt }], { maxTokens: 8 }).text();
+    await pmg.history.clear();
+    pmg.dispose();
+    return { prefs, neutral, target, answer };
+  }, HISTORY);
+  const kws = r.prefs.keywords;
+  assert(kws.length > 0 && kws.length <= 6 && !r.prefs.neutral, `keywords ${JSON.stringify(kws)}`);
+  for (const k of kws) assert(/^[\p{L}'-]+( [\p{L}'-]+){0,2}$/u.test(k.text) && k.text === k.text.toLowerCase(), `strict format: ${JSON.stringify(k.text)}`);
+  assert(Math.abs(kws.reduce((a, k) => a + k.weight, 0) - 1) < 1e-4, 'weights sum to 1');
+  assert(r.prefs.rendered.includes('zebracorn espresso stickers'), 'the model read the stored history');
+  assertEqual([r.neutral.neutral, r.neutral.keywords.length], [true, 0], 'empty history is neutral');
+  assert(r.target.length > 0, 'target keywords');
+  console.log(`     keywords: ${kws.map((k) => `${k.text} (${k.weight.toFixed(2)})`).join(', ')}; target: ${r.target.map((k) => k.text).join(', ')}`);
+
+  // Zero egress: no history string and no keyword in any request the browser made or the server saw.
+  const secrets = [...HISTORY.flatMap((e) => [e.query, e.text, e.item?.title, ...(e.item?.tags ?? [])]), ...kws.map((k) => k.text), ...r.target.map((k) => k.text)]
+    .filter((s) => s && s.length >= 4);
+  const seen = [
+    ...requests.map((q) => ({ where: `browser ${q.method} ${q.url}`, text: decodeURIComponent(`${q.url} ${JSON.stringify(q.headers)} ${q.body}`) })),
+    ...server.log.slice(before).map((q) => ({ where: `server ${q.method} ${q.url}`, text: decodeURIComponent(`${q.url} ${JSON.stringify(q.headers)} ${q.body}`) })),
+  ];
+  assert(requests.some((q) => q.url.endsWith('.gguf')), 'the worker\'s requests are observed too (the model download)');
+  for (const { where, text } of seen) {
+    for (const s of secrets) assert(!text.toLowerCase().includes(s.toLowerCase()), `${where} contains ${JSON.stringify(s)}`);
+  }
+  const foreign = requests.filter((q) => !q.url.startsWith(server.origin) || q.method !== 'GET');
+  assertEqual(foreign.map((q) => `${q.method} ${q.url}`), [], 'only GETs to the page origin');
+  console.log(`     ${requests.length} requests checked against ${secrets.length} private strings`);
+  await context.close();
+});
+
 test('network: only GETs of static files, no request bodies', async () => {
   const bad = server.log.filter((r) => r.method !== 'GET' || r.body.length > 0);
   assertEqual(bad.map((r) => `${r.method} ${r.path}`), [], 'non-GET requests or bodies');

@@ -1,6 +1,6 @@
 // Compiled by `tsc -p web` in the tests: the README's usage must type-check against src/index.d.ts,
 // and misuse must not (the @ts-expect-error lines fail the build if the types stop rejecting them).
-import { AbortError, DeviceError, IntegrityError, NetworkError, Pmg, QuotaExceededError, cachedModels, clearModelCache, models, type LoadProgress, type ModelInfo } from 'pmg-web';
+import { AbortError, DeviceError, HistoryError, IntegrityError, NetworkError, Pmg, QuotaExceededError, cachedModels, clearModelCache, models, type LoadProgress, type ModelInfo } from 'pmg-web';
 
 export async function usage(out: HTMLElement): Promise<void> {
   const ac = new AbortController();
@@ -24,6 +24,14 @@ export async function usage(out: HTMLElement): Promise<void> {
   const reason: 'end_of_turn' | 'max_tokens' | 'stop_string' | 'context_full' | 'cancelled' = r.finishReason;
   const ids: number[] = await pmg.tokenize('hello');
   console.log(reason, ids, models['smollm2-135m-instruct-q4_1'].sha256, await cachedModels(), await clearModelCache());
+  await pmg.history.record({ type: 'view', item: { id: '1f431', title: 'cat face', tags: ['cat'] } });
+  const report = await pmg.history.record([{ type: 'search', query: 'pastel', at: Date.now() }]);
+  console.log(report.accepted, report.rejected.map((r) => r.field), (await pmg.history.list())[0]?.at, await pmg.history.export());
+  const dropped: number = await pmg.history.retention({ maxEvents: 100 });
+  const prefs = await pmg.preferences({ domain: 'stickers', nKeywords: 6, mode: 'per_attribute' });
+  console.log(dropped, prefs.keywords.map((k) => `${k.text}:${k.weight}`), prefs.neutral, await pmg.itemKeywords({ id: 'x', title: 'birthday cake' }, 5));
+  // @ts-expect-error: not an event type
+  await pmg.history.record({ type: 'teleport' });
   pmg.dispose();
 
   try {
@@ -33,6 +41,7 @@ export async function usage(out: HTMLElement): Promise<void> {
     if (e instanceof IntegrityError) console.log(e.expected, e.actual);
     if (e instanceof AbortError) console.log(e.partial?.text);
     if (e instanceof DeviceError) console.log(e.message);
+    if (e instanceof HistoryError) console.log(e.field, e.index);
   }
 
   // @ts-expect-error: not a device
