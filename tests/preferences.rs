@@ -136,3 +136,14 @@ fn item_keywords_describe_the_target() {
     assert!(kws.len() >= 5 && kws.len() <= 10, "{kws:?}");
     assert!(kws.iter().any(|k| k.text.contains("cake") || k.text.contains("birthday")), "{kws:?}");
 }
+
+#[test]
+fn the_documented_sample_history_parses() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/history.json")).unwrap();
+    let (events, report) = parse_export(&text).unwrap();
+    assert!(report.rejected.is_empty() && events.len() >= 5);
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/history.md")).unwrap();
+    let example = doc.split("```json").nth(1).and_then(|s| s.split("```").next()).unwrap();
+    let (events, report) = parse_export(example).unwrap();
+    assert!(report.rejected.is_empty() && events.len() == 4, "{:?}", report.rejected);
+}
