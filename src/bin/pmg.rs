@@ -84,6 +84,11 @@ enum Cmd {
         #[arg(long)]
         show_prompt: bool,
     },
+    /// Evaluations (one command each; results as a markdown table).
+    Eval {
+        #[command(subcommand)]
+        cmd: EvalCmd,
+    },
     /// Print a GGUF file's metadata and tensor table.
     Info {
         #[arg(long)]
@@ -91,6 +96,24 @@ enum Cmd {
         /// Also list every tensor.
         #[arg(long)]
         tensors: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCmd {
+    /// Keyword quality on the synthetic histories with known themes (eval/preferences/histories.json).
+    Preferences {
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/preferences/histories.json"))]
+        set: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        n: usize,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
+        /// Write every history's keywords and scores as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -218,6 +241,44 @@ fn read_history(path: &PathBuf) -> Result<Vec<pmg::history::Event>> {
         return Ok(events);
     }
     JsonlStore::open(path).list()
+}
+
+fn eval_preferences(set_path: &PathBuf, n: usize, model: &Option<PathBuf>, device: DeviceChoice, json: Option<PathBuf>) -> Result<()> {
+    use pmg::preference::eval::{EvalSet, run_baseline, run_llm, summarize};
+    use pmg::preference::{Extractor, PromptMode, SyncFeed, block_on};
+    let text = std::fs::read_to_string(set_path).map_err(|source| Error::Io { path: set_path.display().to_string(), source })?;
+    let set = EvalSet::parse(&text)?;
+    let bytes = read_model(model)?;
+    let lm = LanguageModel::from_gguf_bytes(&bytes, &PmgDevice::new(device)?, 2048)?;
+    let model_name = model.as_ref().and_then(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| pmg::models::DEFAULT_LLM_FILE.to_string());
+    let ex = Extractor::new(&lm)?;
+    let mut feed = SyncFeed(lm.new_session());
+    let mut all = serde_json::Map::new();
+    let mut summaries = Vec::new();
+    let t = std::time::Instant::now();
+    let base = run_baseline(&set, n);
+    summaries.push(summarize("frequency baseline (no LLM)", &base, t.elapsed().as_secs_f32()));
+    all.insert("baseline".into(), serde_json::to_value(&base).expect("serializes"));
+    for (mode, name) in [(PromptMode::Direct, "direct"), (PromptMode::PerAttribute, "per-attribute")] {
+        let t = std::time::Instant::now();
+        let scores = block_on(run_llm(&ex, &mut feed, &set, mode, n))?;
+        summaries.push(summarize(&format!("{model_name}, {name} prompt"), &scores, t.elapsed().as_secs_f32()));
+        all.insert(name.into(), serde_json::to_value(&scores).expect("serializes"));
+        eprintln!("{name}: done in {:.0} s", t.elapsed().as_secs_f32());
+    }
+    let domains: Vec<String> = summaries[0].by_domain.keys().cloned().collect();
+    println!("{} histories, {} themes, {n} keywords each; device {}", set.histories.len(), set.themes.len(), lm.model.device.adapter);
+    println!();
+    println!("| system | keyword precision | history hit (any keyword) | first keyword hits | {} | seconds |", domains.iter().map(|d| format!("precision {d}")).collect::<Vec<_>>().join(" | "));
+    println!("|---|---|---|---|{}---|", "---|".repeat(domains.len()));
+    for s in &summaries {
+        let per: Vec<String> = domains.iter().map(|d| s.by_domain.get(d).map(|(c, p)| format!("{:.0}% (n={c})", p * 100.0)).unwrap_or_default()).collect();
+        println!("| {} | {:.0}% | {:.0}% | {:.0}% | {} | {:.0} |", s.system, s.precision * 100.0, s.any_hit * 100.0, s.top1_hit * 100.0, per.join(" | "), s.seconds);
+    }
+    if let Some(p) = json {
+        std::fs::write(&p, serde_json::to_string_pretty(&all).expect("serializes")).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+    }
+    Ok(())
 }
 
 fn history_cmd(cmd: HistoryCmd, file: Option<PathBuf>) -> Result<()> {
@@ -423,6 +484,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             }
         }
         Cmd::History { cmd, file } => history_cmd(cmd, file)?,
+        Cmd::Eval { cmd: EvalCmd::Preferences { set, n, model, device, json } } => eval_preferences(&set, n, &model, device, json)?,
         Cmd::Preferences { history, domain, mode, n, target, model, device, temperature, seed, json, show_prompt } => {
             let events = read_history(&history)?;
             let bytes = read_model(&model)?;

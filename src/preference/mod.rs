@@ -7,6 +7,7 @@
 //! tokenized as plain text, so special-token text in it stays text.
 
 pub mod decode;
+pub mod eval;
 
 use std::collections::BTreeMap;
 use std::future::Future;
