@@ -105,11 +105,17 @@ impl LanguageModel {
         Ok(ids)
     }
 
-    /// Apply the model's chat template and tokenize.
+    /// Apply the model's chat template and tokenize. Message content is tokenized as plain text:
+    /// `<|im_start|>` typed by a user stays text and cannot open a turn of its own.
     pub fn tokenize_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
         let t = self.template.as_ref().ok_or_else(|| Error::Template("this model has no chat template".into()))?;
-        let text = t.render(messages, true)?;
-        self.tokenize_prompt(&text)
+        let segments = t.render_segments(messages, true)?;
+        let mut ids = Vec::new();
+        if self.tokenizer.add_bos {
+            ids.extend(self.tokenizer.bos_id);
+        }
+        ids.extend(self.tokenizer.encode_segments(&segments)?);
+        Ok(ids)
     }
 
     pub fn new_session(&self) -> Session<'_> {
