@@ -1,15 +1,49 @@
 #!/usr/bin/env bash
-# Build the wasm module and its JS bindings into web/pkg/ (work in progress: issue 3).
+# Build the wasm module and its JS bindings into web/pkg/: cargo (release, SIMD128 from
+# .cargo/config.toml), wasm-bindgen, then wasm-opt.
 #   scripts/build-web.sh
+#   PMG_WASM_OPT=-O2 scripts/build-web.sh     (another wasm-opt level; `none` skips wasm-opt)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 target=${CARGO_TARGET_DIR:-target}
-# Toolchain pieces (wasm target, wasm-bindgen CLI) come from scripts/setup.sh.
+# wasm-opt level. Measured on pmg_bg.wasm (2 cores, headless Chromium 156, SmolLM2 Q4_1 on the CPU
+# path, BENCHMARKS.md "wasm size"): -O3 and -O2 give the same decode/prefill speed as no wasm-opt
+# (V8 optimises the hot loops itself; the SIMD128 kernels are already tight), and -Oz is as fast
+# within noise while being the smallest, so -Oz: it halves the download. It takes ~3 min here.
+opt_level=${PMG_WASM_OPT:--Oz}
+# Toolchain pieces (wasm target, wasm-bindgen CLI, web/node_modules with binaryen) come from
+# scripts/setup.sh.
 cargo build --release --lib --target wasm32-unknown-unknown --no-default-features --features cpu,wgpu
 wasm-bindgen --target web --weak-refs --out-dir web/pkg "$target/wasm32-unknown-unknown/release/pmg.wasm"
 if grep -q command_export web/pkg/pmg.js; then
     echo "build-web: command_export shims present: __wasm_call_ctors is not being called" >&2
     exit 1
 fi
-ls -l web/pkg/pmg_bg.wasm
+wasm=web/pkg/pmg_bg.wasm
+gz() { gzip -9 -c "$1" | wc -c; }
+raw_size=$(stat -c %s "$wasm")
+raw_gz=$(gz "$wasm")
+if [ "$opt_level" != none ]; then
+    # npm binaryen 132 (web/node_modules); Debian's binaryen 108 emits a broken module (PLATFORM.md).
+    wasm_opt=web/node_modules/binaryen/bin/wasm-opt
+    if [ ! -f "$wasm_opt" ]; then
+        echo "build-web: $wasm_opt missing: run (cd web && npm ci) or scripts/setup.sh" >&2
+        exit 1
+    fi
+    # The features the module uses (rustc's wasm32 defaults plus SIMD128; reference types for
+    # wasm-bindgen's externref table). Listing them, rather than --all-features, keeps wasm-opt
+    # from introducing instructions of features the browsers we target lack (GC, memory64, ...);
+    # wasm-opt's validation fails the build if the module used anything else.
+    start=$(date +%s)
+    node --max-old-space-size=8192 "$wasm_opt" "$opt_level" \
+        --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+        --enable-mutable-globals --enable-reference-types --enable-multivalue \
+        "$wasm" -o "$wasm.opt"
+    mv "$wasm.opt" "$wasm"
+    echo "build-web: wasm-opt $opt_level took $(( $(date +%s) - start )) s"
+fi
+echo "build-web: $wasm after wasm-bindgen: $raw_size B raw, $raw_gz B gzip -9"
+if [ "$opt_level" != none ]; then
+    echo "build-web: $wasm after wasm-opt $opt_level: $(stat -c %s "$wasm") B raw, $(gz "$wasm") B gzip -9"
+fi

@@ -1,10 +1,10 @@
 //! Quantized matrix multiplication on the CPU: `y[t, r] = sum_c x[t, c] * W[r, c]`.
 //!
 //! Q4_0/Q4_1/Q8_0 weights use integer dot products against 8-bit block-quantized activations
-//! (AVX2 where the CPU has it, a portable scalar kernel elsewhere, wasm included until its SIMD128
-//! kernel lands); other types dequantize one row at a time into a small
-//! buffer. Rows are split across threads natively (our spinning pool, `pool.rs`); wasm runs
-//! one thread.
+//! (AVX2 where the CPU has it, SIMD128 on wasm, a portable scalar kernel elsewhere; for several
+//! tokens the wasm kernel unpacks each weight block once for 4 tokens); other types dequantize one
+//! row at a time into a small buffer. Rows are split across threads natively (our spinning pool,
+//! `pool.rs`); wasm runs one thread.
 
 use super::QMatrix;
 use crate::gguf::quant::{self, Q8Activations};
@@ -21,22 +21,11 @@ pub fn matmul(w: &QMatrix, x: &[f32], m: usize) -> Vec<f32> {
     let mut out_t = vec![0f32; n * m];
     if quant::has_q8_kernel(w.ty) {
         let acts = Q8Activations::quantize(x);
-        let nb = w.cols / quant::QK;
         let rb = w.row_bytes();
         for_each_row_block(&mut out_t, m, |r0, block| {
             let k = block.len() / m;
             let rows = &w.data[r0 * rb..(r0 + k) * rb];
-            if m == 1 {
-                quant::dot_rows_q8(w.ty, rows, rb, &acts, 0, block);
-                return;
-            }
-            let mut tmp = vec![0f32; k];
-            for t in 0..m {
-                quant::dot_rows_q8(w.ty, rows, rb, &acts, t * nb, &mut tmp);
-                for (i, v) in tmp.iter().enumerate() {
-                    block[i * m + t] = *v;
-                }
-            }
+            quant::dot_rows_q8_tokens(w.ty, rows, rb, &acts, m, block);
         });
     } else {
         for_each_row_block(&mut out_t, m, |r0, block| {

@@ -10,6 +10,8 @@ use crate::error::Error;
 use crate::llm::{GenerateOptions, LanguageModel, SamplingParams};
 use crate::tokenizer::ChatMessage;
 
+mod selftest;
+
 unsafe extern "C" {
     fn __wasm_call_ctors();
 }

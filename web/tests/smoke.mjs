@@ -1,5 +1,6 @@
 // Smoke test in a real browser: serve the repo statically on loopback, open web/demo/llm.html in
-// Debian's Chromium (WebGPU enabled) and check the greedy tokens against llama.cpp's golden data.
+// Debian's Chromium (WebGPU enabled) and check the greedy tokens against llama.cpp's golden data,
+// and that the wasm SIMD128 dot-product kernels equal the scalar kernel (`kernelSelfTest`).
 //   node web/tests/smoke.mjs [cpu|webgpu|auto]
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
@@ -62,8 +63,12 @@ try {
     console.log(`asked for ${device}, got ${info.backend}`);
     ok = false;
   }
+  const selfTest = await page.evaluate(() => window.selfTest);
+  console.log(`kernel self-test: ${selfTest?.text}`);
+  // The build enables SIMD128 (.cargo/config.toml), so the kernel checked must be the SIMD one.
+  if (!selfTest?.ok || !selfTest.text.startsWith('wasm simd128')) ok = false;
   console.log(`${device} (${adapter}): ${JSON.stringify(result.text)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  console.log(ok ? '1 passed, 0 failed' : `0 passed, 1 failed: tokens ${result.tokens} != golden ${want}`);
+  console.log(ok ? '1 passed, 0 failed' : `0 passed, 1 failed: tokens ${result.tokens} vs golden ${want}, kernel self-test ${selfTest?.ok ? 'passed' : 'failed'}`);
   failed = !ok;
 } catch (e) {
   console.log(`0 passed, 1 failed: ${e}`);
