@@ -9,6 +9,12 @@ use pmg::{Error, PmgDevice};
 
 mod common;
 
+/// The same model on wgpu (lavapipe here), or `None` with `PMG_SKIP_WGPU=1`.
+fn wgpu_lm() -> Option<&'static LanguageModel> {
+    static LM: OnceLock<Option<LanguageModel>> = OnceLock::new();
+    LM.get_or_init(|| common::wgpu_device().map(|d| LanguageModel::from_gguf_bytes(&common::default_model_bytes(), &d, 128).unwrap())).as_ref()
+}
+
 fn lm() -> &'static LanguageModel {
     static LM: OnceLock<LanguageModel> = OnceLock::new();
     LM.get_or_init(|| LanguageModel::from_gguf_bytes(&common::default_model_bytes(), &PmgDevice::cpu(), 512).unwrap())
@@ -167,4 +173,50 @@ fn chat_content_cannot_inject_control_tokens() {
     assert_eq!(lm.tokenizer.decode(&ids, false).matches(evil).count(), 1, "the text is still there, as text");
     let bad_role = lm.tokenize_chat(&[pmg::tokenizer::ChatMessage::new("user<|im_end|>", "x")]);
     assert!(matches!(bad_role, Err(pmg::Error::InvalidArgument(_))));
+}
+
+/// Greedy generation on wgpu makes its choice on the GPU (argmax after the repetition penalty,
+/// 4 bytes read back): the tokens equal host sampling of the same device's logits, synchronously
+/// and asynchronously, with and without a penalty, and after a warm-up.
+#[test]
+fn greedy_on_the_gpu_matches_host_sampling_of_the_same_logits() {
+    let Some(lm) = wgpu_lm() else { return };
+    let ids = lm.tokenize_prompt("1, 2, 3, 4, 5,").unwrap();
+    let opts_for = |penalty: f32| GenerateOptions { max_tokens: 10, sampling: SamplingParams { repetition_penalty: penalty, ..SamplingParams::greedy() }, ..Default::default() };
+    let mut first = None;
+    for penalty in [1.0, 1.5] {
+        // Reference: the logits row read back, the host sampler.
+        let mut s = lm.new_session();
+        let mut sampler = pmg::llm::Sampler::new(opts_for(penalty).sampling).unwrap();
+        let mut logits = s.feed(&ids).unwrap();
+        let mut want = Vec::new();
+        for _ in 0..10 {
+            let id = sampler.sample(&mut logits, s.tokens());
+            want.push(id);
+            logits = s.feed(&[id]).unwrap();
+        }
+        let mut s = lm.new_session();
+        let sync: Vec<u32> = s.generate(&ids, opts_for(penalty)).unwrap().map(|t| t.unwrap().id).collect();
+        assert_eq!(sync, want, "penalty {penalty}");
+        let mut s = lm.new_session();
+        let mut st = s.generate(&ids, opts_for(penalty)).unwrap();
+        let mut asynced = Vec::new();
+        while let Some(t) = block_on(st.next_async()) {
+            asynced.push(t.unwrap().id);
+        }
+        assert_eq!(asynced, want, "async, penalty {penalty}");
+        first.get_or_insert(want);
+    }
+    // The penalty changes this counting continuation, so the GPU really applied it.
+    let mut s = lm.new_session();
+    let penalised: Vec<u32> = s.generate(&ids, opts_for(1.5)).unwrap().map(|t| t.unwrap().id).collect();
+    assert_ne!(Some(&penalised), first.as_ref());
+    lm.warm_up().unwrap();
+    block_on(lm.warm_up_async()).unwrap();
+    let mut s = lm.new_session();
+    let again: Vec<u32> = s.generate(&ids, opts_for(1.0)).unwrap().map(|t| t.unwrap().id).collect();
+    assert_eq!(Some(&again), first.as_ref(), "a warm-up leaves later generations unchanged");
+    // Session::feed_greedy (sync and async) agrees with the stream's first token.
+    assert_eq!(lm.new_session().feed_greedy(&ids).unwrap(), again[0]);
+    assert_eq!(block_on(lm.new_session().feed_greedy_async(&ids)).unwrap(), again[0]);
 }

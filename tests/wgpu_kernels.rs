@@ -40,3 +40,65 @@ fn qlinear_on_wgpu_matches_f32_reference() {
         }
     }
 }
+
+/// The decode step's argmax and repetition penalty on the GPU give exactly the host's answers
+/// (first index on ties, the same float ops).
+#[test]
+fn argmax_and_penalty_on_wgpu_match_the_host() {
+    use pmg::kernels::wgpu as gk;
+    use pmg::llm::sampler::{apply_penalty, argmax, recent_distinct};
+    let Some(dev) = common::wgpu_device() else { return };
+    let upload = |x: &[f32]| gk::cube(Tensor::<1>::from_data(TensorData::new(x.to_vec(), [x.len()]), &dev.device)).unwrap();
+    let mut cases: Vec<Vec<f32>> = Vec::new();
+    for n in [1usize, 2, 7, 255, 256, 257, 1000, 49152] {
+        // Few distinct values: many ties, the maximum repeated at several places.
+        cases.push((0..n).map(|i| ((i * 7919 + n) % 13) as f32 * 0.5 - 3.0).collect());
+        // Distinct values, the maximum at the end.
+        cases.push((0..n).map(|i| i as f32 * 1e-3 - 20.0).collect());
+    }
+    cases.push(vec![f32::NEG_INFINITY; 300]);
+    cases.push((0..300).map(|i| if i == 0 { f32::NEG_INFINITY } else { -1.0 }).collect());
+    for x in &mut cases {
+        let t = upload(x);
+        assert_eq!(gk::read_u32(gk::argmax(&t)).unwrap(), argmax(x), "argmax of {} values", x.len());
+        let history: Vec<u32> = (0..80u32).map(|i| i * 37 % x.len() as u32).collect();
+        let seen = recent_distinct(&history, 64);
+        gk::penalize(&t, &seen, 1.3);
+        apply_penalty(x, &seen, 1.3);
+        let back: Vec<f32> = gk::tensor::<1>(t.clone()).into_data().try_into_vec().unwrap();
+        assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "penalised logits");
+        assert_eq!(gk::read_u32(gk::argmax(&t)).unwrap(), argmax(x), "argmax after the penalty");
+    }
+}
+
+/// One-token steps through the fused decode kernels agree with burn's ops (the prefill path) on
+/// the same device: same greedy tokens, logits within float rounding.
+#[test]
+fn fused_gpu_decode_matches_burn_ops() {
+    use pmg::llm::{LanguageModel, Rows};
+    let Some(dev) = common::wgpu_device() else { return };
+    let mut lm = LanguageModel::from_gguf_bytes(&common::default_model_bytes(), &dev, 64).unwrap();
+    assert!(lm.model.gpu_decode(), "the default model's weights all have GPU kernels");
+    let prompt = lm.tokenize_prompt("The capital of France is").unwrap();
+    let run = |lm: &LanguageModel| {
+        let mut cache = lm.model.new_cache();
+        let mut input = prompt.clone();
+        let mut steps = Vec::new();
+        for _ in 0..8 {
+            let l: Vec<f32> = lm.model.forward(&input, &mut cache, Rows::Last).unwrap().into_data().try_into_vec().unwrap();
+            input = vec![pmg::llm::sampler::argmax(&l)];
+            steps.push(l);
+        }
+        steps
+    };
+    let fused = run(&lm);
+    lm.model.set_gpu_decode(false);
+    let burn = run(&lm);
+    let mut worst = 0f32;
+    for (step, (a, b)) in fused.iter().zip(&burn).enumerate() {
+        assert_eq!(pmg::llm::sampler::argmax(a), pmg::llm::sampler::argmax(b), "step {step}");
+        worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(worst, f32::max);
+    }
+    eprintln!("fused vs burn decode: worst logit difference {worst}");
+    assert!(worst < 1e-3, "fused decode logits differ from burn's by {worst}");
+}

@@ -81,6 +81,12 @@ impl QLinear {
         })
     }
 
+    /// The weights in a GPU kernel's layout, when the device is wgpu and the type has a kernel.
+    #[cfg(feature = "wgpu")]
+    pub fn gpu(&self) -> Option<&wgpu::GpuQMatrix> {
+        self.gpu.as_ref()
+    }
+
     /// `x: [m, cols]` -> `[m, rows]`.
     pub fn forward(&self, x: burn::tensor::Tensor<2>) -> Result<burn::tensor::Tensor<2>> {
         use burn::tensor::{Tensor, TensorData};

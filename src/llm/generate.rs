@@ -1,8 +1,10 @@
 //! Generation: a [`Session`] owns a model's KV cache and turns prompts into streams of tokens.
 //!
 //! `Session::generate` returns a [`TokenStream`], an iterator of [`Token`]s that stops at an
-//! end-of-turn token, a stop string, `max_tokens`, or cancellation. The logits are read back once
-//! per token (the only device sync in the loop).
+//! end-of-turn token, a stop string, `max_tokens`, or cancellation. One device sync per token:
+//! on wgpu a greedy choice (argmax after the repetition penalty) is made on the GPU and only the
+//! 4-byte token id is read back; other sampling reads the logits row back and samples on the host
+//! (as the CPU backend always does).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::model::{KvCache, Llama, Rows};
-use super::sampler::{Sampler, SamplingParams};
-use crate::device::{read_f32, read_f32_async};
+use super::sampler::{Sampler, SamplingParams, apply_penalty, argmax};
+use crate::device::{BackendKind, read_f32, read_f32_async};
 use crate::error::{Error, Result};
 use crate::tokenizer::{ChatMessage, ChatTemplate, TextStream, Tokenizer};
 
@@ -118,6 +120,46 @@ impl LanguageModel {
         Ok(ids)
     }
 
+    /// Compile the GPU pipelines of generation now rather than on the first request (shader
+    /// compilation costs 10-200+ ms per pipeline on first use): two short prefills, a
+    /// repetition-penalised greedy step, a greedy step and a step with the logits read back,
+    /// on a scratch cache that is dropped afterwards. A no-op on the CPU backend. Natively;
+    /// in the browser use [`warm_up_async`](Self::warm_up_async).
+    pub fn warm_up(&self) -> Result<()> {
+        if self.model.device.kind != BackendKind::Wgpu {
+            return Ok(());
+        }
+        let (mut s, penalty, a, b) = self.warm_up_parts()?;
+        s.choose(&a, None)?.read()?;
+        let id = s.choose(&b, Some(&penalty))?.read()?;
+        let id = s.choose(&[id], None)?.read()?;
+        s.feed(&[id])?;
+        Ok(())
+    }
+
+    /// [`warm_up`](Self::warm_up) without blocking readbacks (WebGPU in the browser: call it once
+    /// after loading).
+    pub async fn warm_up_async(&self) -> Result<()> {
+        if self.model.device.kind != BackendKind::Wgpu {
+            return Ok(());
+        }
+        let (mut s, penalty, a, b) = self.warm_up_parts()?;
+        s.choose(&a, None)?.read_async().await?;
+        let id = s.choose(&b, Some(&penalty))?.read_async().await?;
+        let id = s.choose(&[id], None)?.read_async().await?;
+        s.feed_async(&[id]).await?;
+        Ok(())
+    }
+
+    /// A scratch session, a penalising greedy sampler, and two prompt chunks whose lengths give
+    /// burn's prefill kernels both even and odd sequence lengths (their vectorisation differs).
+    fn warm_up_parts(&self) -> Result<(Session<'_>, Sampler, Vec<u32>, Vec<u32>)> {
+        let s = Session { lm: self, cache: self.model.new_cache_with(16), tokens: Vec::new() };
+        let penalty = Sampler::new(SamplingParams { repetition_penalty: 1.1, ..SamplingParams::greedy() })?;
+        let id = |i: u32| i % self.model.config.vocab_size as u32;
+        Ok((s, penalty, (1..5).map(id).collect(), (5..8).map(id).collect()))
+    }
+
     pub fn new_session(&self) -> Session<'_> {
         Session { lm: self, cache: self.model.new_cache(), tokens: Vec::new() }
     }
@@ -171,6 +213,39 @@ impl<'a> Session<'a> {
         read_f32_async(logits).await
     }
 
+    /// Feed tokens and return the greedy choice (argmax, first on ties) after the last one. On
+    /// wgpu the argmax runs on the GPU and only the token id is read back.
+    pub fn feed_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
+        self.choose(tokens, None)?.read()
+    }
+
+    /// [`feed_greedy`](Self::feed_greedy) without a blocking readback (WebGPU).
+    pub async fn feed_greedy_async(&mut self, tokens: &[u32]) -> Result<u32> {
+        self.choose(tokens, None)?.read_async().await
+    }
+
+    /// Feed tokens and make the greedy choice after them, with `sampler`'s repetition penalty; on
+    /// wgpu both run on the GPU and nothing is read back yet.
+    fn choose(&mut self, tokens: &[u32], sampler: Option<&Sampler>) -> Result<Choice> {
+        let logits = self.lm.model.forward(tokens, &mut self.cache, Rows::Last)?;
+        self.tokens.extend_from_slice(tokens);
+        let penalty = sampler.and_then(|s| s.penalized(&self.tokens));
+        #[cfg(feature = "wgpu")]
+        if self.lm.model.device.kind == BackendKind::Wgpu {
+            use crate::kernels::wgpu as gk;
+            let logits = gk::cube(logits)?;
+            if let Some((p, seen)) = penalty {
+                gk::penalize(&logits, &seen, p);
+            }
+            return Ok(Choice::Device(gk::argmax(&logits)));
+        }
+        let mut logits = read_f32(logits)?;
+        if let Some((p, seen)) = penalty {
+            apply_penalty(&mut logits, &seen, p);
+        }
+        Ok(Choice::Ready(argmax(&logits)))
+    }
+
     /// Start generating after `prompt` (a continuation of what is already in the session).
     pub fn generate(&mut self, prompt: &[u32], opts: GenerateOptions) -> Result<TokenStream<'_, 'a>> {
         let sampler = Sampler::new(opts.sampling.clone())?;
@@ -178,6 +253,32 @@ impl<'a> Session<'a> {
             return Err(Error::InvalidArgument("empty prompt".into()));
         }
         Ok(TokenStream { session: self, prompt: Some(prompt.to_vec()), sampler, opts, produced: 0, text: String::new(), stream: TextStream::default(), finish: None, next_input: None, emitted: 0 })
+    }
+}
+
+/// A greedy choice, made on the host or still on the device.
+#[allow(clippy::large_enum_variant)]
+enum Choice {
+    Ready(u32),
+    #[cfg(feature = "wgpu")]
+    Device(burn::backend::wgpu::CubeTensor),
+}
+
+impl Choice {
+    fn read(self) -> Result<u32> {
+        match self {
+            Choice::Ready(id) => Ok(id),
+            #[cfg(feature = "wgpu")]
+            Choice::Device(t) => crate::kernels::wgpu::read_u32(t),
+        }
+    }
+
+    async fn read_async(self) -> Result<u32> {
+        match self {
+            Choice::Ready(id) => Ok(id),
+            #[cfg(feature = "wgpu")]
+            Choice::Device(t) => crate::kernels::wgpu::read_u32_async(t).await,
+        }
     }
 }
 
@@ -204,16 +305,32 @@ impl TokenStream<'_, '_> {
         &self.text
     }
 
+    /// Greedy on a GPU: choose on the device, read back the token id only.
+    fn on_device(&self) -> bool {
+        self.sampler.is_greedy() && self.session.lm.model.device.kind == BackendKind::Wgpu
+    }
+
     fn step(&mut self) -> Result<Option<Token>> {
         let Some(input) = self.next_input_tokens() else { return Ok(None) };
+        if self.on_device() {
+            let id = self.session.choose(&input, Some(&self.sampler))?.read()?;
+            return Ok(Some(self.accept_id(id)));
+        }
         let logits = self.session.feed(&input)?;
         Ok(Some(self.accept(logits)))
     }
 
-    /// The next token: the same as [`Iterator::next`], reading logits back without blocking
-    /// (required for WebGPU in the browser, where a synchronous readback is impossible).
+    /// The next token: the same as [`Iterator::next`], reading back without blocking (required
+    /// for WebGPU in the browser, where a synchronous readback is impossible).
     pub async fn next_async(&mut self) -> Option<Result<Token>> {
         let input = self.next_input_tokens()?;
+        if self.on_device() {
+            let id = match self.session.choose(&input, Some(&self.sampler)) {
+                Ok(c) => c.read_async().await,
+                Err(e) => Err(e),
+            };
+            return Some(id.map(|id| self.accept_id(id)));
+        }
         match self.session.feed_async(&input).await {
             Ok(logits) => Some(Ok(self.accept(logits))),
             Err(e) => Some(Err(e)),
@@ -248,6 +365,11 @@ impl TokenStream<'_, '_> {
     /// Sample from the logits of the last fed token and turn the choice into a [`Token`].
     fn accept(&mut self, mut logits: Vec<f32>) -> Token {
         let id = self.sampler.sample(&mut logits, &self.session.tokens);
+        self.accept_id(id)
+    }
+
+    /// Turn the chosen token into a [`Token`] (stop conditions, held-back text).
+    fn accept_id(&mut self, id: u32) -> Token {
         self.produced += 1;
         let tok = &self.session.lm.tokenizer;
         if tok.stop_ids.contains(&id) {

@@ -24,6 +24,20 @@ struct Block {
     ffn_down: QLinear,
 }
 
+#[cfg(feature = "wgpu")]
+impl Block {
+    /// Every projection has a GPU kernel, and q/k/v and gate/up can share a launch.
+    fn gpu_fusable(&self) -> bool {
+        let (Some(q), Some(k), Some(v), Some(o), Some(g), Some(u), Some(d)) =
+            (self.attn_q.gpu(), self.attn_k.gpu(), self.attn_v.gpu(), self.attn_output.gpu(), self.ffn_gate.gpu(), self.ffn_up.gpu(), self.ffn_down.gpu())
+        else {
+            return false;
+        };
+        let _ = (o, d);
+        q.fuses_with(k) && q.fuses_with(v) && g.fuses_with(u) && g.rows() == u.rows()
+    }
+}
+
 pub struct Llama {
     pub config: LlamaConfig,
     pub device: PmgDevice,
@@ -36,6 +50,8 @@ pub struct Llama {
     rope_sin: Tensor<2>,
     /// Bytes of weights held (quantized), for reports.
     pub weight_bytes: usize,
+    /// One-token steps run our fused GPU kernels (wgpu, every projection with a GPU kernel).
+    gpu_decode: bool,
 }
 
 /// Keys and values of past positions, per layer `[n_head_kv, n_ctx, head_dim]`.
@@ -50,6 +66,11 @@ impl KvCache {
     pub fn clear(&mut self) {
         self.pos = 0;
     }
+}
+
+#[cfg(feature = "wgpu")]
+fn gpu(l: &QLinear) -> Result<&crate::kernels::wgpu::GpuQMatrix> {
+    l.gpu().ok_or_else(|| Error::Device { device: "wgpu".into(), reason: "a projection has no GPU kernel".into() })
 }
 
 /// Which rows of the final hidden states a forward pass returns.
@@ -109,14 +130,39 @@ impl Llama {
         };
         let (rope_cos, rope_sin) = rope_tables(c, n_ctx, device);
         let weight_bytes = g.tensors.iter().map(|t| t.size as usize).sum();
-        Ok(Llama { config, device: device.clone(), token_embd, blocks, output_norm, output, rope_cos, rope_sin, weight_bytes })
+        let mut model = Llama { config, device: device.clone(), token_embd, blocks, output_norm, output, rope_cos, rope_sin, weight_bytes, gpu_decode: false };
+        model.set_gpu_decode(true);
+        Ok(model)
     }
 
     pub fn new_cache(&self) -> KvCache {
+        self.new_cache_with(self.rope_cos.dims()[0])
+    }
+
+    /// A cache for `n_ctx` positions (at most the model's context).
+    pub fn new_cache_with(&self, n_ctx: usize) -> KvCache {
         let c = &self.config;
-        let n_ctx = self.rope_cos.dims()[0];
+        let n_ctx = n_ctx.clamp(1, self.rope_cos.dims()[0]);
         let z = || Tensor::<3>::zeros([c.n_head_kv, n_ctx, c.head_dim], &self.device.device);
         KvCache { k: (0..c.n_layer).map(|_| z()).collect(), v: (0..c.n_layer).map(|_| z()).collect(), pos: 0, n_ctx }
+    }
+
+    /// Whether one-token steps run the fused GPU decode kernels.
+    pub fn gpu_decode(&self) -> bool {
+        self.gpu_decode
+    }
+
+    /// Turn the fused GPU decode off (one-token steps then run burn's ops, as prefill does) or
+    /// back on where the model supports it; for comparisons and tests.
+    pub fn set_gpu_decode(&mut self, on: bool) {
+        #[cfg(feature = "wgpu")]
+        {
+            let c = &self.config;
+            let hd = c.head_dim;
+            self.gpu_decode = on && c.rope_dim == hd && hd.is_multiple_of(8) && c.n_head.is_multiple_of(c.n_head_kv) && self.output.gpu().is_some() && self.blocks.iter().all(Block::gpu_fusable);
+        }
+        #[cfg(not(feature = "wgpu"))]
+        let _ = on;
     }
 
     fn embed(&self, tokens: &[u32]) -> Result<Tensor<2>> {
@@ -160,6 +206,10 @@ impl Llama {
         let pos = cache.pos;
         if pos + m > cache.n_ctx {
             return Err(Error::InvalidArgument(format!("context full: {pos} + {m} tokens exceed the {} context", cache.n_ctx)));
+        }
+        #[cfg(feature = "wgpu")]
+        if m == 1 && self.gpu_decode {
+            return self.decode_gpu(tokens, cache);
         }
         let (hd, nh, nkv) = (c.head_dim, c.n_head, c.n_head_kv);
         let group = nh / nkv;
@@ -211,6 +261,38 @@ impl Llama {
             Rows::All => x,
         };
         Ok(self.rms_norm(x, &self.output_norm))
+    }
+
+    /// One token through the model with our fused GPU kernels. Per layer: RMSNorm, q/k/v in one
+    /// launch, RoPE with the KV-cache store, attention scores, softmax-weighted values, output
+    /// projection with the residual add, RMSNorm, SiLU(gate) * up in one launch, down projection
+    /// with the residual add: 9 launches per layer, no readback, no host work but the embedding
+    /// row. Returns `[1, n_embd]` after the output norm.
+    #[cfg(feature = "wgpu")]
+    fn decode_gpu(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor<2>> {
+        use crate::kernels::wgpu as gk;
+        let c = &self.config;
+        let pos = cache.pos;
+        let a = gk::AttnDims { n_head: c.n_head, n_head_kv: c.n_head_kv, head_dim: c.head_dim, n_ctx: cache.n_ctx };
+        let eps = c.rms_eps;
+        // The residual stream, updated in place by the projections' kernels.
+        let x = gk::cube(self.embed(tokens)?)?;
+        let cos = gk::cube(self.rope_cos.clone())?;
+        let sin = gk::cube(self.rope_sin.clone())?;
+        for (l, b) in self.blocks.iter().enumerate() {
+            let h = gk::rms_norm(&x, &gk::cube(b.attn_norm.clone())?, eps);
+            let qkv = gk::matvec3([gpu(&b.attn_q)?, gpu(&b.attn_k)?, gpu(&b.attn_v)?], &h);
+            let kc = gk::cube_shared(cache.k[l].clone())?;
+            let vc = gk::cube_shared(cache.v[l].clone())?;
+            let q = gk::rope_store_kv(&qkv, &cos, &sin, &kc, &vc, pos, a);
+            let att = gk::attention(&q, &kc, &vc, pos + 1, a);
+            gk::matvec_add(gpu(&b.attn_output)?, &att, &x);
+            let h = gk::rms_norm(&x, &gk::cube(b.ffn_norm.clone())?, eps);
+            let f = gk::gate_up(gpu(&b.ffn_gate)?, gpu(&b.ffn_up)?, &h);
+            gk::matvec_add(gpu(&b.ffn_down)?, &f, &x);
+        }
+        cache.pos = pos + 1;
+        Ok(gk::tensor(gk::rms_norm(&x, &gk::cube(self.output_norm.clone())?, eps)))
     }
 
     /// Logits `[rows, vocab]` for the tokens' hidden states.

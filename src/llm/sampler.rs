@@ -60,20 +60,28 @@ impl Sampler {
         Ok(Sampler { params, rng })
     }
 
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// Greedy (argmax after the repetition penalty): the choice needs no random draw and no
+    /// logits on the host, so a GPU can make it.
+    pub fn is_greedy(&self) -> bool {
+        self.params.temperature == 0.0
+    }
+
+    /// The distinct tokens the repetition penalty applies to, or `None` when it is off.
+    pub fn penalized(&self, history: &[u32]) -> Option<(f32, Vec<u32>)> {
+        let p = &self.params;
+        (p.repetition_penalty != 1.0).then(|| (p.repetition_penalty, recent_distinct(history, p.repeat_last_n)))
+    }
+
     /// Pick the next token from `logits` given the tokens so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
-        let p = &self.params;
-        if p.repetition_penalty != 1.0 {
-            let start = history.len().saturating_sub(p.repeat_last_n);
-            let mut seen: Vec<u32> = history[start..].to_vec();
-            seen.sort_unstable();
-            seen.dedup();
-            for t in seen {
-                if let Some(l) = logits.get_mut(t as usize) {
-                    *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
-                }
-            }
+        if let Some((penalty, seen)) = self.penalized(history) {
+            apply_penalty(logits, &seen, penalty);
         }
+        let p = &self.params;
         if p.temperature == 0.0 {
             return argmax(logits);
         }
@@ -112,6 +120,23 @@ impl Sampler {
             }
         }
         cand[probs.len() - 1].0
+    }
+}
+
+/// The distinct tokens among the last `n` of `history`, sorted.
+pub fn recent_distinct(history: &[u32], n: usize) -> Vec<u32> {
+    let mut seen: Vec<u32> = history[history.len().saturating_sub(n)..].to_vec();
+    seen.sort_unstable();
+    seen.dedup();
+    seen
+}
+
+/// Repetition penalty: positive logits of `seen` divided by `penalty`, the others multiplied.
+pub fn apply_penalty(logits: &mut [f32], seen: &[u32], penalty: f32) {
+    for &t in seen {
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
+        }
     }
 }
 
