@@ -53,7 +53,7 @@ fn preferences_from_the_sample_history() {
     assert!(!kws.is_empty() && kws.len() <= 5, "{out}");
     assert!(v["target"].as_array().is_some_and(|t| !t.is_empty()), "{out}");
     let (ok, out, _) = pmg(&["preferences", "--history", sample, "--device", "cpu", "--n", "5", "--show-prompt"]);
-    assert!(ok && out.contains("Stickers the user picked:") && out.contains("#Alice:"), "{out}");
+    assert!(ok && out.contains("Stickers the user picked:") && out.contains("#User:"), "{out}");
     let (ok, _, err) = pmg(&["preferences", "--history", "/nonexistent.json", "--device", "cpu"]);
     assert!(!ok && err.contains("/nonexistent.json"), "{err}");
 }

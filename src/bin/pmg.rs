@@ -114,6 +114,9 @@ enum EvalCmd {
         /// Write every history's keywords and scores as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Only this prompt mode (direct | per-attribute); default both.
+        #[arg(long)]
+        mode: Option<pmg::preference::PromptMode>,
     },
 }
 
@@ -243,7 +246,7 @@ fn read_history(path: &PathBuf) -> Result<Vec<pmg::history::Event>> {
     JsonlStore::open(path).list()
 }
 
-fn eval_preferences(set_path: &PathBuf, n: usize, model: &Option<PathBuf>, device: DeviceChoice, json: Option<PathBuf>) -> Result<()> {
+fn eval_preferences(set_path: &PathBuf, n: usize, model: &Option<PathBuf>, device: DeviceChoice, json: Option<PathBuf>, only: Option<pmg::preference::PromptMode>) -> Result<()> {
     use pmg::preference::eval::{EvalSet, run_baseline, run_llm, summarize};
     use pmg::preference::{Extractor, PromptMode, SyncFeed, block_on};
     let text = std::fs::read_to_string(set_path).map_err(|source| Error::Io { path: set_path.display().to_string(), source })?;
@@ -260,6 +263,9 @@ fn eval_preferences(set_path: &PathBuf, n: usize, model: &Option<PathBuf>, devic
     summaries.push(summarize("frequency baseline (no LLM)", &base, t.elapsed().as_secs_f32()));
     all.insert("baseline".into(), serde_json::to_value(&base).expect("serializes"));
     for (mode, name) in [(PromptMode::Direct, "direct"), (PromptMode::PerAttribute, "per-attribute")] {
+        if only.is_some_and(|m| m != mode) {
+            continue;
+        }
         let t = std::time::Instant::now();
         let scores = block_on(run_llm(&ex, &mut feed, &set, mode, n))?;
         summaries.push(summarize(&format!("{model_name}, {name} prompt"), &scores, t.elapsed().as_secs_f32()));
@@ -484,7 +490,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             }
         }
         Cmd::History { cmd, file } => history_cmd(cmd, file)?,
-        Cmd::Eval { cmd: EvalCmd::Preferences { set, n, model, device, json } } => eval_preferences(&set, n, &model, device, json)?,
+        Cmd::Eval { cmd: EvalCmd::Preferences { set, n, model, device, json, mode } } => eval_preferences(&set, n, &model, device, json, mode)?,
         Cmd::Preferences { history, domain, mode, n, target, model, device, temperature, seed, json, show_prompt } => {
             let events = read_history(&history)?;
             let bytes = read_model(&model)?;

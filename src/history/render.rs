@@ -190,13 +190,15 @@ pub fn render(events: &[Event], domain: Domain, opts: &RenderOptions, count_toke
         .iter()
         .rev()
         .filter_map(|e| match &e.kind {
-            EventKind::Message { role, text, speaker } => {
-                let who = speaker.as_deref().map(|s| clean(s, 20)).filter(|s| !s.is_empty()).unwrap_or_else(|| match role {
-                    Role::User => "User".into(),
-                    Role::Other => "Friend".into(),
-                });
+            // Turns are labelled by role, not by name: names are not tastes (a small model turns them
+            // into "keywords"), and other people's names need not reach the model at all.
+            EventKind::Message { role, text, .. } => {
+                let who = match role {
+                    Role::User => "User",
+                    Role::Other => "Friend",
+                };
                 // `#` starts a turn in PMG's format: a turn's text may not contain one.
-                Some(format!("#{}: {}", who.replace('#', ""), clean(text, TEXT_CHARS).replace('#', "")))
+                Some(format!("#{who}: {}", clean(text, TEXT_CHARS).replace('#', "")))
             }
             _ => None,
         })
@@ -269,7 +271,7 @@ mod tests {
         assert_eq!(
             text,
             "Stickers the user picked:\n0. cat face (animals): cat, pet\n1. cherry blossom (nature): flower, pink [bought]\n\n\
-             The user searched for: pastel cats.\n\nRecent conversation:\n#Alice: I love cats! #Friend: Me too"
+             The user searched for: pastel cats.\n\nRecent conversation:\n#User: I love cats! #Friend: Me too"
         );
     }
 

@@ -97,15 +97,54 @@ impl Default for DecodeOptions {
     }
 }
 
-/// Words that say nothing about a taste; a keyword made only of these is refused.
+/// Words that say nothing about a taste: function words, and words about the task or the medium
+/// (a keyword "kitten stickers" is about kittens). A keyword is trimmed of these at both ends, and one
+/// made only of them is refused. (Generic vocabulary, not a list of expected answers.)
 const STOP_WORDS: &[&str] = &[
     "a", "an", "the", "and", "or", "of", "to", "in", "on", "for", "with", "by", "at", "from", "is", "are", "be", "it", "its", "this", "that",
-    "these", "those", "their", "they", "user", "users", "person", "keyword", "keywords", "like", "likes", "liked", "love", "loves", "interest",
-    "interests", "preference", "preferences", "item", "items", "thing", "things", "stuff", "etc", "other", "others", "more", "some", "very",
+    "these", "those", "their", "they", "his", "her", "my", "your", "our", "as", "into", "about", "than", "but", "not", "no", "so", "very", "more",
+    "most", "some", "other", "others", "etc", "also", "such", "user", "users", "user's", "person", "people's", "keyword", "keywords", "like", "likes",
+    "liked", "love", "loves", "loved", "prefer", "prefers", "preferred", "enjoy", "enjoys", "interest", "interests", "interested", "preference",
+    "preferences", "favourite", "favorite", "item", "items", "thing", "things", "stuff", "sticker", "stickers", "emoji", "emojis", "movie",
+    "movies", "film", "films", "product", "products", "review", "reviews", "rated", "rating", "genre", "genres", "theme", "themes", "style",
+    "styles", "colour", "colours", "color", "colors", "mood", "moods", "subject", "subjects", "era", "decade", "season", "material", "pattern",
+    "country", "actor", "director", "type", "types", "kind", "kinds",
 ];
 
+fn is_stop(w: &str) -> bool {
+    STOP_WORDS.contains(&w)
+}
+
 pub fn is_stop_phrase(s: &str) -> bool {
-    s.split_whitespace().all(|w| STOP_WORDS.contains(&w))
+    s.split_whitespace().all(is_stop)
+}
+
+/// The keyword a decoded phrase stands for: lowercased, stop words trimmed from both ends; `None`
+/// if nothing is left or a hyphenated word hides a stop word (`liked-the-film`).
+pub fn clean_keyword(s: &str) -> Option<String> {
+    let n = normalize(s);
+    let words: Vec<&str> = n.split_whitespace().collect();
+    let start = words.iter().position(|w| !is_stop(w))?;
+    let end = words.iter().rposition(|w| !is_stop(w))? + 1;
+    let kept = &words[start..end];
+    if kept.iter().any(|w| w.contains('-') && w.split('-').any(|p| p.is_empty() || is_stop(p))) {
+        return None;
+    }
+    Some(kept.join(" "))
+}
+
+/// Is `a` the same keyword as `b` or a variant of it (`grey wool coat` / `grey wool coat-style`)?
+fn same_or_variant(a: &str, b: &str) -> bool {
+    // Compared without hyphens and plural `s` (`kittens` is `kitten`).
+    let squash = |s: &str| {
+        s.replace('-', " ")
+            .split_whitespace()
+            .map(|w| if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") { &w[..w.len() - 1] } else { w })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (a, b) = (squash(a), squash(b));
+    a == b || a.starts_with(&format!("{b} ")) || b.starts_with(&format!("{a} "))
 }
 
 /// Lowercase, single-spaced, trimmed of `-`/`'`: the form keywords are compared in.
@@ -182,8 +221,7 @@ impl<'v> KeywordDecoder<'v> {
     }
 
     fn fresh_ending(&self) -> bool {
-        let text = normalize(&self.current_text);
-        !text.is_empty() && !is_stop_phrase(&text) && !self.out.iter().any(|d| d.text == text)
+        clean_keyword(&self.current_text).is_some_and(|t| !self.out.iter().any(|d| same_or_variant(&d.text, &t)))
     }
 
     /// At a keyword's start: the first tokens of the keywords already produced. A model that wants to
@@ -256,9 +294,8 @@ impl<'v> KeywordDecoder<'v> {
 
     fn finish_keyword(&mut self) -> Action {
         self.attempts += 1;
-        let text = normalize(&self.current_text);
-        let ok = self.can_end() && !text.is_empty() && !is_stop_phrase(&text) && !self.out.iter().any(|d| normalize(&d.text) == text);
-        if ok {
+        let kept = if self.can_end() { clean_keyword(&self.current_text) } else { None };
+        if let Some(text) = kept.filter(|t| !self.out.iter().any(|d| same_or_variant(&d.text, t))) {
             let mean_logprob = self.logprob_sum / self.current.len().max(1) as f32;
             self.out.push(Decoded { text, mean_logprob });
             self.out_tokens.push(self.current.clone());
@@ -279,5 +316,26 @@ impl<'v> KeywordDecoder<'v> {
                 Action::Done
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_are_trimmed_of_stop_words_and_hidden_ones_refused() {
+        assert_eq!(clean_keyword(" pastel kitten stickers").as_deref(), Some("pastel kitten"));
+        assert_eq!(clean_keyword(" the frozen lake").as_deref(), Some("frozen lake"));
+        assert_eq!(clean_keyword(" piping bag and").as_deref(), Some("piping bag"));
+        assert_eq!(clean_keyword(" Jack-o'-lantern").as_deref(), Some("jack-o'-lantern"));
+        assert_eq!(clean_keyword(" the user liked-the-film"), None);
+        assert_eq!(clean_keyword(" the user prefers"), None);
+        assert_eq!(clean_keyword(" sci-fi").as_deref(), Some("sci-fi"));
+        assert!(same_or_variant("grey wool overcoat", "grey wool overcoat-style"));
+        assert!(same_or_variant("linen shirt", "linen shirt"));
+        assert!(!same_or_variant("white linen shirt", "black linen shirt"));
+        assert!(same_or_variant("kittens", "kitten"));
+        assert!(!same_or_variant("glass", "glas"));
     }
 }

@@ -90,6 +90,23 @@ function checkGolden(r, what) {
   assertEqual(r.streamed, r.result.tokens, `${what}: streamed ids vs result`);
 }
 
+test('wasm SIMD128 kernels equal the scalar kernel (kernelSelfTest)', async () => {
+  const page = await harness();
+  const r = await page.evaluate(async () => {
+    const m = await import('../pkg/pmg.js');
+    await m.default();
+    try {
+      return { ok: true, text: m.kernelSelfTest() };
+    } catch (e) {
+      return { ok: false, text: `${e.name}: ${e.message}` };
+    }
+  });
+  // The build enables SIMD128 (.cargo/config.toml), so the kernel checked must be the SIMD one.
+  assert(r.ok && r.text.startsWith('wasm simd128'), `self-test: ${r.text}`);
+  console.log(`     ${r.text}`);
+  await page.close();
+});
+
 // One page shared by the tests below (the reload test needs the first test's cache).
 let cpuPage;
 const sharedPage = async () => (cpuPage ??= await harness());
