@@ -181,10 +181,6 @@ impl<'m> Extractor<'m> {
     }
 
     /// Prompt tokens: chat template with the user text as plain content, then the answer prefix.
-    fn prompt(&self, user: &str) -> Result<Vec<u32>> {
-        self.prompt_with(user, &[])
-    }
-
     /// `examples`: earlier (user, assistant) turns shown before the real question (few-shot).
     fn prompt_with(&self, user: &str, examples: &[(String, String)]) -> Result<Vec<u32>> {
         let t = self.lm.template.as_ref().expect("checked in new");

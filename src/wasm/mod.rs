@@ -157,6 +157,8 @@ impl Llm {
         let n_ctx = n_ctx.unwrap_or(2048) as usize;
         let lm = LanguageModel::from_gguf_bytes(&bytes, &dev, n_ctx).map_err(js_error)?;
         drop(bytes); // the GGUF copy is not needed once the weights are on the device
+        // Compile every WebGPU pipeline now rather than on the first token (a no-op on the CPU).
+        lm.warm_up_async().await.map_err(js_error)?;
         let n_ctx = n_ctx.clamp(1, lm.model.config.n_ctx_train);
         Ok(Llm { lm, n_ctx })
     }
