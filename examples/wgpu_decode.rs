@@ -7,6 +7,8 @@
 //!   `LanguageModel::warm_up`.
 //! - wall: per-token time of greedy decoding as generation does it (argmax on the GPU, 4 bytes
 //!   read back), and with the logits row read back and the argmax taken on the host instead.
+//! - device: the step's device time, one profiling window (timestamp queries) around all of its
+//!   launches, as they run in one submission.
 //! - kernels: the same step with every launch timed on its own (cubecl's launch observer, wgpu
 //!   timestamp queries where the adapter has them): the sum is the kernels' own time, with no
 //!   launch, submission or sync cost in it.
@@ -122,6 +124,29 @@ fn main() {
     }
     let wall = t.elapsed().as_secs_f64() / n as f64;
     println!("wall: {:.2} ms/token over {n} tokens ({:.1} tok/s), token id read back", wall * 1e3, 1.0 / wall);
+    let mut cache = lm.model.new_cache();
+    lm.model.forward(&ids[..n.min(ids.len())], &mut cache, pmg::llm::Rows::Last).unwrap();
+    let mut tok = next;
+    // The whole step's device time: one profiling window around its launches (wgpu timestamp
+    // queries at the start and end of the step's compute pass).
+    let client = pmg::kernels::wgpu::cube(burn::tensor::Tensor::<1>::zeros([1], &dev.device)).unwrap().client;
+    let mut device_s = Vec::new();
+    for _ in 0..n.min(8) {
+        let (id, d) = client
+            .profile(
+                || {
+                    let logits = pmg::kernels::wgpu::cube(lm.model.forward(&[tok], &mut cache, pmg::llm::Rows::Last).unwrap()).unwrap();
+                    pmg::kernels::wgpu::argmax(&logits)
+                },
+                "decode step",
+            )
+            .unwrap();
+        device_s.push(cubecl::future::block_on(d.resolve()).expect("device timing").duration().as_secs_f64());
+        tok = pmg::kernels::wgpu::read_u32(id).unwrap();
+    }
+    device_s.sort_by(f64::total_cmp);
+    let step_device = device_s[device_s.len() / 2];
+    println!("step on the device (one profiled window, median of {}): {:.2} ms/token; wall / device = {:.2}", device_s.len(), step_device * 1e3, wall / step_device);
     let t = Instant::now();
     for _ in 0..n {
         next = pmg::llm::sampler::argmax(&s.feed(&[next]).unwrap());
