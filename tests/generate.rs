@@ -220,3 +220,66 @@ fn greedy_on_the_gpu_matches_host_sampling_of_the_same_logits() {
     assert_eq!(lm.new_session().feed_greedy(&ids).unwrap(), again[0]);
     assert_eq!(block_on(lm.new_session().feed_greedy_async(&ids)).unwrap(), again[0]);
 }
+
+/// Plain greedy on wgpu queues step n+1 before token n reaches the host (the token goes from the
+/// argmax buffer to the embedding on the GPU). Whatever ends the stream, the session must hold
+/// exactly what the non-pipelined path would: the prompt and the tokens fed, not the last one.
+#[test]
+fn greedy_run_ahead_on_wgpu_keeps_the_session_consistent() {
+    let Some(lm) = wgpu_lm() else { return };
+    assert!(lm.model.embeds_on_gpu(), "tied embeddings, every projection on the GPU");
+    let ids = lm.tokenize_prompt("1, 2, 3, 4, 5,").unwrap();
+    let greedy = |max_tokens| GenerateOptions { max_tokens, ..Default::default() };
+
+    // A stop string: the stop token is not fed; continuing the session equals a fresh one.
+    let mut s = lm.new_session();
+    let mut st = s.generate(&ids, GenerateOptions { stop: vec![" 8,".into()], ..greedy(16) }).unwrap();
+    let toks: Vec<u32> = (&mut st).map(|t| t.unwrap().id).collect();
+    assert_eq!(st.finish_reason(), Some(FinishReason::StopString));
+    drop(st);
+    assert_eq!(s.tokens(), [&ids[..], &toks[..toks.len() - 1]].concat());
+    let all = [&ids[..], &toks[..]].concat();
+    assert_eq!(s.feed_greedy(&toks[toks.len() - 1..]).unwrap(), lm.new_session().feed_greedy(&all).unwrap());
+
+    // The stream dropped early (a step queued ahead is taken back).
+    let mut s = lm.new_session();
+    let first: Vec<u32> = {
+        let mut st = s.generate(&ids, greedy(10)).unwrap();
+        vec![st.next().unwrap().unwrap().id, st.next().unwrap().unwrap().id]
+    };
+    assert_eq!(s.tokens(), [&ids[..], &first[..1]].concat());
+    assert_eq!(first, toks[..2]);
+
+    // Cancellation after 3 tokens.
+    let cancel = CancelToken::new();
+    let mut s = lm.new_session();
+    let mut st = s.generate(&ids, GenerateOptions { cancel: Some(cancel.clone()), ..greedy(10) }).unwrap();
+    let mut n = 0;
+    for t in &mut st {
+        t.unwrap();
+        n += 1;
+        if n == 3 {
+            cancel.cancel();
+        }
+    }
+    assert_eq!((n, st.finish_reason()), (3, Some(FinishReason::Cancelled)));
+    drop(st);
+    assert_eq!(s.tokens(), [&ids[..], &toks[..2]].concat());
+
+    // A full context (128 here): 126 prompt tokens + 2 fed back.
+    let mut s = lm.new_session();
+    let mut st = s.generate(&[42u32; 126], greedy(10)).unwrap();
+    assert_eq!((&mut st).count(), 3);
+    assert_eq!(st.finish_reason(), Some(FinishReason::ContextFull));
+    drop(st);
+    assert_eq!(s.tokens().len(), 128);
+
+    // Asynchronously, the same tokens.
+    let mut s = lm.new_session();
+    let mut st = s.generate(&ids, GenerateOptions { stop: vec![" 8,".into()], ..greedy(16) }).unwrap();
+    let mut asynced = Vec::new();
+    while let Some(t) = block_on(st.next_async()) {
+        asynced.push(t.unwrap().id);
+    }
+    assert_eq!(asynced, toks);
+}

@@ -102,3 +102,27 @@ fn fused_gpu_decode_matches_burn_ops() {
     eprintln!("fused vs burn decode: worst logit difference {worst}");
     assert!(worst < 1e-3, "fused decode logits differ from burn's by {worst}");
 }
+
+/// The embedding gather for a token id that lives on the device (run-ahead decoding) equals the
+/// host's dequantization of that row.
+#[test]
+fn embedding_gather_on_wgpu_matches_host_dequantization() {
+    use pmg::kernels::wgpu as gk;
+    let Some(dev) = common::wgpu_device() else { return };
+    let g = Gguf::parse(QUANTS).unwrap();
+    for name in ["q4_0", "q4_1", "q8_0"] {
+        let w = QMatrix::from_gguf(&g, &format!("w.{name}")).unwrap();
+        let gpu = gk::GpuQMatrix::upload(&w, &dev).unwrap().unwrap();
+        for row in 0..w.rows {
+            // The kernel reads the id as a u32: the argmax result type.
+            let id = gk::argmax(&gk::cube(Tensor::<1>::from_data(TensorData::new((0..w.rows).map(|r| if r == row { 1.0 } else { 0.0 }).collect::<Vec<f32>>(), [w.rows]), &dev.device)).unwrap());
+            let got: Vec<f32> = gk::tensor::<2>(gk::embed(&gpu, &id)).into_data().try_into_vec().unwrap();
+            let mut want = vec![0f32; w.cols];
+            w.dequantize_row(row, &mut want);
+            for (j, (a, b)) in got.iter().zip(&want).enumerate() {
+                // d * q + m may be fused on the GPU: one rounding apart at most.
+                assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{name} row {row} col {j}: {a} vs {b}");
+            }
+        }
+    }
+}

@@ -478,6 +478,33 @@ fn argmax_final_kernel(pv: &[f32], pi: &[u32], out: &mut [u32], p: u32) {
     out[0] = bi;
 }
 
+/// Row `id[0]` of a weight matrix in a kernel layout, dequantized (`out: [nb * 32]`): the token
+/// embedding of a token id that lives on the device. One invocation per element.
+#[cube(launch_unchecked)]
+fn embed_kernel(w: &[u32], id: &[u32], out: &mut [f32], nb: u32, #[comptime] q8: bool) {
+    let qw = comptime!(if q8 { 8usize } else { 4usize });
+    let nb = nb as usize;
+    let i = ABSOLUTE_POS_X as usize;
+    if i >= nb * 32 {
+        terminate!();
+    }
+    let b = i / 32;
+    let j = i % 32;
+    let base = ((id[0] as usize) * nb + b) * (qw + 1);
+    let dm = w[base];
+    let d = f16_bits_to_f32(dm & 0xFFFFu32);
+    if q8 {
+        let q = (w[base + 1 + j / 4] >> (8u32 * ((j % 4) as u32))) & 0xFFu32;
+        out[i] = d * (f32::cast_from(q) - select(q >= 128u32, 256.0f32, 0.0f32));
+    } else {
+        // Byte k holds elements k (low nibble) and k + 16 (high nibble).
+        let k = j % 16;
+        let byte = (w[base + 1 + k / 4] >> (8u32 * ((k % 4) as u32))) & 0xFFu32;
+        let q = select(j < 16, byte & 0xFu32, byte >> 4u32);
+        out[i] = d * f32::cast_from(q) + f16_bits_to_f32(dm >> 16u32);
+    }
+}
+
 /// Repetition penalty on the logits of `ids` (distinct): positive logits divided, others multiplied.
 #[cube(launch_unchecked)]
 fn penalty_kernel(logits: &mut [f32], ids: &[u32], n_ids: u32, vocab: u32, penalty: f32) {
@@ -766,6 +793,17 @@ pub fn argmax(x: &CubeTensor) -> CubeTensor {
     out
 }
 
+/// The embedding row `[1, cols]` of the token id in `id` (a `u32` tensor `[1]` on the device,
+/// such as [`argmax`]'s answer), gathered from the matrix without a round trip to the host.
+pub fn embed(w: &GpuQMatrix, id: &CubeTensor) -> CubeTensor {
+    let out = empty(id, &[1, w.cols], DType::F32);
+    let (count, dim) = count_1d(w.cols);
+    // SAFETY: the id indexes a row of w (an argmax over w's rows, or checked by the caller); out
+    // holds cols floats and the kernel guards i < cols.
+    unsafe { embed_kernel::launch_unchecked(&id.client, count, dim, w.cube().into_buffer_arg(), id.clone().into_buffer_arg(), out.clone().into_buffer_arg(), (w.cols / QK) as u32, w.layout == Layout::Q8_0) };
+    out
+}
+
 /// Repetition penalty on `logits` (one row, in place) for the distinct token ids `ids`.
 pub fn penalize(logits: &CubeTensor, ids: &[u32], penalty: f32) {
     if ids.is_empty() {
@@ -780,22 +818,28 @@ pub fn penalize(logits: &CubeTensor, ids: &[u32], penalty: f32) {
     unsafe { penalty_kernel::launch_unchecked(&logits.client, count, dim, logits.clone().into_buffer_arg(), ids_t.into_buffer_arg(), ids.len() as u32, vocab as u32, penalty) };
 }
 
-/// Reads a `u32` tensor `[1]` back (4 bytes), blocking.
+/// Starts reading a `u32` tensor `[1]` back (4 bytes) on `client` (the tensor's): everything
+/// queued so far is submitted now, with the copy behind it; the future resolves once the GPU got
+/// there. Work queued after this call is not waited for.
+pub fn read_u32_start<'c>(client: &'c cubecl::client::Client, t: &CubeTensor) -> impl Future<Output = Result<u32>> + Send + 'c {
+    let desc = cubecl::server::CopyDescriptor::new(t.handle.clone().binding(), t.meta.shape().clone(), t.meta.strides().clone(), size_of::<u32>());
+    let read = client.read_one_tensor_async(desc);
+    async move {
+        let bytes = read.await.map_err(|e| Error::Device { device: "readback".into(), reason: format!("{e:?}") })?;
+        bytes.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| Error::Device { device: "readback".into(), reason: "empty token id".into() })
+    }
+}
+
+/// Reads a `u32` tensor `[1]` back (4 bytes), blocking (natively).
 pub fn read_u32(t: CubeTensor) -> Result<u32> {
-    let data = Tensor::<1, Int>::from_primitive::<Cube>(t).try_into_data().map_err(|e| Error::Device { device: "readback".into(), reason: format!("{e:?}") })?;
-    first_u32(data)
+    cubecl::future::block_on(read_u32_start(&t.client, &t))
 }
 
 /// Reads a `u32` tensor `[1]` back (4 bytes) without blocking (WebGPU).
 pub async fn read_u32_async(t: CubeTensor) -> Result<u32> {
-    let data = Tensor::<1, Int>::from_primitive::<Cube>(t).into_data_async().await.map_err(|e| Error::Device { device: "readback".into(), reason: format!("{e:?}") })?;
-    first_u32(data)
+    read_u32_start(&t.client, &t).await
 }
 
-fn first_u32(data: TensorData) -> Result<u32> {
-    let b = data.as_bytes();
-    b.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| Error::Device { device: "readback".into(), reason: "empty token id".into() })
-}
 
 /// A contiguous copy through burn (for views such as transposes).
 fn burn_cubecl_contiguous(x: CubeTensor) -> CubeTensor {

@@ -252,7 +252,7 @@ impl<'a> Session<'a> {
         if prompt.is_empty() {
             return Err(Error::InvalidArgument("empty prompt".into()));
         }
-        Ok(TokenStream { session: self, prompt: Some(prompt.to_vec()), sampler, opts, produced: 0, text: String::new(), stream: TextStream::default(), finish: None, next_input: None, emitted: 0 })
+        Ok(TokenStream { session: self, prompt: Some(prompt.to_vec()), sampler, opts, produced: 0, text: String::new(), stream: TextStream::default(), finish: None, next_input: None, emitted: 0, #[cfg(feature = "wgpu")] ahead: None })
     }
 }
 
@@ -294,6 +294,18 @@ pub struct TokenStream<'s, 'a> {
     finish: Option<FinishReason>,
     next_input: Option<u32>,
     emitted: usize,
+    /// Greedy on wgpu: the next step, already queued on the GPU with the last returned token as
+    /// its input (taken there from the previous step's argmax), and its own argmax, not read yet.
+    /// The host encodes step n+1 while the GPU runs step n.
+    #[cfg(feature = "wgpu")]
+    ahead: Option<burn::backend::wgpu::CubeTensor>,
+}
+
+impl Drop for TokenStream<'_, '_> {
+    /// A step queued ahead whose token was not asked for is taken back out of the session.
+    fn drop(&mut self) {
+        self.take_back_ahead();
+    }
 }
 
 impl TokenStream<'_, '_> {
@@ -311,11 +323,23 @@ impl TokenStream<'_, '_> {
     }
 
     fn step(&mut self) -> Result<Option<Token>> {
-        let Some(input) = self.next_input_tokens() else { return Ok(None) };
         if self.on_device() {
-            let id = self.session.choose(&input, Some(&self.sampler))?.read()?;
-            return Ok(Some(self.accept_id(id)));
+            let Some(choice) = self.device_begin() else { return Ok(None) };
+            let id = match choice? {
+                Choice::Ready(id) => Ok(id),
+                #[cfg(feature = "wgpu")]
+                Choice::Device(t) => {
+                    // Issue the 4-byte read (submitting this step), queue the next step behind it,
+                    // then wait: the host encodes step n+1 while the GPU runs step n.
+                    let client = t.client.clone();
+                    let read = crate::kernels::wgpu::read_u32_start(&client, &t);
+                    self.run_ahead(&t)?;
+                    cubecl::future::block_on(read)
+                }
+            };
+            return self.device_end(id).map(Some);
         }
+        let Some(input) = self.next_input_tokens() else { return Ok(None) };
         let logits = self.session.feed(&input)?;
         Ok(Some(self.accept(logits)))
     }
@@ -323,17 +347,94 @@ impl TokenStream<'_, '_> {
     /// The next token: the same as [`Iterator::next`], reading back without blocking (required
     /// for WebGPU in the browser, where a synchronous readback is impossible).
     pub async fn next_async(&mut self) -> Option<Result<Token>> {
-        let input = self.next_input_tokens()?;
         if self.on_device() {
-            let id = match self.session.choose(&input, Some(&self.sampler)) {
-                Ok(c) => c.read_async().await,
-                Err(e) => Err(e),
+            let id = match self.device_begin()? {
+                Ok(Choice::Ready(id)) => Ok(id),
+                #[cfg(feature = "wgpu")]
+                Ok(Choice::Device(t)) => {
+                    let client = t.client.clone();
+                    let read = crate::kernels::wgpu::read_u32_start(&client, &t);
+                    if let Err(e) = self.run_ahead(&t) {
+                        return Some(Err(e));
+                    }
+                    read.await
+                }
+                Err(e) => return Some(Err(e)),
             };
-            return Some(id.map(|id| self.accept_id(id)));
+            return Some(self.device_end(id));
         }
+        let input = self.next_input_tokens()?;
         match self.session.feed_async(&input).await {
             Ok(logits) => Some(Ok(self.accept(logits))),
             Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Greedy on the GPU, first half: the next choice, made on the device (or the step queued
+    /// ahead). `None` when generation is over.
+    fn device_begin(&mut self) -> Option<Result<Choice>> {
+        #[cfg(feature = "wgpu")]
+        if let Some(t) = self.ahead.take() {
+            if self.opts.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+                self.ahead = Some(t);
+                self.take_back_ahead();
+                self.finish = Some(FinishReason::Cancelled);
+                return None;
+            }
+            return Some(Ok(Choice::Device(t)));
+        }
+        let input = self.next_input_tokens()?;
+        Some(self.session.choose(&input, Some(&self.sampler)))
+    }
+
+    /// Queue the step that feeds the token in `id` (still on the device) when the stream will
+    /// want another token: plain greedy (a repetition penalty needs the token on the host), the
+    /// embedding matrix on the GPU, tokens and context left.
+    #[cfg(feature = "wgpu")]
+    fn run_ahead(&mut self, id: &burn::backend::wgpu::CubeTensor) -> Result<()> {
+        let s = &self.session;
+        let wanted = self.produced + 1 < self.opts.max_tokens && s.cache.pos < s.cache.n_ctx && self.sampler.penalized(&s.tokens).is_none();
+        if !wanted || !s.lm.model.embeds_on_gpu() || self.opts.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            return Ok(());
+        }
+        let logits = self.session.lm.model.step_from_device(id, &mut self.session.cache)?;
+        self.ahead = Some(crate::kernels::wgpu::argmax(&crate::kernels::wgpu::cube(logits)?));
+        Ok(())
+    }
+
+    /// Greedy on the GPU, second half: the token id arrived.
+    fn device_end(&mut self, id: Result<u32>) -> Result<Token> {
+        // A step queued ahead in this call fed the token being read.
+        #[cfg(feature = "wgpu")]
+        if self.ahead.is_some() {
+            let id = match id {
+                Ok(id) => id,
+                Err(e) => {
+                    // The step queued ahead fed a token nobody will know: take its position back.
+                    self.ahead = None;
+                    self.session.cache.pos -= 1;
+                    return Err(e);
+                }
+            };
+            // The step queued ahead fed this token already.
+            self.session.tokens.push(id);
+            let tok = self.accept_id(id);
+            self.next_input = None;
+            if self.finish.is_some() {
+                self.take_back_ahead();
+            }
+            return Ok(tok);
+        }
+        Ok(self.accept_id(id?))
+    }
+
+    /// Undo a step queued ahead: its position and its input token leave the session (the KV
+    /// entries it wrote are overwritten by the next token fed there).
+    fn take_back_ahead(&mut self) {
+        #[cfg(feature = "wgpu")]
+        if self.ahead.take().is_some() {
+            self.session.cache.pos -= 1;
+            self.session.tokens.pop();
         }
     }
 

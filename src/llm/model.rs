@@ -52,6 +52,9 @@ pub struct Llama {
     pub weight_bytes: usize,
     /// One-token steps run our fused GPU kernels (wgpu, every projection with a GPU kernel).
     gpu_decode: bool,
+    /// The LM head is the embedding matrix (no `output.weight`): its GPU copy also serves
+    /// embedding lookups of token ids that live on the device.
+    tied: bool,
 }
 
 /// Keys and values of past positions, per layer `[n_head_kv, n_ctx, head_dim]`.
@@ -124,13 +127,14 @@ impl Llama {
         }
         let output_norm = vector(g, "output_norm.weight", d, device)?;
         // Tied embeddings: without `output.weight` the LM head is the embedding matrix.
+        let tied = g.tensor("output.weight").is_none();
         let output = match g.tensor("output.weight") {
             Some(_) => linear(g, "output.weight", c.vocab_size, d, device)?,
             None => QLinear::new(token_embd.clone(), device)?,
         };
         let (rope_cos, rope_sin) = rope_tables(c, n_ctx, device);
         let weight_bytes = g.tensors.iter().map(|t| t.size as usize).sum();
-        let mut model = Llama { config, device: device.clone(), token_embd, blocks, output_norm, output, rope_cos, rope_sin, weight_bytes, gpu_decode: false };
+        let mut model = Llama { config, device: device.clone(), token_embd, blocks, output_norm, output, rope_cos, rope_sin, weight_bytes, gpu_decode: false, tied };
         model.set_gpu_decode(true);
         Ok(model)
     }
@@ -150,6 +154,12 @@ impl Llama {
     /// Whether one-token steps run the fused GPU decode kernels.
     pub fn gpu_decode(&self) -> bool {
         self.gpu_decode
+    }
+
+    /// Whether a step can take its token from the device (the previous step's argmax) instead of
+    /// the host: fused GPU decode with the embedding matrix on the GPU (tied LM head).
+    pub fn embeds_on_gpu(&self) -> bool {
+        self.gpu_decode && self.tied
     }
 
     /// Turn the fused GPU decode off (one-token steps then run burn's ops, as prefill does) or
@@ -270,13 +280,34 @@ impl Llama {
     /// row. Returns `[1, n_embd]` after the output norm.
     #[cfg(feature = "wgpu")]
     fn decode_gpu(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor<2>> {
+        let x = crate::kernels::wgpu::cube(self.embed(tokens)?)?;
+        self.decode_gpu_x(x, cache)
+    }
+
+    /// Logits `[1, vocab]` of one step whose token is the `u32` in `id` on the device (the
+    /// previous step's argmax), so the host can queue the step before it knows the token.
+    /// Requires [`embeds_on_gpu`](Self::embeds_on_gpu); advances the cache by one position.
+    #[cfg(feature = "wgpu")]
+    pub(crate) fn step_from_device(&self, id: &burn::backend::wgpu::CubeTensor, cache: &mut KvCache) -> Result<Tensor<2>> {
+        if !self.embeds_on_gpu() {
+            return Err(Error::Device { device: "wgpu".into(), reason: "the embedding matrix is not on the GPU".into() });
+        }
+        if cache.pos + 1 > cache.n_ctx {
+            return Err(Error::InvalidArgument(format!("context full: {} + 1 tokens exceed the {} context", cache.pos, cache.n_ctx)));
+        }
+        let x = crate::kernels::wgpu::embed(gpu(&self.output)?, id);
+        let h = self.decode_gpu_x(x, cache)?;
+        self.logits(h)
+    }
+
+    /// The fused step on the embedding row `x: [1, n_embd]` (updated in place as the residual).
+    #[cfg(feature = "wgpu")]
+    fn decode_gpu_x(&self, x: burn::backend::wgpu::CubeTensor, cache: &mut KvCache) -> Result<Tensor<2>> {
         use crate::kernels::wgpu as gk;
         let c = &self.config;
         let pos = cache.pos;
         let a = gk::AttnDims { n_head: c.n_head, n_head_kv: c.n_head_kv, head_dim: c.head_dim, n_ctx: cache.n_ctx };
         let eps = c.rms_eps;
-        // The residual stream, updated in place by the projections' kernels.
-        let x = gk::cube(self.embed(tokens)?)?;
         let cos = gk::cube(self.rope_cos.clone())?;
         let sin = gk::cube(self.rope_sin.clone())?;
         for (l, b) in self.blocks.iter().enumerate() {
