@@ -70,7 +70,7 @@ async fn device(choice: DeviceChoice) -> Result<PmgDevice, Error> {
 async fn webgpu() -> Result<PmgDevice, Error> {
     let unavailable = |reason: String| Error::Device { device: "webgpu".into(), reason };
     let browser = browser_adapter().await;
-    let (device, setup) = burn::tensor::Device::wgpu_options().init_with_setup_async().await.map_err(|e| unavailable(e.to_string()))?;
+    let (device, setup) = crate::kernels::wgpu::wgpu_options().init_with_setup_async().await.map_err(|e| unavailable(e.to_string()))?;
     let info = setup.adapter.get_info();
     let text = format!("{} {} {:?} {}", info.name, info.driver, info.device_type, browser.description).to_lowercase();
     let is_software = browser.is_fallback || info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu || text.contains("swiftshader") || text.contains("llvmpipe");
