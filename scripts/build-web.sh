@@ -7,10 +7,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 target=${CARGO_TARGET_DIR:-target}
-# wasm-opt level. Measured on pmg_bg.wasm (2 cores, headless Chromium 156, SmolLM2 Q4_1 on the CPU
-# path, BENCHMARKS.md "wasm size"): -O3 and -O2 give the same decode/prefill speed as no wasm-opt
-# (V8 optimises the hot loops itself; the SIMD128 kernels are already tight), and -Oz is as fast
-# within noise while being the smallest, so -Oz: it halves the download. It takes ~3 min here.
+# wasm-opt level: -Oz. Measured (BENCHMARKS.md "wasm module size"; headless Chromium 156, CPU path,
+# 128-token prompt + 128 greedy tokens, 2 interleaved rounds): without wasm-opt, -O2, -O3 and -Oz all
+# decode at 38.4-40.1 tok/s and prefill at 126-134 tok/s, i.e. the same within noise (V8 optimises
+# the hot loops itself, and decode is bound by memory bandwidth), while the sizes differ:
+# none 32.9 MB (5.82 MB gzip), -O2 21.0 MB (4.82), -O3 20.0 MB (4.81), -Oz 17.7 MB (4.76). So the
+# smallest. wasm-opt takes 4-6 min on 2 cores (-O2 ~4.5, -Oz ~4-5.5, -O3 ~6.5; peak RSS 0.8 GB).
 opt_level=${PMG_WASM_OPT:--Oz}
 # Toolchain pieces (wasm target, wasm-bindgen CLI, web/node_modules with binaryen) come from
 # scripts/setup.sh.

@@ -41,10 +41,14 @@ pub fn matmul(w: &QMatrix, x: &[f32], m: usize) -> Vec<f32> {
     if m == 1 {
         return out_t;
     }
+    // Transpose in blocks of 64 rows: the strided reads stay in L1, the writes are contiguous.
     let mut out = vec![0f32; m * n];
-    for r in 0..n {
+    for r0 in (0..n).step_by(64) {
+        let r1 = (r0 + 64).min(n);
         for t in 0..m {
-            out[t * n + r] = out_t[r * m + t];
+            for (o, r) in out[t * n + r0..t * n + r1].iter_mut().zip(r0..r1) {
+                *o = out_t[r * m + t];
+            }
         }
     }
     out
