@@ -38,6 +38,12 @@ pub enum Error {
     /// The LLM's answer did not have the required format, even after retries.
     #[error("preferences: {0}")]
     Preferences(String),
+    /// A weight file of our own models (safetensors) is malformed or does not fit the model.
+    #[error("weights `{file}`: {problem}")]
+    Weights { file: String, problem: String },
+    /// An image could not be decoded.
+    #[error("image: {0}")]
+    Image(String),
     /// I/O failure (native only).
     #[error("I/O error on {path}: {source}")]
     Io { path: String, #[source] source: std::io::Error },

@@ -4,14 +4,20 @@
 //! See `ARCHITECTURE.md` for the design.
 
 pub mod device;
+pub mod diffusion;
 pub mod error;
 pub mod gguf;
 pub mod history;
+pub mod image;
 pub mod kernels;
 pub mod llm;
 pub mod models;
 pub mod preference;
+pub mod scorer;
+pub mod tensor_io;
 pub mod tokenizer;
+#[cfg(all(feature = "train", not(target_family = "wasm")))]
+pub mod train;
 #[cfg(target_family = "wasm")]
 pub mod wasm;
 

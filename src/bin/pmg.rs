@@ -9,6 +9,11 @@ use pmg::llm::{GenerateOptions, LanguageModel, SamplingParams};
 use pmg::tokenizer::ChatMessage;
 use pmg::{DeviceChoice, Error, PmgDevice, Result};
 
+#[path = "../cli/image.rs"]
+mod image_cli;
+#[path = "../cli/train.rs"]
+mod train_cli;
+
 #[derive(Parser)]
 #[command(name = "pmg", version, about = "Personalized multimodal generation on your own device")]
 struct Cli {
@@ -89,6 +94,34 @@ enum Cmd {
         #[command(subcommand)]
         cmd: EvalCmd,
     },
+    /// Generate an emoji-style image from a text prompt with the shipped generator.
+    Image {
+        #[arg(long)]
+        prompt: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Images (seeds seed, seed+1, ...); more than one writes a grid.
+        #[arg(long, default_value_t = 1)]
+        n: usize,
+        #[arg(long, default_value = "image.png")]
+        out: PathBuf,
+        #[command(flatten)]
+        sample: SampleArgs,
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        /// The GGUF LLM that encodes the prompt.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Nearest-neighbour upscale factor of the written PNG.
+        #[arg(long, default_value_t = 1)]
+        scale: usize,
+    },
+    /// Train the image generator and the scorer on the emoji dataset (the recipe: embed,
+    /// autoencoder, diffusion, scorer; see models/EMOJI-MODELS.md).
+    Train {
+        #[command(subcommand)]
+        cmd: train_cli::TrainCmd,
+    },
     /// Print a GGUF file's metadata and tensor table.
     Info {
         #[arg(long)]
@@ -99,8 +132,35 @@ enum Cmd {
     },
 }
 
+#[derive(Args, Clone, Copy)]
+struct SampleArgs {
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[arg(long, default_value_t = 3.0)]
+    guidance: f32,
+    /// ddim | dpm-solver2m
+    #[arg(long, default_value = "ddim")]
+    sampler: pmg::diffusion::SamplerKind,
+}
+
 #[derive(Subcommand)]
 enum EvalCmd {
+    /// The generator and scorer on the held-out emoji: retrieval top-1/top-5 and Frechet distance,
+    /// against baselines (needs data/emoji and `pmg train embed`).
+    Image {
+        #[arg(long, default_value = "data/emoji")]
+        data: PathBuf,
+        #[command(flatten)]
+        sample: SampleArgs,
+        /// Only the first N held-out items.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write a sample grid PNG (and a .txt with its captions) here.
+        #[arg(long)]
+        grid: Option<PathBuf>,
+    },
     /// Keyword quality on the synthetic histories with known themes (eval/preferences/histories.json).
     Preferences {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/preferences/histories.json"))]
@@ -490,6 +550,24 @@ fn main_inner(cli: Cli) -> Result<()> {
             }
         }
         Cmd::History { cmd, file } => history_cmd(cmd, file)?,
+        Cmd::Train { cmd } => train_cli::run(cmd, read_model)?,
+        Cmd::Image { prompt, seed, n, out, sample, device, model, scale } => image_cli::image(image_cli::ImageArgs {
+            prompt,
+            seed,
+            n,
+            out,
+            opts: image_cli::sample_options(sample.steps, sample.guidance, sample.sampler),
+            device,
+            llm: read_model(&model)?,
+            scale,
+        })?,
+        Cmd::Eval { cmd: EvalCmd::Image { data, sample, limit, json, grid } } => image_cli::eval(image_cli::EvalArgs {
+            data,
+            opts: image_cli::sample_options(sample.steps, sample.guidance, sample.sampler),
+            limit,
+            json,
+            grid,
+        })?,
         Cmd::Eval { cmd: EvalCmd::Preferences { set, n, model, device, json, mode } } => eval_preferences(&set, n, &model, device, json, mode)?,
         Cmd::Preferences { history, domain, mode, n, target, model, device, temperature, seed, json, show_prompt } => {
             let events = read_history(&history)?;

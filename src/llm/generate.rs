@@ -167,10 +167,27 @@ impl LanguageModel {
     /// Final-layer hidden states (after the output norm) of `tokens`, one row per requested position
     /// (all positions when `positions` is `None`). Rows are `n_embd` long.
     pub fn hidden_states(&self, tokens: &[u32], positions: Option<&[usize]>) -> Result<Vec<Vec<f32>>> {
-        let mut cache = self.model.new_cache();
-        let h = self.model.forward_hidden(tokens, &mut cache, Rows::All)?;
+        let h = self.hidden_tensor(tokens)?;
+        self.pick_rows(tokens, read_f32(h)?, positions)
+    }
+
+    /// [`hidden_states`](Self::hidden_states) without blocking readbacks (WebGPU in the browser).
+    pub async fn hidden_states_async(&self, tokens: &[u32], positions: Option<&[usize]>) -> Result<Vec<Vec<f32>>> {
+        let h = self.hidden_tensor(tokens)?;
+        self.pick_rows(tokens, read_f32_async(h).await?, positions)
+    }
+
+    fn hidden_tensor(&self, tokens: &[u32]) -> Result<burn::tensor::Tensor<2>> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidArgument("hidden states of no tokens".into()));
+        }
+        // A cache just large enough: the default one is n_ctx long (~94 MB at 2048).
+        let mut cache = self.model.new_cache_with(tokens.len());
+        self.model.forward_hidden(tokens, &mut cache, Rows::All)
+    }
+
+    fn pick_rows(&self, tokens: &[u32], all: Vec<f32>, positions: Option<&[usize]>) -> Result<Vec<Vec<f32>>> {
         let d = self.model.config.n_embd;
-        let all = read_f32(h)?;
         let pick = |p: usize| -> Result<Vec<f32>> {
             all.get(p * d..(p + 1) * d).map(<[f32]>::to_vec).ok_or_else(|| Error::InvalidArgument(format!("position {p} outside the {} tokens", tokens.len())))
         };

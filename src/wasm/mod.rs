@@ -39,6 +39,8 @@ fn js_error(e: Error) -> JsValue {
         Error::History(_) => "HistoryError",
         Error::Preferences(_) => "PreferencesError",
         Error::Io { .. } => "IoError",
+        Error::Weights { .. } => "ModelError",
+        Error::Image(_) => "ImageError",
     };
     let err = js_sys::Error::new(&e.to_string());
     err.set_name(name);

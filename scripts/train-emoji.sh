@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The generator and scorer training recipe, CPU reference (see models/EMOJI-MODELS.md for times):
+#   scripts/train-emoji.sh            # every stage; a rerun resumes from the run folders' checkpoints
+# Stages: fetch the emoji data (npm registry), embed every caption with the LLM, train the
+# autoencoder, the denoiser and the scorer. Exports land in models/emoji-*.safetensors.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pmg=${PMG_BIN:-target/release/pmg}
+[ -x "$pmg" ] || cargo build --release
+[ -f data/emoji/dataset.json ] || scripts/fetch-emoji.sh
+[ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ] || scripts/fetch-models.sh
+stage() { echo "== $1 ($(date -u +%H:%M:%S))"; }
+stage embed
+[ -f data/emoji/captions.safetensors ] || "$pmg" train embed
+stage autoencoder
+[ -f runs/autoencoder/done ] || { "$pmg" train autoencoder --resume && touch runs/autoencoder/done; }
+stage diffusion
+[ -f runs/diffusion/done ] || { "$pmg" train diffusion --resume && touch runs/diffusion/done; }
+stage scorer
+[ -f runs/scorer/done ] || { "$pmg" train scorer --resume && touch runs/scorer/done; }
+stage done

@@ -1,0 +1,146 @@
+//! `pmg image` (generate from a prompt) and `pmg eval image` (held-out evaluation).
+
+use std::path::{Path, PathBuf};
+
+use pmg::diffusion::{Generator, MAX_TEXT_TOKENS, SampleOptions, SamplerKind, encode_text};
+use pmg::image::Image;
+use pmg::llm::LanguageModel;
+use pmg::scorer::Scorer;
+use pmg::{DeviceChoice, Error, PmgDevice, Result};
+
+pub const AUTOENCODER_FILE: &str = "emoji-autoencoder.safetensors";
+pub const DENOISER_FILE: &str = "emoji-denoiser.safetensors";
+pub const SCORER_FILE: &str = "emoji-scorer.safetensors";
+
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("PMG_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+}
+
+pub fn load_generator(dir: &Path, device: &PmgDevice) -> Result<Generator> {
+    Generator::from_bytes(&read(&dir.join(AUTOENCODER_FILE))?, &read(&dir.join(DENOISER_FILE))?, device)
+}
+
+pub fn load_scorer(dir: &Path, device: &PmgDevice) -> Result<Scorer> {
+    Scorer::from_bytes(&read(&dir.join(SCORER_FILE))?, device)
+}
+
+/// Nearest-neighbour upscaling for viewing 64x64 output.
+pub fn upscale(img: &Image, f: usize) -> Image {
+    let (w, h) = (img.width * f, img.height * f);
+    let mut rgba = vec![0u8; w * h * 4];
+    for y in 0..h {
+        for x in 0..w {
+            let s = ((y / f) * img.width + x / f) * 4;
+            rgba[(y * w + x) * 4..][..4].copy_from_slice(&img.rgba[s..s + 4]);
+        }
+    }
+    Image { width: w, height: h, rgba }
+}
+
+pub struct ImageArgs {
+    pub prompt: String,
+    pub seed: u64,
+    pub n: usize,
+    pub out: PathBuf,
+    pub opts: SampleOptions,
+    pub device: DeviceChoice,
+    pub llm: Vec<u8>,
+    pub scale: usize,
+}
+
+pub fn image(a: ImageArgs) -> Result<()> {
+    let device = PmgDevice::new(a.device)?;
+    let t0 = std::time::Instant::now();
+    let lm = LanguageModel::from_gguf_bytes(&a.llm, &device, 64)?;
+    let generator = load_generator(&models_dir(), &device)?;
+    let cond = encode_text(&lm, &a.prompt, MAX_TEXT_TOKENS)?;
+    let t1 = std::time::Instant::now();
+    let n = a.n.max(1);
+    let conds = vec![cond; n];
+    let seeds: Vec<u64> = (0..n as u64).map(|i| a.seed + i).collect();
+    let imgs = generator.generate(&conds, &seeds, &a.opts, &mut |i, total| {
+        eprint!("\rdenoising {i}/{total}");
+        true
+    })?;
+    eprintln!();
+    let t2 = std::time::Instant::now();
+    let out = if imgs.len() == 1 { imgs[0].clone() } else { Image::grid(&imgs, imgs.len().min(4), 2, [255, 255, 255]) };
+    let out = if a.scale > 1 { upscale(&out, a.scale) } else { out };
+    std::fs::write(&a.out, out.encode_png()).map_err(|source| Error::Io { path: a.out.display().to_string(), source })?;
+    eprintln!(
+        "wrote {} ({}x{}, {} image{}, seed {}, {} steps, guidance {}) on {} [{}]: load {:.2} s, denoise+decode {:.2} s",
+        a.out.display(),
+        out.width,
+        out.height,
+        n,
+        if n == 1 { "" } else { "s" },
+        a.seed,
+        a.opts.steps,
+        a.opts.guidance,
+        device.adapter,
+        if device.kind == pmg::BackendKind::Wgpu { "wgpu" } else { "cpu" },
+        (t1 - t0).as_secs_f64(),
+        (t2 - t1).as_secs_f64()
+    );
+    Ok(())
+}
+
+pub struct EvalArgs {
+    pub data: PathBuf,
+    pub opts: SampleOptions,
+    pub limit: Option<usize>,
+    pub json: Option<PathBuf>,
+    pub grid: Option<PathBuf>,
+}
+
+/// Held-out evaluation; prints the markdown table, optionally writes JSON and the sample grid.
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let device = PmgDevice::cpu();
+    let data = pmg::train::EmojiData::load(&a.data)?;
+    let bank = pmg::train::CaptionBank::load(&a.data.join(pmg::train::data::BANK_FILE), &data)?;
+    let generator = load_generator(&models_dir(), &device)?;
+    let scorer = load_scorer(&models_dir(), &device)?;
+    let out = pmg::train::evaluate(&data, &bank, &generator, &scorer, &a.opts, a.limit)?;
+    println!("{}", out.report.markdown());
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_vec_pretty(&out.report).expect("json")).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+    }
+    if let Some(p) = &a.grid {
+        // Rows: held-out items (distinct base emoji); columns: real, reconstruction, generated
+        // with seeds 1..=3, nearest training image.
+        let mut rows = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (k, &i) in out.items.iter().enumerate() {
+            if seen.insert(data.records[i].base.clone()) && rows.len() < 16 {
+                rows.push((k, i));
+            }
+        }
+        let conds: Vec<_> = rows.iter().flat_map(|&(_, i)| std::iter::repeat_n(bank.primary(i).clone(), 3)).collect();
+        let seeds: Vec<u64> = rows.iter().flat_map(|_| [1u64, 2, 3]).collect();
+        let samples = generator.generate(&conds, &seeds, &a.opts, &mut |_, _| true)?;
+        let mut cells = Vec::new();
+        let mut captions = Vec::new();
+        for (r, &(k, i)) in rows.iter().enumerate() {
+            cells.push(data.image(i));
+            cells.push(out.reconstructed[k].clone());
+            cells.extend(samples[3 * r..3 * r + 3].iter().cloned());
+            cells.push(data.image(out.nearest[k]));
+            captions.push(format!("{}. {} (nearest training image: {})", r + 1, data.records[i].captions[0], data.records[out.nearest[k]].captions[0]));
+        }
+        let grid = upscale(&Image::grid(&cells, 6, 4, [255, 255, 255]), 2);
+        std::fs::write(p, grid.encode_png()).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+        let txt = p.with_extension("txt");
+        let header = "Columns: real held-out image | autoencoder reconstruction | generated, seeds 1, 2, 3 | nearest training image by caption (baseline)\n";
+        std::fs::write(&txt, format!("{header}{}\n", captions.join("\n"))).map_err(|source| Error::Io { path: txt.display().to_string(), source })?;
+        eprintln!("wrote {} and {}", p.display(), txt.display());
+    }
+    Ok(())
+}
+
+pub fn sample_options(steps: usize, guidance: f32, sampler: SamplerKind) -> SampleOptions {
+    SampleOptions { steps, guidance, sampler }
+}

@@ -1,0 +1,111 @@
+//! `pmg train ...`: the generator and scorer training recipe, one stage per subcommand.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use pmg::Result;
+use pmg::diffusion::{AutoencoderConfig, UNetConfig};
+use pmg::scorer::ScorerConfig;
+use pmg::train::{RunConfig, data::BANK_FILE, stages};
+
+#[derive(Subcommand)]
+pub enum TrainCmd {
+    /// Encode every caption of the dataset with the LLM once (data/emoji/captions.safetensors).
+    Embed {
+        #[arg(long, default_value = "data/emoji")]
+        data: PathBuf,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Stage 1: the 64x64 RGBA <-> 4x16x16 autoencoder.
+    Autoencoder {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, default_value = "models/emoji-autoencoder.safetensors")]
+        out: PathBuf,
+    },
+    /// Stage 2: the latent denoiser (needs the autoencoder export and the caption embeddings).
+    Diffusion {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, default_value = "models/emoji-autoencoder.safetensors")]
+        autoencoder: PathBuf,
+        #[arg(long, default_value = "models/emoji-denoiser.safetensors")]
+        out: PathBuf,
+    },
+    /// Stage 3: the image-text scorer (needs the caption embeddings; the autoencoder for reconstructions).
+    Scorer {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, default_value = "models/emoji-autoencoder.safetensors")]
+        autoencoder: PathBuf,
+        #[arg(long, default_value = "models/emoji-scorer.safetensors")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[arg(long, default_value = "data/emoji")]
+    data: PathBuf,
+    /// Run folder (checkpoints, loss.jsonl); default runs/<stage>.
+    #[arg(long)]
+    run: Option<PathBuf>,
+    #[arg(long)]
+    steps: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 25)]
+    log_every: usize,
+    #[arg(long, default_value_t = 250)]
+    checkpoint_every: usize,
+    /// Continue from the run folder's checkpoint.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// The recipe's defaults per stage: (steps, batch, lr).
+pub const AUTOENCODER: (usize, usize, f64) = (1000, 32, 1e-3);
+pub const DIFFUSION: (usize, usize, f64) = (4000, 32, 5e-4);
+pub const SCORER: (usize, usize, f64) = (1000, 64, 5e-4);
+
+impl RunArgs {
+    fn config(self, stage: &str, (steps, batch, lr): (usize, usize, f64)) -> RunConfig {
+        let steps = self.steps.unwrap_or(steps);
+        RunConfig {
+            run: self.run.unwrap_or_else(|| Path::new("runs").join(stage)),
+            data: self.data,
+            steps,
+            batch: self.batch.unwrap_or(batch),
+            lr: self.lr.unwrap_or(lr),
+            warmup: (steps / 20).clamp(1, 200),
+            seed: self.seed,
+            log_every: self.log_every.max(1),
+            checkpoint_every: self.checkpoint_every.max(1),
+            resume: self.resume,
+        }
+    }
+}
+
+pub fn run(cmd: TrainCmd, read_model: impl Fn(&Option<PathBuf>) -> Result<Vec<u8>>) -> Result<()> {
+    match cmd {
+        TrainCmd::Embed { data, model } => {
+            let bytes = read_model(&model)?;
+            let lm = pmg::llm::LanguageModel::from_gguf_bytes(&bytes, &pmg::PmgDevice::cpu(), 64)?;
+            let d = pmg::train::EmojiData::load(&data)?;
+            let bank = pmg::train::CaptionBank::build(&lm, &d, &data.join(BANK_FILE))?;
+            eprintln!("wrote {} ({} captions)", data.join(BANK_FILE).display(), bank.conds.len());
+        }
+        TrainCmd::Autoencoder { run, out } => stages::autoencoder(run.config("autoencoder", AUTOENCODER), AutoencoderConfig::default(), &out)?,
+        TrainCmd::Diffusion { run, autoencoder, out } => stages::diffusion(run.config("diffusion", DIFFUSION), UNetConfig::default(), &autoencoder, &out)?,
+        TrainCmd::Scorer { run, autoencoder, out } => {
+            let ae = autoencoder.exists().then_some(autoencoder.as_path());
+            stages::scorer(run.config("scorer", SCORER), ScorerConfig::default(), ae, &out)?
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! The image generator: text conditioning from the LLM's hidden states, a latent denoiser, a
+//! few-step sampler with classifier-free guidance, and the autoencoder's decoder.
+//!
+//! ```text
+//! caption ──LLM hidden states──▶ Conditioning [l, 576] ─┐
+//! seed ──SeededNoise──▶ z_T [4,16,16] ──(UNet v-pred + CFG) × steps via Scheduler──▶ z_0 ──Decoder──▶ 64x64 RGBA
+//! ```
+
+pub mod autoencoder;
+pub mod nn;
+pub mod schedule;
+pub mod unet;
+
+use burn::module::Module;
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+
+use crate::device::{PmgDevice, read_f32};
+use crate::error::{Error, Result};
+use crate::image::Image;
+use crate::llm::LanguageModel;
+use crate::tensor_io::{Weights, load_module};
+pub use autoencoder::{Autoencoder, AutoencoderConfig, Decoder, Encoder};
+pub use schedule::{Ddim, DpmSolver2M, NoiseSchedule, SamplerKind, Scheduler, SeededNoise, TRAIN_STEPS};
+pub use unet::{UNet, UNetConfig};
+
+/// The text the caption follows when it is run through the LLM. Hidden states of the prefix are
+/// dropped: the first positions of a sequence carry the attention sink, not the caption.
+pub const TEXT_PREFIX: &str = "Emoji:";
+/// Caption tokens the generator was trained with; longer text is cut at inference to
+/// [`MAX_TEXT_TOKENS`].
+pub const TRAIN_TEXT_TOKENS: usize = 16;
+pub const MAX_TEXT_TOKENS: usize = 32;
+
+/// A conditioning sequence: `len` rows of LLM hidden states, `width` wide.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conditioning {
+    pub rows: Vec<f32>,
+    pub len: usize,
+    pub width: usize,
+}
+
+impl Conditioning {
+    /// The unconditional input of classifier-free guidance (and of caption dropout in training):
+    /// one zero row.
+    pub fn null(width: usize) -> Self {
+        Conditioning { rows: vec![0.0; width], len: 1, width }
+    }
+
+    pub fn from_rows(rows: Vec<Vec<f32>>) -> Result<Self> {
+        let width = rows.first().map(Vec::len).ok_or_else(|| Error::InvalidArgument("empty conditioning".into()))?;
+        let len = rows.len();
+        Ok(Conditioning { rows: rows.concat(), len, width })
+    }
+
+    /// Mean over positions: the pooled text embedding the scorer reads.
+    pub fn mean(&self) -> Vec<f32> {
+        let mut m = vec![0.0; self.width];
+        for r in self.rows.chunks_exact(self.width) {
+            m.iter_mut().zip(r).for_each(|(a, b)| *a += b);
+        }
+        m.iter_mut().for_each(|a| *a /= self.len.max(1) as f32);
+        m
+    }
+
+    /// The first `n` rows.
+    pub fn truncated(&self, n: usize) -> Self {
+        let len = self.len.min(n.max(1));
+        Conditioning { rows: self.rows[..len * self.width].to_vec(), len, width: self.width }
+    }
+}
+
+/// Token ids of `TEXT_PREFIX + " " + text` and the number of prefix tokens.
+pub fn text_tokens(lm: &LanguageModel, text: &str, max_tokens: usize) -> Result<(Vec<u32>, usize)> {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return Err(Error::InvalidArgument("empty prompt".into()));
+    }
+    let prefix = lm.tokenize_prompt(TEXT_PREFIX)?;
+    let mut ids = lm.tokenize_prompt(&format!("{TEXT_PREFIX} {text}"))?;
+    // BPE pre-tokenization splits at the space, so the prefix tokens are a prefix of the whole.
+    debug_assert_eq!(&ids[..prefix.len()], &prefix[..]);
+    ids.truncate(prefix.len() + max_tokens.max(1));
+    Ok((ids, prefix.len()))
+}
+
+/// The conditioning of a caption: the LLM's final hidden states at the caption's tokens.
+pub fn encode_text(lm: &LanguageModel, text: &str, max_tokens: usize) -> Result<Conditioning> {
+    let (ids, p) = text_tokens(lm, text, max_tokens)?;
+    let positions: Vec<usize> = (p..ids.len()).collect();
+    Conditioning::from_rows(lm.hidden_states(&ids, Some(&positions))?)
+}
+
+/// [`encode_text`] without blocking readbacks.
+pub async fn encode_text_async(lm: &LanguageModel, text: &str, max_tokens: usize) -> Result<Conditioning> {
+    let (ids, p) = text_tokens(lm, text, max_tokens)?;
+    let positions: Vec<usize> = (p..ids.len()).collect();
+    Conditioning::from_rows(lm.hidden_states_async(&ids, Some(&positions)).await?)
+}
+
+/// A batch of conditionings padded to the longest: `[b, l, width]` and the padding mask `[b, l]`.
+pub fn context_batch(conds: &[&Conditioning], device: &Device) -> (Tensor<3>, Tensor<2, Bool>) {
+    let width = conds[0].width;
+    let l = conds.iter().map(|c| c.len).max().unwrap_or(1);
+    let mut rows = vec![0.0f32; conds.len() * l * width];
+    let mut mask = vec![true; conds.len() * l];
+    for (i, c) in conds.iter().enumerate() {
+        rows[i * l * width..][..c.len * width].copy_from_slice(&c.rows);
+        mask[i * l..][..c.len].iter_mut().for_each(|m| *m = false);
+    }
+    (
+        Tensor::from_data(TensorData::new(rows, [conds.len(), l, width]), device),
+        Tensor::from_data(TensorData::new(mask, [conds.len(), l]), device),
+    )
+}
+
+/// How to sample.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct SampleOptions {
+    /// Denoising steps (1..=50; 20 by default).
+    pub steps: usize,
+    /// Classifier-free guidance scale (1 = none).
+    pub guidance: f32,
+    pub sampler: SamplerKind,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        SampleOptions { steps: 20, guidance: 3.0, sampler: SamplerKind::Ddim }
+    }
+}
+
+impl SampleOptions {
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=50).contains(&self.steps) {
+            return Err(Error::InvalidArgument(format!("steps {} outside 1..=50", self.steps)));
+        }
+        if !self.guidance.is_finite() || !(0.0..=20.0).contains(&self.guidance) {
+            return Err(Error::InvalidArgument(format!("guidance {} outside 0..=20", self.guidance)));
+        }
+        Ok(())
+    }
+}
+
+/// The generator: decoder, denoiser, schedule, on one device.
+pub struct Generator {
+    pub decoder: Decoder,
+    /// The encoder, when the autoencoder file has it (evaluation, reconstructions).
+    pub encoder: Option<Encoder>,
+    pub unet: UNet,
+    pub unet_config: UNetConfig,
+    pub ae_config: AutoencoderConfig,
+    pub schedule: NoiseSchedule,
+    /// Latents are multiplied by this after encoding (unit variance for the denoiser) and divided
+    /// before decoding (Rombach et al. 2022, appendix G).
+    pub latent_scale: f32,
+    pub device: PmgDevice,
+}
+
+fn config_from<T: serde::de::DeserializeOwned>(w: &Weights, file: &str) -> Result<T> {
+    let json = w.meta("config").ok_or_else(|| Error::Weights { file: file.into(), problem: "no `config` metadata".into() })?;
+    serde_json::from_str(json).map_err(|e| Error::Weights { file: file.into(), problem: format!("config metadata: {e}") })
+}
+
+/// The decoder's tensors of an autoencoder file (which holds `encoder.*` and `decoder.*`).
+fn decoder_weights(w: &Weights) -> Weights {
+    let tensors = w.tensors.iter().filter_map(|(k, v)| k.strip_prefix("decoder.").map(|k| (k.to_string(), v.clone()))).collect();
+    Weights { tensors, metadata: w.metadata.clone() }
+}
+
+impl Generator {
+    /// Load from the autoencoder and denoiser safetensors files.
+    pub fn from_bytes(autoencoder: &[u8], unet: &[u8], device: &PmgDevice) -> Result<Self> {
+        let (fa, fu) = ("autoencoder", "denoiser");
+        let aw = Weights::from_bytes(fa, autoencoder)?;
+        let uw = Weights::from_bytes(fu, unet)?;
+        let ae_config: AutoencoderConfig = config_from(&aw, fa)?;
+        let unet_config: UNetConfig = config_from(&uw, fu)?;
+        let latent_scale: f32 = aw.meta("latent_scale").and_then(|s| s.parse().ok()).filter(|s: &f32| s.is_finite() && *s > 0.0).ok_or_else(|| Error::Weights {
+            file: fa.into(),
+            problem: "no valid `latent_scale` metadata".into(),
+        })?;
+        if ae_config.latent_channels != unet_config.latent_channels {
+            return Err(Error::Weights { file: fu.into(), problem: "latent channels differ from the autoencoder's".into() });
+        }
+        let dev = &device.device;
+        let decoder = load_module(ae_config.init_decoder(dev), &decoder_weights(&aw), fa)?;
+        let enc: Weights = Weights {
+            tensors: aw.tensors.iter().filter_map(|(k, v)| k.strip_prefix("encoder.").map(|k| (k.to_string(), v.clone()))).collect(),
+            metadata: Default::default(),
+        };
+        let encoder = if enc.tensors.is_empty() { None } else { Some(load_module(ae_config.init_encoder(dev), &enc, fa)?) };
+        let unet_module = load_module(unet_config.init(dev), &uw, fu)?;
+        Ok(Generator { decoder, encoder, unet: unet_module, unet_config, ae_config, schedule: NoiseSchedule::cosine(TRAIN_STEPS), latent_scale, device: device.clone() })
+    }
+
+    /// The decoder half of an autoencoder file.
+    pub fn decoder_from(aw: &Weights, ae: &AutoencoderConfig, dev: &Device) -> Result<Decoder> {
+        load_module(ae.init_decoder(dev), &decoder_weights(aw), "autoencoder")
+    }
+
+    /// `[c, h, w]` of the latent.
+    pub fn latent_shape(&self) -> [usize; 3] {
+        let side = 64 / self.ae_config.factor;
+        [self.ae_config.latent_channels, side, side]
+    }
+
+    fn noise(&self, seeds: &[u64]) -> Tensor<4> {
+        let [c, h, w] = self.latent_shape();
+        let data: Vec<f32> = seeds.iter().flat_map(|&s| SeededNoise::new(s).normals(c * h * w)).collect();
+        Tensor::from_data(TensorData::new(data, [seeds.len(), c, h, w]), &self.device.device)
+    }
+
+    /// The guided v prediction for a batch, conditional and unconditional rows in one forward.
+    fn guided_v(&self, x: Tensor<4>, t: usize, ctx: &(Tensor<3>, Tensor<2, Bool>), guidance: f32) -> Tensor<4> {
+        let b = x.dims()[0];
+        if guidance == 1.0 {
+            return self.unet.forward(x, &vec![t as f32; b], ctx.0.clone(), ctx.1.clone());
+        }
+        let xx = Tensor::cat(vec![x.clone(), x], 0);
+        let v = self.unet.forward(xx, &vec![t as f32; 2 * b], ctx.0.clone(), ctx.1.clone());
+        let vc = v.clone().narrow(0, 0, b);
+        let vu = v.narrow(0, b, b);
+        vu.clone() + (vc - vu) * guidance
+    }
+
+    /// The context tensors for `conds`; with guidance, followed by as many null rows.
+    fn context(&self, conds: &[Conditioning], guidance: f32) -> (Tensor<3>, Tensor<2, Bool>) {
+        let null = Conditioning::null(self.unet_config.d_text);
+        let mut all: Vec<&Conditioning> = conds.iter().collect();
+        if guidance != 1.0 {
+            all.extend(std::iter::repeat_n(&null, conds.len()));
+        }
+        context_batch(&all, &self.device.device)
+    }
+
+    fn check(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions) -> Result<()> {
+        opts.validate()?;
+        if conds.is_empty() || conds.len() != seeds.len() {
+            return Err(Error::InvalidArgument(format!("{} conditionings for {} seeds", conds.len(), seeds.len())));
+        }
+        if let Some(c) = conds.iter().find(|c| c.width != self.unet_config.d_text || c.len == 0) {
+            return Err(Error::InvalidArgument(format!("conditioning of width {} (the denoiser reads {})", c.width, self.unet_config.d_text)));
+        }
+        Ok(())
+    }
+
+    fn scheduler(&self, kind: SamplerKind) -> Box<dyn Scheduler + '_> {
+        match kind {
+            SamplerKind::Ddim => Box::new(Ddim { schedule: &self.schedule }),
+            SamplerKind::DpmSolver2m => Box::new(DpmSolver2M::new(&self.schedule)),
+        }
+    }
+
+    /// Denoise one image per (conditioning, seed); `on_step(i, n)` runs after each step and
+    /// returning `false` cancels. Returns decoded images `[b, 4, 64, 64]` on the device.
+    pub fn sample(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions, on_step: &mut dyn FnMut(usize, usize) -> bool) -> Result<Tensor<4>> {
+        self.check(conds, seeds, opts)?;
+        let ctx = self.context(conds, opts.guidance);
+        let mut sched = self.scheduler(opts.sampler);
+        let ts = sched.timesteps(opts.steps);
+        let mut x = self.noise(seeds);
+        for (i, &t) in ts.iter().enumerate() {
+            let v = self.guided_v(x.clone(), t, &ctx, opts.guidance);
+            x = sched.step(x, v, t, ts.get(i + 1).copied());
+            if !on_step(i + 1, ts.len()) {
+                return Err(Error::Cancelled);
+            }
+        }
+        Ok(self.decoder.forward(x / self.latent_scale))
+    }
+
+    /// [`sample`](Self::sample) for the browser: after each step it awaits a one-value readback,
+    /// so progress reflects finished GPU work and the event loop runs between steps.
+    pub async fn sample_async(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions, on_step: &mut dyn FnMut(usize, usize) -> bool) -> Result<Tensor<4>> {
+        self.check(conds, seeds, opts)?;
+        let ctx = self.context(conds, opts.guidance);
+        let mut sched = self.scheduler(opts.sampler);
+        let ts = sched.timesteps(opts.steps);
+        let mut x = self.noise(seeds);
+        for (i, &t) in ts.iter().enumerate() {
+            let v = self.guided_v(x.clone(), t, &ctx, opts.guidance);
+            x = sched.step(x, v, t, ts.get(i + 1).copied());
+            crate::device::read_f32_async(x.clone().slice([0..1, 0..1, 0..1, 0..1])).await?;
+            if !on_step(i + 1, ts.len()) {
+                return Err(Error::Cancelled);
+            }
+        }
+        Ok(self.decoder.forward(x / self.latent_scale))
+    }
+
+    /// Generate images natively (blocking readback).
+    pub fn generate(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions, on_step: &mut dyn FnMut(usize, usize) -> bool) -> Result<Vec<Image>> {
+        let x = self.sample(conds, seeds, opts, on_step)?;
+        Ok(to_images(&read_f32(x)?, seeds.len()))
+    }
+
+    pub async fn generate_async(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions, on_step: &mut dyn FnMut(usize, usize) -> bool) -> Result<Vec<Image>> {
+        let x = self.sample_async(conds, seeds, opts, on_step).await?;
+        Ok(to_images(&crate::device::read_f32_async(x).await?, seeds.len()))
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.decoder.num_params() + self.unet.num_params()
+    }
+}
+
+/// Split `[b, 4, 64, 64]` model output into images.
+pub fn to_images(data: &[f32], b: usize) -> Vec<Image> {
+    let per = data.len() / b.max(1);
+    let side = ((per / 4) as f64).sqrt() as usize;
+    data.chunks_exact(per).map(|c| Image::from_model(c, side, side)).collect()
+}
+
+/// Images as a model batch `[b, 4, h, w]`.
+pub fn images_tensor(images: &[&Image], device: &Device) -> Tensor<4> {
+    let (w, h) = (images[0].width, images[0].height);
+    let data: Vec<f32> = images.iter().flat_map(|i| i.to_model()).collect();
+    Tensor::from_data(TensorData::new(data, [images.len(), 4, h, w]), device)
+}

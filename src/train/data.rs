@@ -1,0 +1,156 @@
+//! The emoji dataset (`scripts/fetch-emoji.sh` builds `data/emoji/dataset.json`) and the caption
+//! bank: every caption's LLM hidden states, computed once (`pmg train embed`) and reused by every
+//! stage and by the evaluation.
+
+use std::path::{Path, PathBuf};
+
+use crate::diffusion::{Conditioning, TRAIN_TEXT_TOKENS, encode_text};
+use crate::error::{Error, Result};
+use crate::image::Image;
+use crate::llm::LanguageModel;
+use crate::tensor_io::{Dtype, Weights};
+
+use super::io_err;
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub base: String,
+    pub image: String,
+    pub category: String,
+    #[serde(default)]
+    pub subcategory: String,
+    pub name: String,
+    pub label: String,
+    pub captions: Vec<String>,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    pub split: String,
+    #[serde(default)]
+    pub style: String,
+}
+
+#[derive(serde::Deserialize)]
+struct DatasetFile {
+    records: Vec<Record>,
+}
+
+/// The records (in file order) and their images in model space.
+pub struct EmojiData {
+    pub dir: PathBuf,
+    pub records: Vec<Record>,
+    /// `[4 * 64 * 64]` per record, premultiplied, in [-1, 1].
+    pub images: Vec<Vec<f32>>,
+}
+
+impl EmojiData {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join("dataset.json");
+        let bytes = std::fs::read(&path).map_err(|e| {
+            Error::InvalidArgument(format!("{}: {e} (run scripts/fetch-emoji.sh first)", path.display()))
+        })?;
+        let file: DatasetFile = serde_json::from_slice(&bytes).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+        let mut images = Vec::with_capacity(file.records.len());
+        for r in &file.records {
+            let p = dir.join(&r.image);
+            let img = Image::decode_png(&std::fs::read(&p).map_err(|e| io_err(&p, e))?)?;
+            if img.width != 64 || img.height != 64 {
+                return Err(Error::Image(format!("{}: {}x{}, expected 64x64", p.display(), img.width, img.height)));
+            }
+            images.push(img.to_model());
+        }
+        Ok(EmojiData { dir: dir.to_path_buf(), records: file.records, images })
+    }
+
+    /// Indices of records in `split` ("train" or "heldout").
+    pub fn split(&self, split: &str) -> Vec<usize> {
+        (0..self.records.len()).filter(|&i| self.records[i].split == split).collect()
+    }
+
+    pub fn image(&self, i: usize) -> Image {
+        Image::from_model(&self.images[i], 64, 64)
+    }
+}
+
+/// Hidden states of every caption: `rows[c]` is caption `c`, `by_record[r]` its caption range.
+pub struct CaptionBank {
+    pub width: usize,
+    pub captions: Vec<String>,
+    pub conds: Vec<Conditioning>,
+    pub by_record: Vec<std::ops::Range<usize>>,
+}
+
+pub const BANK_FILE: &str = "captions.safetensors";
+
+impl CaptionBank {
+    /// Encode every caption of every record with the LLM (`TRAIN_TEXT_TOKENS` tokens at most).
+    pub fn build(lm: &LanguageModel, data: &EmojiData, out: &Path) -> Result<Self> {
+        let width = lm.model.config.n_embd;
+        let total: usize = data.records.iter().map(|r| r.captions.len()).sum();
+        let started = std::time::Instant::now();
+        let (mut captions, mut conds, mut by_record) = (Vec::new(), Vec::new(), Vec::new());
+        for r in &data.records {
+            let start = captions.len();
+            for c in &r.captions {
+                conds.push(encode_text(lm, c, TRAIN_TEXT_TOKENS)?);
+                captions.push(c.clone());
+                if captions.len() % 1000 == 0 {
+                    let per = started.elapsed().as_secs_f64() / captions.len() as f64;
+                    eprintln!("embedded {}/{total} captions ({:.1} ms each, {:.0} s left)", captions.len(), per * 1e3, per * (total - captions.len()) as f64);
+                }
+            }
+            by_record.push(start..captions.len());
+        }
+        let bank = CaptionBank { width, captions, conds, by_record };
+        bank.save(out)?;
+        Ok(bank)
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        let l = TRAIN_TEXT_TOKENS;
+        let mut hidden = vec![0.0f32; self.conds.len() * l * self.width];
+        for (i, c) in self.conds.iter().enumerate() {
+            hidden[i * l * self.width..][..c.rows.len()].copy_from_slice(&c.rows);
+        }
+        let mut w = Weights::default();
+        w.insert("hidden", vec![self.conds.len(), l, self.width], hidden);
+        w.insert("len", vec![self.conds.len()], self.conds.iter().map(|c| c.len as f32).collect());
+        w.metadata.insert("captions".into(), serde_json::to_string(&self.captions).expect("json"));
+        let ranges: Vec<[usize; 2]> = self.by_record.iter().map(|r| [r.start, r.end]).collect();
+        w.metadata.insert("by_record".into(), serde_json::to_string(&ranges).expect("json"));
+        w.metadata.insert("prefix".into(), crate::diffusion::TEXT_PREFIX.into());
+        std::fs::write(path, w.to_bytes(Dtype::F16)).map_err(|e| io_err(path, e))
+    }
+
+    /// Load a bank and check it was built from `data`'s captions.
+    pub fn load(path: &Path, data: &EmojiData) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::InvalidArgument(format!("{}: {e} (run `pmg train embed` first)", path.display())))?;
+        let file = path.display().to_string();
+        let w = Weights::from_bytes(&file, &bytes)?;
+        let bad = |p: &str| Error::Weights { file: file.clone(), problem: p.to_string() };
+        let captions: Vec<String> = serde_json::from_str(w.meta("captions").ok_or_else(|| bad("no captions"))?).map_err(|e| bad(&e.to_string()))?;
+        let ranges: Vec<[usize; 2]> = serde_json::from_str(w.meta("by_record").ok_or_else(|| bad("no by_record"))?).map_err(|e| bad(&e.to_string()))?;
+        let expected: Vec<&String> = data.records.iter().flat_map(|r| &r.captions).collect();
+        if ranges.len() != data.records.len() || captions.iter().collect::<Vec<_>>() != expected {
+            return Err(bad("built from another dataset.json: rerun `pmg train embed`"));
+        }
+        let hidden = w.get(&file, "hidden")?;
+        let lens = w.get(&file, "len")?;
+        let [n, l, width] = hidden.shape[..] else { return Err(bad("hidden is not 3-d")) };
+        if n != captions.len() {
+            return Err(bad("row count differs from the captions"));
+        }
+        let conds = (0..n)
+            .map(|i| {
+                let len = (lens.data[i] as usize).clamp(1, l);
+                Conditioning { rows: hidden.data[i * l * width..][..len * width].to_vec(), len, width }
+            })
+            .collect();
+        Ok(CaptionBank { width, captions, conds, by_record: ranges.into_iter().map(|[a, b]| a..b).collect() })
+    }
+
+    /// The record's first caption (its name).
+    pub fn primary(&self, record: usize) -> &Conditioning {
+        &self.conds[self.by_record[record].start]
+    }
+}

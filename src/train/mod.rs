@@ -1,0 +1,158 @@
+//! Training of the generator and the scorer on the emoji dataset (native only, burn `flex` +
+//! autodiff). Each stage is a run directory with a resumable checkpoint (module and AdamW state,
+//! step), a JSON-lines loss log, and at the end an f16 safetensors export for `models/`.
+//!
+//! Batches, noise and timesteps at step `s` come from `SeededNoise(seed, s)`, so a resumed run
+//! sees exactly the batches an unbroken one would.
+
+pub mod data;
+pub mod eval;
+pub mod stages;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
+
+use crate::diffusion::SeededNoise;
+use crate::error::{Error, Result};
+
+pub use data::{CaptionBank, EmojiData, Record};
+pub use eval::{ImageEval, evaluate};
+
+/// Settings shared by every stage.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RunConfig {
+    /// Dataset folder (`data/emoji`).
+    pub data: PathBuf,
+    /// Run folder: checkpoints and logs.
+    pub run: PathBuf,
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub warmup: usize,
+    pub seed: u64,
+    pub log_every: usize,
+    pub checkpoint_every: usize,
+    /// Continue from the run folder's checkpoint when there is one.
+    pub resume: bool,
+}
+
+pub fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Io { path: path.display().to_string(), source: e }
+}
+
+/// The randomness of one step.
+pub fn step_rng(seed: u64, stage: u64, step: usize) -> SeededNoise {
+    SeededNoise::new(seed.wrapping_mul(0x100_0000_01B3) ^ (stage << 48) ^ step as u64)
+}
+
+/// Linear warm-up, then cosine decay to 10% of the peak.
+pub fn learning_rate(cfg: &RunConfig, step: usize) -> f64 {
+    if step < cfg.warmup {
+        return cfg.lr * (step + 1) as f64 / cfg.warmup as f64;
+    }
+    let p = (step - cfg.warmup) as f64 / (cfg.steps - cfg.warmup).max(1) as f64;
+    cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
+}
+
+/// The training device: burn's CPU backend with autodiff.
+pub fn train_device() -> Device {
+    Device::flex().autodiff()
+}
+
+pub fn optimizer() -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_weight_decay(1e-4)
+        .with_grad_clipping(Some(burn::optim::grad_clipping::GradientClippingConfig::Norm(1.0)))
+        .init()
+}
+
+/// A stage's loop state: model, optimizer, step, log.
+pub struct Trainer<M: Module> {
+    pub model: M,
+    pub optim: ModuleOptimizer,
+    pub step: usize,
+    pub cfg: RunConfig,
+    log: std::fs::File,
+    started: Instant,
+    start_step: usize,
+    window: Vec<f64>,
+}
+
+impl<M: Module + Clone> Trainer<M> {
+    /// Start a run, or continue the checkpoint in `cfg.run` when `cfg.resume` is set.
+    pub fn new(model: M, cfg: RunConfig) -> Result<Self> {
+        std::fs::create_dir_all(&cfg.run).map_err(|e| io_err(&cfg.run, e))?;
+        let (mp, op, sp) = (cfg.run.join("model.bpk"), cfg.run.join("optim.bpk"), cfg.run.join("state.json"));
+        let mut optim = optimizer();
+        let mut model = model;
+        let mut step = 0;
+        if cfg.resume && sp.exists() {
+            let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&sp).map_err(|e| io_err(&sp, e))?)
+                .map_err(|e| Error::InvalidArgument(format!("{}: {e}", sp.display())))?;
+            step = state["step"].as_u64().unwrap_or(0) as usize;
+            model = model.try_load_file(&mp).map_err(|e| Error::InvalidArgument(format!("{}: {e:?}", mp.display())))?;
+            optim = optim.load(&op).map_err(|e| Error::InvalidArgument(format!("{}: {e:?}", op.display())))?;
+            eprintln!("resuming {} at step {step}", cfg.run.display());
+        } else if !cfg.resume {
+            let _ = std::fs::remove_file(cfg.run.join("loss.jsonl"));
+        }
+        let lp = cfg.run.join("loss.jsonl");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&lp).map_err(|e| io_err(&lp, e))?;
+        std::fs::write(cfg.run.join("config.json"), serde_json::to_vec_pretty(&cfg).expect("json")).map_err(|e| io_err(&cfg.run, e))?;
+        Ok(Trainer { model, optim, step, start_step: step, cfg, log, started: Instant::now(), window: Vec::new() })
+    }
+
+    pub fn done(&self) -> bool {
+        self.step >= self.cfg.steps
+    }
+
+    /// Backpropagate `loss`, update, log and checkpoint.
+    pub fn update(&mut self, loss: Tensor<1>) -> Result<f64> {
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        if !value.is_finite() {
+            return Err(Error::InvalidArgument(format!("loss became {value} at step {}", self.step)));
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let lr = learning_rate(&self.cfg, self.step);
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.step += 1;
+        self.window.push(value);
+        if self.step % self.cfg.log_every == 0 || self.step == self.cfg.steps {
+            let mean = self.window.iter().sum::<f64>() / self.window.len() as f64;
+            self.window.clear();
+            let secs = self.started.elapsed().as_secs_f64();
+            let per = secs / (self.step - self.start_step) as f64;
+            writeln!(self.log, "{}", serde_json::json!({"step": self.step, "loss": mean, "lr": lr, "s_per_step": per}))
+                .map_err(|e| io_err(&self.cfg.run, e))?;
+            eprintln!("step {:>6}/{}  loss {mean:.5}  lr {lr:.2e}  {per:.2} s/step  eta {:.0} min", self.step, self.cfg.steps, per * (self.cfg.steps - self.step) as f64 / 60.0);
+        }
+        if self.step % self.cfg.checkpoint_every == 0 || self.step == self.cfg.steps {
+            self.checkpoint()?;
+        }
+        Ok(value)
+    }
+
+    pub fn checkpoint(&self) -> Result<()> {
+        let run = &self.cfg.run;
+        // Write next to the old files, then rename: a crash mid-write keeps the last checkpoint.
+        let tmp = run.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        self.model.clone().save_file(tmp.join("model.bpk")).map_err(|e| Error::InvalidArgument(format!("save model: {e:?}")))?;
+        self.optim.save(tmp.join("optim.bpk")).map_err(|e| Error::InvalidArgument(format!("save optimizer: {e:?}")))?;
+        std::fs::write(tmp.join("state.json"), serde_json::to_vec(&serde_json::json!({"step": self.step})).expect("json")).map_err(|e| io_err(&tmp, e))?;
+        for f in ["model.bpk", "optim.bpk", "state.json"] {
+            std::fs::rename(tmp.join(f), run.join(f)).map_err(|e| io_err(&run.join(f), e))?;
+        }
+        Ok(())
+    }
+
+    /// Seconds spent in this process.
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
