@@ -34,6 +34,27 @@ pub struct Source {
 pub struct Manifest {
     pub default_llm: String,
     pub models: Vec<ModelEntry>,
+    /// The image generator and scorer trained by this project (shipped under `models/`).
+    pub generator: GeneratorEntry,
+}
+
+/// One of our own weight files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WeightFile {
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GeneratorEntry {
+    pub id: String,
+    pub license: String,
+    /// The model card.
+    pub card: String,
+    pub autoencoder: WeightFile,
+    pub denoiser: WeightFile,
+    pub scorer: WeightFile,
 }
 
 pub fn manifest() -> Manifest {

@@ -252,41 +252,38 @@ impl Generator {
         }
     }
 
+    /// Begin denoising one image per (conditioning, seed); drive it with [`Sampling::step`].
+    pub fn start(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions) -> Result<Sampling<'_>> {
+        self.check(conds, seeds, opts)?;
+        let ctx = self.context(conds, opts.guidance);
+        let sched = self.scheduler(opts.sampler);
+        let ts = sched.timesteps(opts.steps);
+        Ok(Sampling { generator: self, ctx, sched, ts, done: 0, x: self.noise(seeds), guidance: opts.guidance })
+    }
+
     /// Denoise one image per (conditioning, seed); `on_step(i, n)` runs after each step and
     /// returning `false` cancels. Returns decoded images `[b, 4, 64, 64]` on the device.
     pub fn sample(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions, on_step: &mut dyn FnMut(usize, usize) -> bool) -> Result<Tensor<4>> {
-        self.check(conds, seeds, opts)?;
-        let ctx = self.context(conds, opts.guidance);
-        let mut sched = self.scheduler(opts.sampler);
-        let ts = sched.timesteps(opts.steps);
-        let mut x = self.noise(seeds);
-        for (i, &t) in ts.iter().enumerate() {
-            let v = self.guided_v(x.clone(), t, &ctx, opts.guidance);
-            x = sched.step(x, v, t, ts.get(i + 1).copied());
-            if !on_step(i + 1, ts.len()) {
+        let mut s = self.start(conds, seeds, opts)?;
+        while s.step() {
+            if !on_step(s.done, s.total()) {
                 return Err(Error::Cancelled);
             }
         }
-        Ok(self.decoder.forward(x / self.latent_scale))
+        Ok(s.decode())
     }
 
     /// [`sample`](Self::sample) for the browser: after each step it awaits a one-value readback,
-    /// so progress reflects finished GPU work and the event loop runs between steps.
+    /// so progress reflects finished GPU work.
     pub async fn sample_async(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions, on_step: &mut dyn FnMut(usize, usize) -> bool) -> Result<Tensor<4>> {
-        self.check(conds, seeds, opts)?;
-        let ctx = self.context(conds, opts.guidance);
-        let mut sched = self.scheduler(opts.sampler);
-        let ts = sched.timesteps(opts.steps);
-        let mut x = self.noise(seeds);
-        for (i, &t) in ts.iter().enumerate() {
-            let v = self.guided_v(x.clone(), t, &ctx, opts.guidance);
-            x = sched.step(x, v, t, ts.get(i + 1).copied());
-            crate::device::read_f32_async(x.clone().slice([0..1, 0..1, 0..1, 0..1])).await?;
-            if !on_step(i + 1, ts.len()) {
+        let mut s = self.start(conds, seeds, opts)?;
+        while s.step() {
+            s.sync_async().await?;
+            if !on_step(s.done, s.total()) {
                 return Err(Error::Cancelled);
             }
         }
-        Ok(self.decoder.forward(x / self.latent_scale))
+        Ok(s.decode())
     }
 
     /// Generate images natively (blocking readback).
@@ -302,6 +299,46 @@ impl Generator {
 
     pub fn num_params(&self) -> usize {
         self.decoder.num_params() + self.unet.num_params()
+    }
+}
+
+/// A denoising run in progress.
+pub struct Sampling<'g> {
+    generator: &'g Generator,
+    ctx: (Tensor<3>, Tensor<2, Bool>),
+    sched: Box<dyn Scheduler + 'g>,
+    ts: Vec<usize>,
+    done: usize,
+    x: Tensor<4>,
+    guidance: f32,
+}
+
+impl Sampling<'_> {
+    /// Run the next denoising step (queued on the device); `false` once all are done.
+    pub fn step(&mut self) -> bool {
+        let Some(&t) = self.ts.get(self.done) else { return false };
+        let v = self.generator.guided_v(self.x.clone(), t, &self.ctx, self.guidance);
+        self.x = self.sched.step(self.x.clone(), v, t, self.ts.get(self.done + 1).copied());
+        self.done += 1;
+        true
+    }
+
+    pub fn done(&self) -> usize {
+        self.done
+    }
+
+    pub fn total(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// Wait for the queued steps to finish (a one-value readback).
+    pub async fn sync_async(&self) -> Result<()> {
+        crate::device::read_f32_async(self.x.clone().slice([0..1, 0..1, 0..1, 0..1])).await.map(|_| ())
+    }
+
+    /// Decode the current latents: `[b, 4, 64, 64]` on the device.
+    pub fn decode(self) -> Tensor<4> {
+        self.generator.decoder.forward(self.x / self.generator.latent_scale)
     }
 }
 

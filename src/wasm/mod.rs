@@ -148,6 +148,20 @@ struct JsResult {
 pub struct Llm {
     lm: LanguageModel,
     n_ctx: usize,
+    /// The image generator, once `loadGenerator` ran; it shares the LLM's device and reads the
+    /// LLM's hidden states as its text conditioning.
+    generator: std::cell::RefCell<Option<std::rc::Rc<crate::diffusion::Generator>>>,
+}
+
+/// `generateImage` options (all optional).
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+struct JsImageOptions {
+    seed: Option<f64>,
+    steps: Option<usize>,
+    guidance: Option<f32>,
+    sampler: Option<crate::diffusion::SamplerKind>,
+    n: Option<usize>,
 }
 
 #[wasm_bindgen]
@@ -162,7 +176,7 @@ impl Llm {
         // Compile every WebGPU pipeline now rather than on the first token (a no-op on the CPU).
         lm.warm_up_async().await.map_err(js_error)?;
         let n_ctx = n_ctx.clamp(1, lm.model.config.n_ctx_train);
-        Ok(Llm { lm, n_ctx })
+        Ok(Llm { lm, n_ctx, generator: Default::default() })
     }
 
     /// `{ backend, adapter, softwareAdapter, config, nCtx, memory: { weightBytes, kvCacheBytes, wasmHeapBytes } }`.
@@ -222,6 +236,68 @@ impl Llm {
         let mut feed = crate::preference::AsyncFeed(self.lm.new_session());
         let kws = ex.item_keywords(&mut feed, &item, n as usize, &opts).await.map_err(js_error)?;
         to_js(&kws)
+    }
+
+    /// Load the image generator from its autoencoder and denoiser safetensors files (on the LLM's
+    /// device). Returns `{ parameters, latentScale }`.
+    #[wasm_bindgen(js_name = loadGenerator)]
+    pub fn load_generator(&self, autoencoder: &[u8], denoiser: &[u8]) -> Result<JsValue, JsValue> {
+        let g = crate::diffusion::Generator::from_bytes(autoencoder, denoiser, &self.lm.model.device).map_err(js_error)?;
+        let info = serde_json::json!({ "parameters": g.num_params(), "latentScale": g.latent_scale });
+        *self.generator.borrow_mut() = Some(std::rc::Rc::new(g));
+        to_js(&info)
+    }
+
+    /// Generate `n` images (seeds `seed`, `seed + 1`, ...) for `prompt`. `on_step(i, n)` runs after
+    /// each denoising step; returning `false` (or a promise of it) cancels with an `AbortError`.
+    /// Returns `{ images: [{ width, height, rgba: Uint8Array }], seed, steps, guidance, sampler }`.
+    #[wasm_bindgen(js_name = generateImage)]
+    pub async fn generate_image(&self, prompt: String, options: JsValue, on_step: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
+        use crate::diffusion::{MAX_TEXT_TOKENS, SampleOptions, encode_text_async};
+        let o: JsImageOptions = if options.is_undefined() || options.is_null() { JsImageOptions::default() } else { serde_wasm_bindgen::from_value(options).map_err(bad_arg)? };
+        let g = self.generator.borrow().clone().ok_or_else(|| js_error(Error::InvalidArgument("no generator loaded (call loadGenerator first)".into())))?;
+        let seed = o.seed.unwrap_or(0.0);
+        if !(seed.is_finite() && seed >= 0.0 && seed.fract() == 0.0 && seed <= 9_007_199_254_740_991.0) {
+            return Err(bad_arg(format!("seed {seed} is not a non-negative safe integer")));
+        }
+        let n = o.n.unwrap_or(1);
+        if !(1..=16).contains(&n) {
+            return Err(bad_arg(format!("n {n} outside 1..=16")));
+        }
+        let d = SampleOptions::default();
+        let opts = SampleOptions { steps: o.steps.unwrap_or(d.steps), guidance: o.guidance.unwrap_or(d.guidance), sampler: o.sampler.unwrap_or(d.sampler) };
+        opts.validate().map_err(js_error)?;
+        let cond = encode_text_async(&self.lm, &prompt, MAX_TEXT_TOKENS).await.map_err(js_error)?;
+        let conds = vec![cond; n];
+        let seeds: Vec<u64> = (0..n as u64).map(|i| seed as u64 + i).collect();
+        let mut s = g.start(&conds, &seeds, &opts).map_err(js_error)?;
+        while s.step() {
+            s.sync_async().await.map_err(js_error)?;
+            if let Some(f) = &on_step {
+                let mut keep = f.call2(&JsValue::NULL, &JsValue::from(s.done() as u32), &JsValue::from(s.total() as u32))?;
+                if let Some(p) = keep.dyn_ref::<js_sys::Promise>() {
+                    keep = wasm_bindgen_futures::JsFuture::from(p.clone()).await?;
+                }
+                if keep == JsValue::FALSE {
+                    return Err(js_error(Error::Cancelled));
+                }
+            }
+        }
+        let data = crate::device::read_f32_async(s.decode()).await.map_err(js_error)?;
+        let images = js_sys::Array::new();
+        for img in crate::diffusion::to_images(&data, n) {
+            let o = js_sys::Object::new();
+            js_sys::Reflect::set(&o, &"width".into(), &JsValue::from(img.width as u32))?;
+            js_sys::Reflect::set(&o, &"height".into(), &JsValue::from(img.height as u32))?;
+            js_sys::Reflect::set(&o, &"rgba".into(), &js_sys::Uint8Array::from(img.rgba.as_slice()))?;
+            images.push(&o);
+        }
+        let out = js_sys::Object::new();
+        js_sys::Reflect::set(&out, &"images".into(), &images)?;
+        js_sys::Reflect::set(&out, &"seed".into(), &JsValue::from(seed))?;
+        js_sys::Reflect::set(&out, &"steps".into(), &JsValue::from(opts.steps as u32))?;
+        js_sys::Reflect::set(&out, &"guidance".into(), &JsValue::from(opts.guidance))?;
+        Ok(out.into())
     }
 
     /// Token ids of `text` (special-token text recognised).

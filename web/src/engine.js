@@ -31,6 +31,9 @@ const GEN_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty
 
 export class Engine {
   #llm = null;
+  #generatorFiles = null; // { autoencoder, denoiser }: { url, sha256, bytes }, from load()
+  #generatorReady = null; // promise: the generator weights fetched and loaded into #llm
+  #cache = true;
   #history = null;
   #disposed = false;
   #failed = null;
@@ -59,6 +62,8 @@ export class Engine {
       throw this.#disposed ? new DisposedError('disposed while loading') : new AbortError('model load aborted');
     }
     this.#llm = llm;
+    this.#generatorFiles = o.generator ?? null;
+    this.#cache = o.cache ?? true;
     const info = this.info();
     onProgress({ phase: 'ready', backend: info.backend });
     return { info, fromCache: got.fromCache, cached: got.cached, cacheError: got.cacheError };
@@ -177,6 +182,58 @@ export class Engine {
     }
   }
 
+  /** Fetch (or take from the cache) and load the generator weights, once. */
+  async #generator(onProgress, signal) {
+    const llm = this.#model();
+    if (!this.#generatorFiles) throw new InvalidArgumentError('no generator files configured');
+    this.#generatorReady ??= (async () => {
+      const fetchOne = (name) => fetchModel({
+        ...this.#generatorFiles[name],
+        cache: this.#cache,
+        signal,
+        onProgress: (p) => onProgress({ ...p, file: name }),
+        digestFallback: wasmSha256Hex,
+      });
+      const [ae, dn] = await Promise.all([fetchOne('autoencoder'), fetchOne('denoiser')]);
+      try {
+        return llm.loadGenerator(ae.bytes, dn.bytes);
+      } catch (e) {
+        throw this.#fail(e);
+      }
+    })();
+    try {
+      return await this.#generatorReady;
+    } catch (e) {
+      this.#generatorReady = null; // a failed download may be retried
+      throw e;
+    }
+  }
+
+  /**
+   * Generate images for `o.prompt`. Progress: `{ phase: 'download', file, ... }` while the
+   * generator weights load (first call only), then `{ phase: 'denoise', step, total }`.
+   */
+  async generateImage(o, onProgress = () => {}, isCancelled = () => false, signal) {
+    if (typeof o?.prompt !== 'string' || !o.prompt.trim()) throw new InvalidArgumentError('generateImage() needs a non-empty prompt');
+    const llm = this.#model();
+    await this.#generator(onProgress, signal);
+    const options = {};
+    for (const k of ['seed', 'steps', 'guidance', 'sampler', 'n']) if (o[k] !== undefined && o[k] !== null) options[k] = o[k];
+    const t0 = performance.now();
+    let r;
+    try {
+      r = await llm.generateImage(o.prompt, options, async (step, total) => {
+        onProgress({ phase: 'denoise', step, total });
+        await nextTask(); // let a cancel message in between steps
+        return !isCancelled();
+      });
+    } catch (e) {
+      throw this.#fail(e);
+    }
+    const images = r.images.map((im) => new ImageData(new Uint8ClampedArray(im.rgba.buffer, im.rgba.byteOffset, im.rgba.length), im.width, im.height));
+    return { images, seed: r.seed, steps: r.steps, guidance: r.guidance, ms: performance.now() - t0 };
+  }
+
   dispose() {
     this.#disposed = true;
     this.#llm?.free();
@@ -217,6 +274,7 @@ export async function dispatch(engine, op, args, { onProgress, onToken, isCancel
     case 'generate': return engine.generate(args.kind, args.input, args.options, onToken, isCancelled);
     case 'preferences': return engine.preferences(args.options, args.events);
     case 'itemKeywords': return engine.itemKeywords(args.item, args.n, args.options);
+    case 'generateImage': return engine.generateImage(args, onProgress, isCancelled, signal);
     case 'history.record': return engine.historyRecord(args.input, args.single);
     case 'history.list': return engine.historyList();
     case 'history.export': return engine.historyExport();

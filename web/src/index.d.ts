@@ -32,6 +32,45 @@ export interface LoadOptions {
   nCtx?: number;
   /** Where `pmg_bg.wasm` is served, if not next to `pkg/pmg.js`. */
   wasmUrl?: string;
+  /**
+   * Base URL of the image generator's weights (`emoji-autoencoder.safetensors`,
+   * `emoji-denoiser.safetensors`). Default: `modelBaseUrl` when given, else the copies shipped in
+   * this package (`pmg-web/models/`). They are fetched on the first `generateImage()`.
+   */
+  generatorBaseUrl?: string;
+}
+
+export type SamplerKind = 'ddim' | 'dpm-solver2m';
+
+export interface GenerateImageOptions {
+  /** Text describing the picture, e.g. `'smiling cat face'`. */
+  prompt: string;
+  /** Seed of the initial noise (a non-negative safe integer, default 0). Image i uses `seed + i`. */
+  seed?: number;
+  /** Denoising steps, 1..50 (default 20). */
+  steps?: number;
+  /** Classifier-free guidance scale, 0..20 (default 3; 1 turns guidance off). */
+  guidance?: number;
+  /** Default `'ddim'`. */
+  sampler?: SamplerKind;
+  /** Images to generate, 1..16 (default 1). */
+  n?: number;
+  /** Called after each denoising step. */
+  onStep?: (step: number, total: number) => void;
+  /** Download progress of the generator weights (first call only). */
+  onProgress?: (p: LoadProgress & { file?: 'autoencoder' | 'denoiser' }) => void;
+  /** Aborting rejects with `AbortError` (checked between denoising steps). */
+  signal?: AbortSignal;
+}
+
+export interface GeneratedImages {
+  /** 64x64 RGBA images with transparency; draw with `ctx.putImageData(img, x, y)`. */
+  images: ImageData[];
+  seed: number;
+  steps: number;
+  guidance: number;
+  /** Wall time of the generation (text encoding, denoising, decoding), ms. */
+  ms: number;
 }
 
 export interface LoadResult {
@@ -221,6 +260,8 @@ export declare class Pmg {
   preferences(options?: PreferenceOptions): Promise<Preferences>;
   /** Keywords describing one item (the target of a generation). */
   itemKeywords(item: HistoryItem, n?: number, options?: PreferenceOptions): Promise<Keyword[]>;
+  /** Generate emoji-style images for a prompt on this device (same seed, same image on every backend within rounding). */
+  generateImage(options: GenerateImageOptions): Promise<GeneratedImages>;
   readonly state: 'idle' | 'loading' | 'ready' | 'disposed';
   /** Download (or take from the cache), verify and load the model. Call once. */
   load(options?: LoadOptions): Promise<LoadResult>;
@@ -243,6 +284,18 @@ export interface KnownModel {
 }
 export declare const models: Record<string, KnownModel>;
 export declare const defaultLlm: string;
+export interface WeightFile {
+  file: string;
+  bytes: number;
+  sha256: string;
+}
+/** The image generator and scorer trained by the pmg project. */
+export declare const generator: {
+  id: string;
+  license: string;
+  card: string;
+  files: { autoencoder: WeightFile; denoiser: WeightFile; scorer: WeightFile };
+};
 
 /** Name of the Cache API bucket holding models. */
 export declare const CACHE_NAME: string;

@@ -10,11 +10,11 @@ import { Engine, dispatch } from './engine.js';
 import {
   AbortError, DisposedError, InvalidArgumentError, NotLoadedError, RuntimeError, errorFromJSON, toPmgError,
 } from './errors.js';
-import { defaultLlm, models } from './models.js';
+import { defaultLlm, generator, models } from './models.js';
 
 export * from './errors.js';
 export { cachedModels, clearModelCache, CACHE_NAME } from './loader.js';
-export { defaultLlm, models } from './models.js';
+export { defaultLlm, generator, models } from './models.js';
 
 const DEVICES = ['auto', 'webgpu', 'cpu'];
 
@@ -215,7 +215,7 @@ export class Pmg {
   }
 
   async load(options = {}) {
-    const { llm = defaultLlm, device = 'auto', onProgress = () => {}, signal, cache = true, nCtx, modelBaseUrl, wasmUrl } = options;
+    const { llm = defaultLlm, device = 'auto', onProgress = () => {}, signal, cache = true, nCtx, modelBaseUrl, generatorBaseUrl, wasmUrl } = options;
     if (this.#state === 'disposed') throw new DisposedError('this Pmg was disposed');
     if (this.#state !== 'idle') throw new InvalidArgumentError(`load() was already called (state: ${this.#state})`);
     if (!DEVICES.includes(device)) throw new InvalidArgumentError(`device must be one of ${DEVICES.join(', ')}, not ${JSON.stringify(device)}`);
@@ -224,7 +224,7 @@ export class Pmg {
     const worker = this.#useWorker;
     const t = this._transport();
     this.#state = 'loading';
-    const args = { ...model, device, cache, nCtx, wasmUrl: wasmUrl && String(new URL(wasmUrl, baseUrl())) };
+    const args = { ...model, device, cache, nCtx, wasmUrl: wasmUrl && String(new URL(wasmUrl, baseUrl())), generator: resolveGenerator(generatorBaseUrl ?? modelBaseUrl) };
     let onAbort;
     const aborted = new Promise((_, reject) => {
       onAbort = () => {
@@ -267,6 +267,41 @@ export class Pmg {
   /** Keywords describing one item `{ id, title, category?, tags?, description? }` (PMG's target keywords). */
   async itemKeywords(item, n = 10, options = {}) {
     return this.#queued(() => this.#call('itemKeywords', { item, n, options }));
+  }
+
+  /**
+   * Generate emoji-style images for a text prompt on this device: `{ images: ImageData[], seed,
+   * steps, guidance, ms }`. Options: `seed` (0), `steps` (20, 1..50), `guidance` (3),
+   * `sampler` ('ddim' | 'dpm-solver2m'), `n` (1..16 images, seeds seed..seed+n-1),
+   * `onStep(step, total)`, `onProgress(p)` (generator download on first use), `signal`.
+   * The same seed gives the same image on every backend (within rounding).
+   */
+  async generateImage({ onStep, onProgress, signal, ...options } = {}) {
+    if (signal?.aborted) throw new AbortError('image generation aborted');
+    let call = null;
+    let stopped = false;
+    const onAbort = () => {
+      stopped = true;
+      if (call) this.#t?.cancel(call.id);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await this.#queued(async () => {
+        const err = this.#ready();
+        if (err) throw err;
+        if (stopped) throw new AbortError('image generation aborted');
+        const progress = (p) => (p.phase === 'denoise' ? onStep?.(p.step, p.total) : onProgress?.(p));
+        call = this.#t.call('generateImage', options, { onProgress: progress });
+        this.#running = call.id;
+        try {
+          return await call;
+        } finally {
+          this.#running = null;
+        }
+      });
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   // Model work runs one call at a time, in call order.
@@ -393,6 +428,16 @@ class History {
 
 function baseUrl() {
   return globalThis.document?.baseURI ?? globalThis.location?.href;
+}
+
+/**
+ * URLs of the generator weights: under `base` when given (relative to the page), else the copies
+ * shipped in this package (`pmg-web/models/`).
+ */
+function resolveGenerator(base) {
+  const dir = base ? new URL(base.endsWith('/') ? base : `${base}/`, baseUrl()) : new URL('../models/', import.meta.url);
+  const file = (f) => ({ url: String(new URL(f.file, dir)), sha256: f.sha256, bytes: f.bytes });
+  return { autoencoder: file(generator.files.autoencoder), denoiser: file(generator.files.denoiser) };
 }
 
 /** `llm` is a manifest id or a URL (relative URLs resolve against the page, not the worker). */

@@ -429,6 +429,75 @@ test('preferences from the stored history, in the strict format; nothing leaves 
   await context.close();
 });
 
+// The held-out caption of tests/golden/image.json (scripts/golden-image.sh renders it natively).
+const IMAGE_GOLDEN = JSON.parse(await readFile(join(root, 'tests/golden/image.json'), 'utf8'));
+
+/** Per-channel differences of two RGBA byte arrays: mean and the fraction within `tol`. */
+function imageDiff(a, b, tol = 16) {
+  let sum = 0;
+  let within = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    sum += d;
+    within += d <= tol;
+  }
+  return { mean: sum / a.length, within: within / a.length };
+}
+
+test('generateImage: a held-out caption on cpu and webgpu, equal to the native image within tolerance; abort', async () => {
+  const page = await harness();
+  const r = await page.evaluate(async ({ prompt, seed, steps, guidance }) => {
+    const { Pmg } = window.pmgWeb;
+    const out = {};
+    for (const device of ['cpu', 'webgpu']) {
+      const pmg = await Pmg.load({ modelBaseUrl: '/models/', device });
+      const progress = [];
+      const stepsSeen = [];
+      const art = await pmg.generateImage({ prompt, seed, steps, guidance, onStep: (i, n) => stepsSeen.push(`${i}/${n}`), onProgress: (p) => progress.push(p.phase) });
+      const again = await pmg.generateImage({ prompt, seed, steps, guidance });
+      const img = art.images[0];
+      const c = document.createElement('canvas');
+      c.width = img.width;
+      c.height = img.height;
+      c.getContext('2d').putImageData(img, 0, 0);
+      // Abort between steps: AbortError, and the next call still works.
+      const ac = new AbortController();
+      let aborted = null;
+      try {
+        await pmg.generateImage({ prompt, seed, steps, onStep: (i) => i === 2 && ac.abort(), signal: ac.signal });
+      } catch (e) {
+        aborted = e.name;
+      }
+      const after = await pmg.generateImage({ prompt: 'red apple', seed: 2, steps: 4 });
+      out[device] = {
+        width: img.width, height: img.height, rgba: Array.from(img.data), same: Array.from(again.images[0].data).every((v, i) => v === img.data[i]),
+        stepsSeen, downloads: progress.filter((p) => p === 'download').length, ms: art.ms, backend: (await pmg.info()).backend,
+        png: c.toDataURL('image/png'), aborted, after: after.images.length,
+      };
+      pmg.dispose();
+    }
+    return out;
+  }, IMAGE_GOLDEN);
+  const golden = Buffer.from(IMAGE_GOLDEN.rgba_hex, 'hex');
+  for (const device of ['cpu', 'webgpu']) {
+    const o = r[device];
+    assertEqual([o.width, o.height, o.backend], [64, 64, device], `${device}: size and backend`);
+    assertEqual(o.stepsSeen.length, IMAGE_GOLDEN.steps, `${device}: one onStep per step`);
+    assert(o.same, `${device}: the same seed gives the same image`);
+    assert(o.downloads > 0, `${device}: the generator weights were fetched with progress`);
+    assertEqual([o.aborted, o.after], ['AbortError', 1], `${device}: abort between steps, then a new call works`);
+    const d = imageDiff(o.rgba, golden);
+    console.log(`     ${device}: ${o.ms.toFixed(0)} ms for ${IMAGE_GOLDEN.steps} steps; vs native cpu: mean |diff| ${d.mean.toFixed(3)}, ${(100 * d.within).toFixed(2)}% within 16`);
+    // Tolerances (0-255 scale): the browser's CPU path runs the same f32 arithmetic as native up
+    // to summation order; WebGPU differs more (GPU reductions, fused multiply-adds) over 20 steps.
+    const [maxMean, minWithin] = device === 'cpu' ? [0.5, 0.999] : [IMAGE_GOLDEN.tolerance.mean_abs, IMAGE_GOLDEN.tolerance.within_16];
+    assert(d.mean <= maxMean && d.within >= minWithin, `${device}: image differs from the native one: ${JSON.stringify(d)}`);
+    const { writeFile, mkdir } = await import('node:fs/promises');
+    await mkdir(join(root, 'target/browser-artifacts'), { recursive: true });
+    await writeFile(join(root, `target/browser-artifacts/generate-${device}.png`), Buffer.from(o.png.split(',')[1], 'base64'));
+  }
+});
+
 test('network: only GETs of static files, no request bodies', async () => {
   const bad = server.log.filter((r) => r.method !== 'GET' || r.body.length > 0);
   assertEqual(bad.map((r) => `${r.method} ${r.path}`), [], 'non-GET requests or bodies');

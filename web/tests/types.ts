@@ -1,6 +1,6 @@
 // Compiled by `tsc -p web` in the tests: the README's usage must type-check against src/index.d.ts,
 // and misuse must not (the @ts-expect-error lines fail the build if the types stop rejecting them).
-import { AbortError, DeviceError, HistoryError, IntegrityError, NetworkError, Pmg, QuotaExceededError, cachedModels, clearModelCache, models, type LoadProgress, type ModelInfo } from 'pmg-web';
+import { AbortError, DeviceError, HistoryError, IntegrityError, NetworkError, Pmg, QuotaExceededError, cachedModels, clearModelCache, generator, models, type LoadProgress, type ModelInfo } from 'pmg-web';
 
 export async function usage(out: HTMLElement): Promise<void> {
   const ac = new AbortController();
@@ -32,6 +32,13 @@ export async function usage(out: HTMLElement): Promise<void> {
   console.log(dropped, prefs.keywords.map((k) => `${k.text}:${k.weight}`), prefs.neutral, await pmg.itemKeywords({ id: 'x', title: 'birthday cake' }, 5));
   // @ts-expect-error: not an event type
   await pmg.history.record({ type: 'teleport' });
+  const art = await pmg.generateImage({ prompt: 'smiling cat face', seed: 1, steps: 20, guidance: 3, onStep: (i, n) => console.log(i / n), signal: AbortSignal.timeout(60_000) });
+  const img: ImageData = art.images[0];
+  console.log(img.width, art.ms, generator.files.denoiser.sha256);
+  // @ts-expect-error: a prompt is required
+  await pmg.generateImage({ seed: 1 });
+  // @ts-expect-error: not a sampler
+  await pmg.generateImage({ prompt: 'x', sampler: 'euler' });
   pmg.dispose();
 
   try {

@@ -1,0 +1,133 @@
+//! The shipped generator and scorer: manifest integrity, hostile weight files, a recognisable
+//! image for a held-out caption, determinism, and the same image on CPU and wgpu.
+
+mod common;
+
+use pmg::diffusion::{Conditioning, Generator, MAX_TEXT_TOKENS, SampleOptions, encode_text};
+use pmg::image::Image;
+use pmg::llm::LanguageModel;
+use pmg::scorer::Scorer;
+use pmg::{Error, PmgDevice};
+
+fn model_file(name: &str) -> Vec<u8> {
+    let p = format!("{}/models/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+fn golden() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/image.json")).unwrap()).unwrap()
+}
+
+fn generator(dev: &PmgDevice) -> Generator {
+    Generator::from_bytes(&model_file("emoji-autoencoder.safetensors"), &model_file("emoji-denoiser.safetensors"), dev).unwrap()
+}
+
+#[test]
+fn manifest_lists_the_shipped_weights() {
+    let g = pmg::models::manifest().generator;
+    let mut total = 0;
+    for f in [&g.autoencoder, &g.denoiser, &g.scorer] {
+        let bytes = model_file(&f.file);
+        assert_eq!(bytes.len() as u64, f.bytes, "{}", f.file);
+        assert_eq!(pmg::models::sha256_hex(&bytes), f.sha256, "{}", f.file);
+        total += bytes.len();
+    }
+    assert!(total <= 30 << 20, "shipped weights are {total} bytes, the budget is 30 MB");
+    let gold = golden();
+    for f in [&g.autoencoder, &g.denoiser] {
+        assert_eq!(gold["weights_sha256"][&f.file], f.sha256.as_str(), "tests/golden/image.json is stale: rerun scripts/golden_image.py");
+    }
+}
+
+#[test]
+fn hostile_weight_files_are_typed_errors() {
+    let dev = PmgDevice::cpu();
+    let ae = model_file("emoji-autoencoder.safetensors");
+    let dn = model_file("emoji-denoiser.safetensors");
+    let weights_err = |r: pmg::Result<Generator>| matches!(r, Err(Error::Weights { .. }));
+    for cut in [0, 7, 100, dn.len() / 2, dn.len() - 1] {
+        assert!(weights_err(Generator::from_bytes(&ae, &dn[..cut], &dev)), "denoiser cut at {cut}");
+    }
+    // Swapped files: each lacks the other's tensors.
+    assert!(weights_err(Generator::from_bytes(&dn, &ae, &dev)));
+    // A header that claims a huge shape.
+    let n = u64::from_le_bytes(dn[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(dn[8..8 + n].to_vec()).unwrap();
+    let evil = header.replacen("\"shape\":[", "\"shape\":[99999999,", 1);
+    let mut f = (evil.len() as u64).to_le_bytes().to_vec();
+    f.extend_from_slice(evil.as_bytes());
+    f.extend_from_slice(&dn[8 + n..]);
+    assert!(weights_err(Generator::from_bytes(&ae, &f, &dev)));
+    assert!(matches!(Scorer::from_bytes(&dn, &dev), Err(Error::Weights { .. })));
+}
+
+/// The held-out golden caption renders to a picture the scorer matches to its caption rather than
+/// to other captions, seeds are deterministic, and the native CPU image equals the golden bytes.
+#[test]
+fn held_out_caption_on_cpu_is_recognisable_and_deterministic() {
+    let dev = PmgDevice::cpu();
+    let lm = LanguageModel::from_gguf_bytes(&common::default_model_bytes(), &dev, 64).unwrap();
+    let g = generator(&dev);
+    let scorer = Scorer::from_bytes(&model_file("emoji-scorer.safetensors"), &dev).unwrap();
+    let gold = golden();
+    let prompt = gold["prompt"].as_str().unwrap();
+    let opts = SampleOptions { steps: gold["steps"].as_u64().unwrap() as usize, guidance: gold["guidance"].as_f64().unwrap() as f32, ..Default::default() };
+    let cond = encode_text(&lm, prompt, MAX_TEXT_TOKENS).unwrap();
+    let seed = gold["seed"].as_u64().unwrap();
+    let imgs = g.generate(&[cond.clone(), cond.clone(), cond.clone()], &[seed, seed, seed + 1], &opts, &mut |_, _| true).unwrap();
+    assert_eq!((imgs[0].width, imgs[0].height), (64, 64));
+    assert_eq!(imgs[0], imgs[1], "same seed, same image");
+    assert_ne!(imgs[0], imgs[2], "another seed, another image");
+    let want = hex(gold["rgba_hex"].as_str().unwrap());
+    let d = diff(&imgs[0].rgba, &want);
+    assert!(d.0 <= 0.5 && d.1 >= 0.999, "native CPU image vs tests/golden/image.json: {d:?}");
+
+    // Emoji-like: transparent corners, an opaque middle.
+    let alpha = |x: usize, y: usize| imgs[0].rgba[(y * 64 + x) * 4 + 3];
+    assert!([(0, 0), (63, 0), (0, 63), (63, 63)].iter().all(|&(x, y)| alpha(x, y) < 32), "corners are transparent");
+    assert!(alpha(32, 32) > 200, "the middle is opaque");
+
+    // The scorer prefers the prompt over unrelated captions.
+    let others = ["japan flag", "thermometer", "bento box", "school", "droplet", "money bag", "round pushpin", "love letter"];
+    let texts: Vec<Conditioning> = std::iter::once(prompt).chain(others).map(|t| encode_text(&lm, t, MAX_TEXT_TOKENS).unwrap()).collect();
+    let s: Vec<f32> = texts.iter().map(|t| scorer.score(&imgs[0], t).unwrap()).collect();
+    assert!(s[1..].iter().all(|&o| s[0] > o), "scores {s:?}: the prompt should win");
+
+    // Cancelling stops between steps.
+    let mut calls = 0;
+    let r = g.generate(&[cond], &[seed], &opts, &mut |i, _| {
+        calls += 1;
+        i < 3
+    });
+    assert!(matches!(r, Err(Error::Cancelled)) && calls == 3);
+    assert!(matches!(g.generate(&[], &[], &opts, &mut |_, _| true), Err(Error::InvalidArgument(_))));
+    let bad = SampleOptions { steps: 0, ..opts };
+    assert!(matches!(g.generate(&[Conditioning::null(576)], &[1], &bad, &mut |_, _| true), Err(Error::InvalidArgument(_))));
+}
+
+/// The same seed on wgpu gives the golden image within the stated tolerance.
+#[test]
+fn same_seed_same_image_on_wgpu() {
+    let Some(dev) = common::wgpu_device() else { return };
+    let lm = LanguageModel::from_gguf_bytes(&common::default_model_bytes(), &dev, 64).unwrap();
+    let g = generator(&dev);
+    let gold = golden();
+    let opts = SampleOptions { steps: gold["steps"].as_u64().unwrap() as usize, guidance: gold["guidance"].as_f64().unwrap() as f32, ..Default::default() };
+    let cond = encode_text(&lm, gold["prompt"].as_str().unwrap(), MAX_TEXT_TOKENS).unwrap();
+    let img: Image = g.generate(&[cond], &[gold["seed"].as_u64().unwrap()], &opts, &mut |_, _| true).unwrap().remove(0);
+    let d = diff(&img.rgba, &hex(gold["rgba_hex"].as_str().unwrap()));
+    let tol = &gold["tolerance"];
+    eprintln!("wgpu vs cpu golden: mean |diff| {:.3}, {:.4} within 16", d.0, d.1);
+    assert!(d.0 <= tol["mean_abs"].as_f64().unwrap() && d.1 >= tol["within_16"].as_f64().unwrap(), "{d:?}");
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// Mean absolute difference and the fraction of bytes within 16.
+fn diff(a: &[u8], b: &[u8]) -> (f64, f64) {
+    assert_eq!(a.len(), b.len());
+    let d: Vec<u32> = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as u32).collect();
+    (d.iter().sum::<u32>() as f64 / d.len() as f64, d.iter().filter(|&&x| x <= 16).count() as f64 / d.len() as f64)
+}
