@@ -70,8 +70,8 @@ pub struct RunArgs {
 
 /// The recipe's defaults per stage: (steps, batch, lr).
 pub const AUTOENCODER: (usize, usize, f64) = (1000, 32, 1e-3);
-pub const DIFFUSION: (usize, usize, f64) = (4000, 32, 5e-4);
-pub const SCORER: (usize, usize, f64) = (1000, 64, 5e-4);
+pub const DIFFUSION: (usize, usize, f64) = (3000, 32, 5e-4);
+pub const SCORER: (usize, usize, f64) = (800, 64, 5e-4);
 
 impl RunArgs {
     fn config(self, stage: &str, (steps, batch, lr): (usize, usize, f64)) -> RunConfig {
