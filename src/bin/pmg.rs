@@ -96,8 +96,10 @@ enum Cmd {
     },
     /// Generate an emoji-style image from a text prompt with the shipped generator.
     Image {
+        /// What to draw, a few words ("smiling cat face"); at most 32 tokens are read.
         #[arg(long)]
         prompt: String,
+        /// Seed of the initial noise: the same seed gives the same image on every backend.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Images (seeds seed, seed+1, ...); more than one writes a grid.
@@ -134,8 +136,10 @@ enum Cmd {
 
 #[derive(Args, Clone, Copy)]
 struct SampleArgs {
+    /// Denoising steps (1..=50).
     #[arg(long, default_value_t = 20)]
     steps: usize,
+    /// Classifier-free guidance scale (1 = off).
     #[arg(long, default_value_t = 3.0)]
     guidance: f32,
     /// ddim | dpm-solver2m

@@ -112,13 +112,16 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     if let Some(p) = &a.grid {
         // Rows: held-out items (distinct base emoji); columns: real, reconstruction, generated
         // with seeds 1..=3, nearest training image.
-        let mut rows = Vec::new();
+        // 16 distinct base emoji spread evenly over the held-out list (which is grouped by category).
+        let mut distinct = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (k, &i) in out.items.iter().enumerate() {
-            if seen.insert(data.records[i].base.clone()) && rows.len() < 16 {
-                rows.push((k, i));
+            if seen.insert(data.records[i].base.clone()) {
+                distinct.push((k, i));
             }
         }
+        let every = (distinct.len() / 16).max(1);
+        let rows: Vec<(usize, usize)> = distinct.iter().step_by(every).take(16).copied().collect();
         let conds: Vec<_> = rows.iter().flat_map(|&(_, i)| std::iter::repeat_n(bank.primary(i).clone(), 3)).collect();
         let seeds: Vec<u64> = rows.iter().flat_map(|_| [1u64, 2, 3]).collect();
         let samples = generator.generate(&conds, &seeds, &a.opts, &mut |_, _| true)?;

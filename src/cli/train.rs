@@ -66,6 +66,9 @@ pub struct RunArgs {
     /// Continue from the run folder's checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Stop at this step with a checkpoint (no export); continue later with --resume.
+    #[arg(long)]
+    until: Option<usize>,
 }
 
 /// The recipe's defaults per stage: (steps, batch, lr).
@@ -87,6 +90,7 @@ impl RunArgs {
             log_every: self.log_every.max(1),
             checkpoint_every: self.checkpoint_every.max(1),
             resume: self.resume,
+            until: self.until,
         }
     }
 }

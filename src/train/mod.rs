@@ -39,6 +39,9 @@ pub struct RunConfig {
     pub checkpoint_every: usize,
     /// Continue from the run folder's checkpoint when there is one.
     pub resume: bool,
+    /// Stop (with a checkpoint, without the export) once this step is reached: training in chunks.
+    #[serde(default)]
+    pub until: Option<usize>,
 }
 
 pub fn io_err(path: &Path, e: std::io::Error) -> Error {
@@ -59,9 +62,12 @@ pub fn learning_rate(cfg: &RunConfig, step: usize) -> f64 {
     cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
 }
 
-/// The training device: burn's CPU backend with autodiff.
-pub fn train_device() -> Device {
-    Device::flex().autodiff()
+/// The training device: burn's CPU backend with autodiff, its RNG (parameter initialisation)
+/// seeded so that a run starts from the same weights every time.
+pub fn train_device(seed: u64) -> Device {
+    let dev = Device::flex().autodiff();
+    dev.seed(seed);
+    dev
 }
 
 pub fn optimizer() -> ModuleOptimizer {
@@ -107,7 +113,13 @@ impl<M: Module + Clone> Trainer<M> {
         Ok(Trainer { model, optim, step, start_step: step, cfg, log, started: Instant::now(), window: Vec::new() })
     }
 
+    /// This process should stop: the run is complete or `until` is reached.
     pub fn done(&self) -> bool {
+        self.complete() || self.cfg.until.is_some_and(|u| self.step >= u)
+    }
+
+    /// Every step of the run is done (the export may be written).
+    pub fn complete(&self) -> bool {
         self.step >= self.cfg.steps
     }
 
@@ -131,7 +143,7 @@ impl<M: Module + Clone> Trainer<M> {
                 .map_err(|e| io_err(&self.cfg.run, e))?;
             eprintln!("step {:>6}/{}  loss {mean:.5}  lr {lr:.2e}  {per:.2} s/step  eta {:.0} min", self.step, self.cfg.steps, per * (self.cfg.steps - self.step) as f64 / 60.0);
         }
-        if self.step % self.cfg.checkpoint_every == 0 || self.step == self.cfg.steps {
+        if self.step % self.cfg.checkpoint_every == 0 || self.done() {
             self.checkpoint()?;
         }
         Ok(value)

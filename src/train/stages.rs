@@ -42,7 +42,7 @@ fn facts(w: &mut Weights, cfg: &RunConfig, seconds: f64, final_loss: f64) {
 pub fn autoencoder(cfg: RunConfig, ae: AutoencoderConfig, out: &Path) -> Result<()> {
     let data = EmojiData::load(&cfg.data)?;
     let train = data.split("train");
-    let dev = train_device();
+    let dev = train_device(cfg.seed);
     let mut tr = Trainer::new(ae.init(&dev), cfg.clone())?;
     let mut last = f64::NAN;
     while !tr.done() {
@@ -53,6 +53,9 @@ pub fn autoencoder(cfg: RunConfig, ae: AutoencoderConfig, out: &Path) -> Result<
         let d = tr.model.decoder.forward(z.clone()) - x;
         let loss = d.clone().abs().mean() + d.powf_scalar(2.0).mean() + z.powf_scalar(2.0).mean() * 1e-4;
         last = tr.update(loss)?;
+    }
+    if !tr.complete() {
+        return Ok(());
     }
     let mut w = module_weights(&tr.model);
     w.metadata.insert("config".into(), serde_json::to_string(&ae).expect("json"));
@@ -112,7 +115,7 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path) -
     let per = shape.iter().product::<usize>();
     let schedule = NoiseSchedule::cosine(TRAIN_STEPS);
     let null = Conditioning::null(bank.width);
-    let dev = train_device();
+    let dev = train_device(cfg.seed);
     let mut tr = Trainer::new(unet.init(&dev), cfg.clone())?;
     let ema_path = cfg.run.join("ema.safetensors");
     let mut ema = if tr.step > 0 && ema_path.exists() {
@@ -153,6 +156,9 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path) -
             std::fs::write(&ema_path, ema.to_bytes(Dtype::F32)).map_err(|e| io_err(&ema_path, e))?;
         }
     }
+    if !tr.complete() {
+        return Ok(());
+    }
     let mut w = ema;
     w.metadata.insert("config".into(), serde_json::to_string(&unet).expect("json"));
     w.metadata.insert("prediction".into(), "v".into());
@@ -192,7 +198,7 @@ pub fn scorer(cfg: RunConfig, sc: ScorerConfig, ae_path: Option<&Path>, out: &Pa
         }
         None => None,
     };
-    let dev = train_device();
+    let dev = train_device(cfg.seed);
     let mut tr = Trainer::new(sc.init(&dev), cfg.clone())?;
     let b = cfg.batch;
     let eye: Vec<f32> = (0..b * b).map(|i| if i / b == i % b { 1.0 } else { 0.0 }).collect();
@@ -227,6 +233,9 @@ pub fn scorer(cfg: RunConfig, sc: ScorerConfig, ae_path: Option<&Path>, out: &Pa
         let cols = (log_sum_exp(logits, 0) - diag.transpose()).mean();
         last = tr.update((rows + cols) * 0.5)?;
     }
+    if !tr.complete() {
+        return Ok(());
+    }
     let mut w = module_weights(&tr.model);
     w.metadata.insert("config".into(), serde_json::to_string(&sc).expect("json"));
     facts(&mut w, &cfg, tr.elapsed(), last);
@@ -243,7 +252,7 @@ mod tests {
     /// every parameter, and weights survive an f16 export and reload.
     #[test]
     fn one_step_of_each_model() {
-        let dev = train_device();
+        let dev = train_device(1);
         let unet = UNetConfig::default().init(&dev);
         let b = 2;
         let x = Tensor::<4>::random([b, 4, 16, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
