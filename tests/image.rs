@@ -61,14 +61,14 @@ fn hostile_weight_files_are_typed_errors() {
     assert!(matches!(Scorer::from_bytes(&dn, &dev), Err(Error::Weights { .. })));
 }
 
-/// The held-out golden caption renders to a picture the scorer matches to its caption rather than
-/// to other captions, seeds are deterministic, and the native CPU image equals the golden bytes.
+/// The held-out golden caption renders an emoji-shaped picture (transparent corners, opaque middle),
+/// seeds are deterministic, and the native CPU image equals the golden bytes. (How recognisable
+/// held-out captions are is measured by `pmg eval image`, eval/image/RESULTS.md.)
 #[test]
-fn held_out_caption_on_cpu_is_recognisable_and_deterministic() {
+fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
     let dev = PmgDevice::cpu();
     let lm = LanguageModel::from_gguf_bytes(&common::default_model_bytes(), &dev, 64).unwrap();
     let g = generator(&dev);
-    let scorer = Scorer::from_bytes(&model_file("emoji-scorer.safetensors"), &dev).unwrap();
     let gold = golden();
     let prompt = gold["prompt"].as_str().unwrap();
     let opts = SampleOptions { steps: gold["steps"].as_u64().unwrap() as usize, guidance: gold["guidance"].as_f64().unwrap() as f32, ..Default::default() };
@@ -87,12 +87,6 @@ fn held_out_caption_on_cpu_is_recognisable_and_deterministic() {
     assert!([(0, 0), (63, 0), (0, 63), (63, 63)].iter().all(|&(x, y)| alpha(x, y) < 32), "corners are transparent");
     assert!(alpha(32, 32) > 200, "the middle is opaque");
 
-    // The scorer prefers the prompt over unrelated captions.
-    let others = ["japan flag", "thermometer", "bento box", "school", "droplet", "money bag", "round pushpin", "love letter"];
-    let texts: Vec<Conditioning> = std::iter::once(prompt).chain(others).map(|t| encode_text(&lm, t, MAX_TEXT_TOKENS).unwrap()).collect();
-    let s: Vec<f32> = texts.iter().map(|t| scorer.score(&imgs[0], t).unwrap()).collect();
-    assert!(s[1..].iter().all(|&o| s[0] > o), "scores {s:?}: the prompt should win");
-
     // Cancelling stops between steps.
     let mut calls = 0;
     let r = g.generate(&[cond], &[seed], &opts, &mut |i, _| {
@@ -105,7 +99,8 @@ fn held_out_caption_on_cpu_is_recognisable_and_deterministic() {
     assert!(matches!(g.generate(&[Conditioning::null(576)], &[1], &bad, &mut |_, _| true), Err(Error::InvalidArgument(_))));
 }
 
-/// The same seed on wgpu gives the golden image within the stated tolerance.
+/// The same seed on wgpu gives the golden image within the stated tolerance, and much closer to it
+/// than another seed's image is.
 #[test]
 fn same_seed_same_image_on_wgpu() {
     let Some(dev) = common::wgpu_device() else { return };
@@ -114,11 +109,15 @@ fn same_seed_same_image_on_wgpu() {
     let gold = golden();
     let opts = SampleOptions { steps: gold["steps"].as_u64().unwrap() as usize, guidance: gold["guidance"].as_f64().unwrap() as f32, ..Default::default() };
     let cond = encode_text(&lm, gold["prompt"].as_str().unwrap(), MAX_TEXT_TOKENS).unwrap();
-    let img: Image = g.generate(&[cond], &[gold["seed"].as_u64().unwrap()], &opts, &mut |_, _| true).unwrap().remove(0);
-    let d = diff(&img.rgba, &hex(gold["rgba_hex"].as_str().unwrap()));
+    let seed = gold["seed"].as_u64().unwrap();
+    let imgs: Vec<Image> = g.generate(&[cond.clone(), cond], &[seed, seed + 1], &opts, &mut |_, _| true).unwrap();
+    let want = hex(gold["rgba_hex"].as_str().unwrap());
+    let d = diff(&imgs[0].rgba, &want);
+    let other = diff(&imgs[1].rgba, &want);
     let tol = &gold["tolerance"];
-    eprintln!("wgpu vs cpu golden: mean |diff| {:.3}, {:.4} within 16", d.0, d.1);
+    eprintln!("wgpu vs cpu golden: mean |diff| {:.3}, {:.4} within 16; another seed: {:.3}", d.0, d.1, other.0);
     assert!(d.0 <= tol["mean_abs"].as_f64().unwrap() && d.1 >= tol["within_16"].as_f64().unwrap(), "{d:?}");
+    assert!(d.0 * 3.0 < other.0, "the backend difference {d:?} is not small against another seed's {other:?}");
 }
 
 fn hex(s: &str) -> Vec<u8> {

@@ -20,8 +20,8 @@ export const generator = {
   license: 'Apache-2.0',
   card: 'EMOJI-MODELS.md',
   files: {
-    autoencoder: { file: 'emoji-autoencoder.safetensors', bytes: 1908520, sha256: 'c46af06f69bda8a1ac522f65320072b8881b50445ed89dc77c669d94e881dc99' },
-    denoiser: { file: 'emoji-denoiser.safetensors', bytes: 6109856, sha256: '2ade61ea23ca835375448389cc77de173fe07997c624c6616b0ebd65e9d76785' },
-    scorer: { file: 'emoji-scorer.safetensors', bytes: 3692434, sha256: '5d6ef35a874edaccc220a1878599673fa0fb587d2ea68bb22eab3768688cea6e' },
+    autoencoder: { file: 'emoji-autoencoder.safetensors', bytes: 1908528, sha256: 'dbbde9329dbbd3f618cd4c12b82dbca38e04f642f1a209480f00603dd773b8e1' },
+    denoiser: { file: 'emoji-denoiser.safetensors', bytes: 6109856, sha256: 'b61bc353b6b774fabc73881bc8538ee8cc5a3fcf6cf3d830c7e976ff42ca5a1f' },
+    scorer: { file: 'emoji-scorer.safetensors', bytes: 3692434, sha256: '0fb7304f1860d4f7bc7965fa8b69dfb814ed59eee0c21d92355a9af1c0c17724' },
   },
 };
