@@ -33,7 +33,7 @@ for (const device of ['cpu', 'wgpu']) {
     adapter = m[1];
     if (i > 0) times.push(Number(m[3]) * 1000);
   }
-  if (times.length) rows.push({ system: `pmg native, ${device} (${adapter})`, ms: median(times) });
+  if (times.length) rows.push({ system: `pmg native, ${device}: ${adapter}`, ms: median(times) });
 }
 
 // Browser.
@@ -56,7 +56,7 @@ for (const device of ['cpu', 'webgpu']) {
     pmg.dispose();
     return { times, adapter: info.adapter };
   }, { device, runs: RUNS, steps: STEPS, prompt: PROMPT });
-  rows.push({ system: `pmg-web in Chromium, ${device} (${r.adapter})`, ms: median(r.times) });
+  rows.push({ system: `pmg-web in Chromium, ${device}: ${r.adapter}`, ms: median(r.times) });
 }
 await browser.close();
 server.close();
