@@ -122,8 +122,7 @@ impl Scorer {
     pub fn from_bytes(bytes: &[u8], device: &PmgDevice) -> Result<Self> {
         let file = "scorer";
         let w = Weights::from_bytes(file, bytes)?;
-        let json = w.meta("config").ok_or_else(|| Error::Weights { file: file.into(), problem: "no `config` metadata".into() })?;
-        let config: ScorerConfig = serde_json::from_str(json).map_err(|e| Error::Weights { file: file.into(), problem: format!("config metadata: {e}") })?;
+        let config: ScorerConfig = w.config(file)?;
         let net = load_module(config.init(&device.device), &w, file)?;
         Ok(Scorer { net, config, device: device.clone() })
     }

@@ -54,6 +54,18 @@ impl Weights {
         self.metadata.get(key).map(String::as_str)
     }
 
+    /// The tensors whose names start with `prefix` (`"encoder."`), renamed without it.
+    pub fn prefixed(&self, prefix: &str) -> Weights {
+        let tensors = self.tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone()))).collect();
+        Weights { tensors, metadata: BTreeMap::new() }
+    }
+
+    /// The model configuration stored as JSON in the `config` metadata.
+    pub fn config<T: serde::de::DeserializeOwned>(&self, file: &str) -> Result<T> {
+        let json = self.meta("config").ok_or_else(|| bad(file, "no `config` metadata"))?;
+        serde_json::from_str(json).map_err(|e| bad(file, format!("config metadata: {e}")))
+    }
+
     pub fn num_params(&self) -> usize {
         self.tensors.values().map(|t| t.data.len()).sum()
     }

@@ -12,6 +12,8 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 use super::nn::{ResBlock, conv3, depth_to_space, group_norm, space_to_depth};
+use crate::error::{Error, Result};
+use crate::tensor_io::{Weights, load_module};
 
 /// Sizes of the autoencoder; written into the weight file's metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -58,6 +60,24 @@ pub struct Autoencoder {
 impl AutoencoderConfig {
     pub fn init(&self, dev: &Device) -> Autoencoder {
         Autoencoder { encoder: self.init_encoder(dev), decoder: self.init_decoder(dev) }
+    }
+
+    /// The config and `latent_scale` of an autoencoder file (`file` names it in errors).
+    pub fn from_weights(w: &Weights, file: &str) -> Result<(Self, f32)> {
+        let config: Self = w.config(file)?;
+        let scale = w.meta("latent_scale").and_then(|s| s.parse::<f32>().ok()).filter(|s| s.is_finite() && *s > 0.0);
+        let scale = scale.ok_or_else(|| Error::Weights { file: file.into(), problem: "no valid `latent_scale` metadata".into() })?;
+        Ok((config, scale))
+    }
+
+    /// The encoder half (`encoder.*`) of an autoencoder file.
+    pub fn load_encoder(&self, w: &Weights, file: &str, dev: &Device) -> Result<Encoder> {
+        load_module(self.init_encoder(dev), &w.prefixed("encoder."), file)
+    }
+
+    /// The decoder half (`decoder.*`) of an autoencoder file.
+    pub fn load_decoder(&self, w: &Weights, file: &str, dev: &Device) -> Result<Decoder> {
+        load_module(self.init_decoder(dev), &w.prefixed("decoder."), file)
     }
 
     pub fn init_encoder(&self, dev: &Device) -> Encoder {

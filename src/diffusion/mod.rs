@@ -157,46 +157,23 @@ pub struct Generator {
     pub device: PmgDevice,
 }
 
-fn config_from<T: serde::de::DeserializeOwned>(w: &Weights, file: &str) -> Result<T> {
-    let json = w.meta("config").ok_or_else(|| Error::Weights { file: file.into(), problem: "no `config` metadata".into() })?;
-    serde_json::from_str(json).map_err(|e| Error::Weights { file: file.into(), problem: format!("config metadata: {e}") })
-}
-
-/// The decoder's tensors of an autoencoder file (which holds `encoder.*` and `decoder.*`).
-fn decoder_weights(w: &Weights) -> Weights {
-    let tensors = w.tensors.iter().filter_map(|(k, v)| k.strip_prefix("decoder.").map(|k| (k.to_string(), v.clone()))).collect();
-    Weights { tensors, metadata: w.metadata.clone() }
-}
-
 impl Generator {
     /// Load from the autoencoder and denoiser safetensors files.
     pub fn from_bytes(autoencoder: &[u8], unet: &[u8], device: &PmgDevice) -> Result<Self> {
         let (fa, fu) = ("autoencoder", "denoiser");
         let aw = Weights::from_bytes(fa, autoencoder)?;
         let uw = Weights::from_bytes(fu, unet)?;
-        let ae_config: AutoencoderConfig = config_from(&aw, fa)?;
-        let unet_config: UNetConfig = config_from(&uw, fu)?;
-        let latent_scale: f32 = aw.meta("latent_scale").and_then(|s| s.parse().ok()).filter(|s: &f32| s.is_finite() && *s > 0.0).ok_or_else(|| Error::Weights {
-            file: fa.into(),
-            problem: "no valid `latent_scale` metadata".into(),
-        })?;
+        let (ae_config, latent_scale) = AutoencoderConfig::from_weights(&aw, fa)?;
+        let unet_config: UNetConfig = uw.config(fu)?;
         if ae_config.latent_channels != unet_config.latent_channels {
             return Err(Error::Weights { file: fu.into(), problem: "latent channels differ from the autoencoder's".into() });
         }
         let dev = &device.device;
-        let decoder = load_module(ae_config.init_decoder(dev), &decoder_weights(&aw), fa)?;
-        let enc: Weights = Weights {
-            tensors: aw.tensors.iter().filter_map(|(k, v)| k.strip_prefix("encoder.").map(|k| (k.to_string(), v.clone()))).collect(),
-            metadata: Default::default(),
-        };
-        let encoder = if enc.tensors.is_empty() { None } else { Some(load_module(ae_config.init_encoder(dev), &enc, fa)?) };
+        let decoder = ae_config.load_decoder(&aw, fa, dev)?;
+        let has_encoder = aw.tensors.keys().any(|k| k.starts_with("encoder."));
+        let encoder = if has_encoder { Some(ae_config.load_encoder(&aw, fa, dev)?) } else { None };
         let unet_module = load_module(unet_config.init(dev), &uw, fu)?;
         Ok(Generator { decoder, encoder, unet: unet_module, unet_config, ae_config, schedule: NoiseSchedule::cosine(TRAIN_STEPS), latent_scale, device: device.clone() })
-    }
-
-    /// The decoder half of an autoencoder file.
-    pub fn decoder_from(aw: &Weights, ae: &AutoencoderConfig, dev: &Device) -> Result<Decoder> {
-        load_module(ae.init_decoder(dev), &decoder_weights(aw), "autoencoder")
     }
 
     /// `[c, h, w]` of the latent.

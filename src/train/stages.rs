@@ -9,9 +9,9 @@ use super::data::{BANK_FILE, CaptionBank, EmojiData};
 use super::{RunConfig, Trainer, io_err, step_rng, train_device};
 use crate::device::read_f32;
 use crate::diffusion::{AutoencoderConfig, Conditioning, Encoder, NoiseSchedule, TRAIN_STEPS, UNetConfig, context_batch};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::scorer::ScorerConfig;
-use crate::tensor_io::{Dtype, Weights, load_module, module_weights};
+use crate::tensor_io::{Dtype, Weights, module_weights};
 
 fn batch(images: &[Vec<f32>], idx: &[usize], shape: [usize; 3], dev: &Device) -> Tensor<4> {
     let data: Vec<f32> = idx.iter().flat_map(|&i| images[i].iter().copied()).collect();
@@ -61,7 +61,7 @@ pub fn autoencoder(cfg: RunConfig, ae: AutoencoderConfig, out: &Path) -> Result<
     w.metadata.insert("config".into(), serde_json::to_string(&ae).expect("json"));
     // The scale is measured with the weights as shipped (f16).
     let shipped = Weights::from_bytes("autoencoder", &w.to_bytes(Dtype::F16))?;
-    let encoder = load_encoder(&shipped, &ae)?;
+    let encoder = ae.load_encoder(&shipped, "autoencoder", &Device::flex())?;
     let lat = encode_all(&encoder, &data.images, &train, 1.0)?;
     let n = lat.iter().map(Vec::len).sum::<usize>() as f64;
     let mean = lat.iter().flatten().map(|&x| x as f64).sum::<f64>() / n;
@@ -69,11 +69,6 @@ pub fn autoencoder(cfg: RunConfig, ae: AutoencoderConfig, out: &Path) -> Result<
     w.metadata.insert("latent_scale".into(), format!("{:.6}", 1.0 / var.sqrt()));
     facts(&mut w, &cfg, tr.elapsed(), last);
     write_export(&w, out)
-}
-
-pub fn load_encoder(w: &Weights, ae: &AutoencoderConfig) -> Result<Encoder> {
-    let tensors = w.tensors.iter().filter_map(|(k, v)| k.strip_prefix("encoder.").map(|k| (k.to_string(), v.clone()))).collect();
-    load_module(ae.init_encoder(&Device::flex()), &Weights { tensors, metadata: Default::default() }, "autoencoder")
 }
 
 /// Latents (times `scale`) of the images at `idx`, on the plain CPU device.
@@ -88,13 +83,12 @@ pub fn encode_all(encoder: &Encoder, images: &[Vec<f32>], idx: &[usize], scale: 
     Ok(out)
 }
 
-/// The autoencoder export's encoder, config and scale.
+/// An autoencoder export: its tensors, config and latent scale.
 pub fn read_autoencoder(path: &Path) -> Result<(Weights, AutoencoderConfig, f32)> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let w = Weights::from_bytes("autoencoder", &bytes)?;
-    let bad = |p: &str| Error::Weights { file: path.display().to_string(), problem: p.into() };
-    let ae: AutoencoderConfig = serde_json::from_str(w.meta("config").ok_or_else(|| bad("no config"))?).map_err(|e| bad(&e.to_string()))?;
-    let scale: f32 = w.meta("latent_scale").and_then(|s| s.parse().ok()).ok_or_else(|| bad("no latent_scale"))?;
+    let file = path.display().to_string();
+    let w = Weights::from_bytes(&file, &bytes)?;
+    let (ae, scale) = AutoencoderConfig::from_weights(&w, &file)?;
     Ok((w, ae, scale))
 }
 
@@ -109,7 +103,7 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path) -
     let bank = CaptionBank::load(&cfg.data.join(BANK_FILE), &data)?;
     let train = data.split("train");
     let (aw, ae, scale) = read_autoencoder(ae_path)?;
-    let latents = encode_all(&load_encoder(&aw, &ae)?, &data.images, &train, scale)?;
+    let latents = encode_all(&ae.load_encoder(&aw, "autoencoder", &Device::flex())?, &data.images, &train, scale)?;
     let side = 64 / ae.factor;
     let shape = [ae.latent_channels, side, side];
     let per = shape.iter().product::<usize>();
@@ -183,8 +177,8 @@ pub fn scorer(cfg: RunConfig, sc: ScorerConfig, ae_path: Option<&Path>, out: &Pa
     let recon: Option<Vec<Vec<f32>>> = match ae_path {
         Some(p) => {
             let (aw, ae, _) = read_autoencoder(p)?;
-            let z = encode_all(&load_encoder(&aw, &ae)?, &data.images, &train, 1.0)?;
-            let dec = crate::diffusion::Generator::decoder_from(&aw, &ae, &Device::flex())?;
+            let z = encode_all(&ae.load_encoder(&aw, "autoencoder", &Device::flex())?, &data.images, &train, 1.0)?;
+            let dec = ae.load_decoder(&aw, "autoencoder", &Device::flex())?;
             let side = 64 / ae.factor;
             let mut all = vec![Vec::new(); data.images.len()];
             for (chunk, zs) in train.chunks(64).zip(z.chunks(64)) {
