@@ -25,7 +25,7 @@ fn tiny_dataset(dir: &Path) {
 }
 
 fn config(dir: &Path, run: &str, until: Option<usize>, resume: bool) -> RunConfig {
-    RunConfig { data: dir.to_path_buf(), run: dir.join(run), steps: 4, batch: 2, lr: 1e-3, warmup: 2, seed: 7, log_every: 1, checkpoint_every: 100, resume, until }
+    RunConfig { data: dir.to_path_buf(), run: dir.join(run), steps: 4, batch: 2, lr: 1e-3, warmup: 2, seed: 7, log_every: 1, checkpoint_every: 100, resume, until, cycle: Some(3) }
 }
 
 #[test]

@@ -42,6 +42,10 @@ pub struct RunConfig {
     /// Stop (with a checkpoint, without the export) once this step is reached: training in chunks.
     #[serde(default)]
     pub until: Option<usize>,
+    /// Restart the learning-rate schedule every `cycle` steps (SGDR), each peak half the last:
+    /// a run can be lengthened later by whole cycles and resumed exactly.
+    #[serde(default)]
+    pub cycle: Option<usize>,
 }
 
 pub fn io_err(path: &Path, e: std::io::Error) -> Error {
@@ -53,13 +57,22 @@ pub fn step_rng(seed: u64, stage: u64, step: usize) -> SeededNoise {
     SeededNoise::new(seed.wrapping_mul(0x100_0000_01B3) ^ (stage << 48) ^ step as u64)
 }
 
-/// Linear warm-up, then cosine decay to 10% of the peak.
+/// Linear warm-up, then cosine decay to 10% of the peak; with `cycle`, the same shape restarts
+/// every `cycle` steps at half the previous peak (Loshchilov & Hutter, SGDR, 2017).
 pub fn learning_rate(cfg: &RunConfig, step: usize) -> f64 {
-    if step < cfg.warmup {
-        return cfg.lr * (step + 1) as f64 / cfg.warmup as f64;
+    let (peak, len, step) = match cfg.cycle {
+        Some(c) if c > 0 => {
+            let k = step / c;
+            (cfg.lr * 0.5f64.powi(k as i32), c.min(cfg.steps.saturating_sub(k * c)).max(1), step - k * c)
+        }
+        _ => (cfg.lr, cfg.steps, step),
+    };
+    let warmup = cfg.warmup.min(len);
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
     }
-    let p = (step - cfg.warmup) as f64 / (cfg.steps - cfg.warmup).max(1) as f64;
-    cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
+    let p = (step - warmup) as f64 / (len - warmup).max(1) as f64;
+    peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
 }
 
 /// The training device: burn's CPU backend with autodiff, its RNG (parameter initialisation)
@@ -166,5 +179,31 @@ impl<M: Module + Clone> Trainer<M> {
     /// Seconds spent in this process.
     pub fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(steps: usize, cycle: Option<usize>) -> RunConfig {
+        RunConfig {
+            data: "d".into(), run: "r".into(), steps, batch: 1, lr: 1e-3, warmup: 10, seed: 1,
+            log_every: 1, checkpoint_every: 1, resume: false, until: None, cycle,
+        }
+    }
+
+    #[test]
+    fn cycles_extend_a_run_without_changing_its_past() {
+        let (one, two) = (cfg(100, None), cfg(250, Some(100)));
+        for s in 0..100 {
+            assert_eq!(learning_rate(&one, s), learning_rate(&two, s), "step {s}");
+        }
+        // The second cycle warms up again to half the peak, and ends at 10% of that.
+        assert!((learning_rate(&two, 109) - 0.5e-3).abs() < 1e-12);
+        assert!((learning_rate(&two, 199) - 0.05e-3).abs() < 1e-6);
+        // A shorter last cycle still decays to its floor.
+        assert!((learning_rate(&two, 249) - 0.25e-4).abs() < 1e-6);
+        assert!(learning_rate(&two, 220) < learning_rate(&two, 211));
     }
 }
