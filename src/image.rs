@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 
 /// An 8-bit RGBA image, row-major, `rgba.len() == width * height * 4`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Image {
     pub width: usize,
     pub height: usize,

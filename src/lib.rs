@@ -12,6 +12,7 @@ pub mod image;
 pub mod kernels;
 pub mod llm;
 pub mod models;
+pub mod personalize;
 pub mod preference;
 pub mod scorer;
 pub mod tensor_io;

@@ -146,12 +146,20 @@ impl Scorer {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        Ok(rows(read_f32(self.text_features_tensor(texts)?)?, self.config.d_embed))
+    }
+
+    /// [`text_features`](Self::text_features) left on the device `[b, d_embed]`.
+    pub fn text_features_tensor(&self, texts: &[&Conditioning]) -> Result<Tensor<2>> {
+        if texts.is_empty() {
+            return Err(Error::InvalidArgument("no text to score".into()));
+        }
         if let Some(t) = texts.iter().find(|t| t.width != self.config.d_text) {
             return Err(Error::InvalidArgument(format!("text of width {} (the scorer reads {})", t.width, self.config.d_text)));
         }
         let pooled: Vec<f32> = texts.iter().flat_map(|t| t.mean()).collect();
         let x = Tensor::<2>::from_data(TensorData::new(pooled, [texts.len(), self.config.d_text]), &self.device.device);
-        Ok(rows(read_f32(self.net.text.forward(x))?, self.config.d_embed))
+        Ok(self.net.text.forward(x))
     }
 
     /// `s(image, text)` in (0, 1].

@@ -11,6 +11,8 @@ use pmg::{DeviceChoice, Error, PmgDevice, Result};
 
 #[path = "../cli/image.rs"]
 mod image_cli;
+#[path = "../cli/personalize.rs"]
+mod personalize_cli;
 #[path = "../cli/train.rs"]
 mod train_cli;
 
@@ -117,6 +119,36 @@ enum Cmd {
         /// Nearest-neighbour upscale factor of the written PNG.
         #[arg(long, default_value_t = 1)]
         scale: usize,
+    },
+    /// PMG end to end: preferences from a history, personalized candidates for a target, the
+    /// alpha-weighted choice (writes the chosen PNG and a .json with every candidate's scores).
+    Personalize {
+        #[command(flatten)]
+        args: personalize_cli::PersonalizeArgs,
+        /// A history: an export or a JSON-lines file (default: the `pmg history` file).
+        #[arg(long)]
+        history: Option<PathBuf>,
+        #[command(flatten)]
+        sample: SampleArgs,
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Thumbs up or down on a candidate of `pmg personalize` (stored in the history; it moves your alpha).
+    Feedback {
+        /// The .json written next to the personalized PNG.
+        result: PathBuf,
+        /// Which candidate (default: the chosen one).
+        #[arg(long)]
+        candidate: Option<usize>,
+        #[arg(long, conflicts_with = "down", required_unless_present = "down")]
+        up: bool,
+        #[arg(long)]
+        down: bool,
+        /// History file (default: $PMG_HISTORY, else ~/.local/share/pmg/history.jsonl).
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
     /// Train the image generator and the scorer on the emoji dataset (the recipe: embed,
     /// autoencoder, diffusion, scorer; see models/EMOJI-MODELS.md).
@@ -298,9 +330,12 @@ fn history_file(file: Option<PathBuf>) -> PathBuf {
 fn read_history(path: &PathBuf) -> Result<Vec<pmg::history::Event>> {
     use pmg::history::store::{HistoryStore, JsonlStore};
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-    let t = text.trim_start();
-    let is_export = t.starts_with('[') || (t.starts_with('{') && t.lines().count() > 1 && !t.lines().next().unwrap_or("").trim_end().ends_with('}'));
-    if is_export || t.is_empty() {
+    // An export is one JSON document: an array, or an object with `events` (also on one line).
+    let is_export = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) => v.is_array() || v.get("events").is_some(),
+        Err(_) => text.trim().is_empty(),
+    };
+    if is_export {
         let (events, report) = pmg::history::parse_export(&text)?;
         for e in &report.rejected {
             eprintln!("pmg: skipped {e}");
@@ -572,6 +607,24 @@ fn main_inner(cli: Cli) -> Result<()> {
             json,
             grid,
         })?,
+        Cmd::Personalize { args, history, sample, device, model } => {
+            let path = history.unwrap_or_else(|| history_file(None));
+            let events = read_history(&path)?;
+            let opts = image_cli::sample_options(sample.steps, sample.guidance, sample.sampler);
+            personalize_cli::personalize(args, events, opts, device, read_model(&model)?)?
+        }
+        Cmd::Feedback { result, candidate, up, down: _, file } => {
+            let mut store = pmg::history::store::JsonlStore::open(history_file(file));
+            let chosen = match candidate {
+                Some(c) => c,
+                None => {
+                    let text = std::fs::read_to_string(&result).map_err(|source| Error::Io { path: result.display().to_string(), source })?;
+                    serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["chosen"].as_u64()).unwrap_or(0) as usize
+                }
+            };
+            let p = personalize_cli::feedback(&result, chosen, up, &mut store)?;
+            println!("recorded {} on candidate {chosen} in {}; your alpha is now {:.2} ({} ratings)", if up { "thumbs up" } else { "thumbs down" }, store.path().display(), p.alpha, p.feedback);
+        }
         Cmd::Eval { cmd: EvalCmd::Preferences { set, n, model, device, json, mode } } => eval_preferences(&set, n, &model, device, json, mode)?,
         Cmd::Preferences { history, domain, mode, n, target, model, device, temperature, seed, json, show_prompt } => {
             let events = read_history(&history)?;

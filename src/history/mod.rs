@@ -1,9 +1,9 @@
 //! A person's behaviour history: typed events, validated on the way in, kept on their device.
 //!
 //! The JSON form (one event) is documented in `docs/history.md` and `docs/history.schema.json`:
-//! `{"type": "view" | "click" | "purchase" | "rating" | "review" | "search" | "message", "at": <ms since
+//! `{"type": "view" | "click" | "purchase" | "rating" | "review" | "search" | "message" | "feedback", "at": <ms since
 //! the Unix epoch>, ...}` with an `item` for the item kinds, `value` for ratings, `text` for reviews
-//! and messages, `query` for searches. Unknown kinds and unknown fields are errors, so that a typo
+//! and messages, `query` for searches, `up` and scores for feedback. Unknown kinds and unknown fields are errors, so that a typo
 //! does not silently drop data.
 
 pub mod render;
@@ -96,6 +96,29 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         speaker: Option<String>,
     },
+    /// Thumbs up or down on a personalized image (`crate::personalize`): what it was made for and
+    /// how it scored against the other candidates, which is all the dynamic alpha needs.
+    Feedback(Feedback),
+}
+
+/// A rating of one generated candidate. Scores are the scorer's `ln s` values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Feedback {
+    pub up: bool,
+    /// The target the image was made for.
+    pub target: String,
+    /// The alpha the candidates were ranked with.
+    pub alpha: f32,
+    /// The candidate's preference weight `w`.
+    #[serde(default)]
+    pub weight: u32,
+    /// `ln s(image, target)` and `ln s(image, preferences)` of the rated candidate...
+    pub accuracy: f32,
+    pub preference: f32,
+    /// ...and their means over all candidates of that generation.
+    pub mean_accuracy: f32,
+    pub mean_preference: f32,
 }
 
 /// One event: what, and when (milliseconds since the Unix epoch).
@@ -120,7 +143,7 @@ impl Event {
             | EventKind::Purchase { item, .. }
             | EventKind::Rating { item, .. }
             | EventKind::Review { item, .. } => Some(item),
-            EventKind::Search { .. } | EventKind::Message { .. } => None,
+            EventKind::Search { .. } | EventKind::Message { .. } | EventKind::Feedback(_) => None,
         }
     }
 
@@ -134,6 +157,7 @@ impl Event {
             EventKind::Review { .. } => "review",
             EventKind::Search { .. } => "search",
             EventKind::Message { .. } => "message",
+            EventKind::Feedback(_) => "feedback",
         }
     }
 
@@ -194,6 +218,18 @@ impl Event {
                 long("speaker", speaker.as_deref().unwrap_or(""), limits::SPEAKER)?;
                 if text.trim().is_empty() {
                     return bad("text", "must not be empty".into());
+                }
+            }
+            EventKind::Feedback(f) => {
+                long("target", &f.target, limits::QUERY)?;
+                if !(f.alpha.is_finite() && (0.0..=1.0).contains(&f.alpha)) {
+                    return bad("alpha", format!("{} is not within 0..=1", f.alpha));
+                }
+                for (field, v) in [("accuracy", f.accuracy), ("preference", f.preference), ("meanAccuracy", f.mean_accuracy), ("meanPreference", f.mean_preference)] {
+                    // ln s with s in (0, 1]: finite and at most 0 (small float excess allowed).
+                    if !(v.is_finite() && v <= 1e-3 && v >= -50.0) {
+                        return bad(field, format!("{v} is not a log score (a finite number <= 0)"));
+                    }
                 }
             }
             _ => {}

@@ -1,0 +1,139 @@
+//! `pmg personalize` (PMG end to end on a history) and `pmg feedback` (thumbs up/down on one of
+//! its candidates, stored with the history).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use pmg::diffusion::SampleOptions;
+use pmg::history::render::Domain;
+use pmg::history::{Event, EventKind};
+use pmg::image::Image;
+use pmg::llm::LanguageModel;
+use pmg::personalize::{Personalized, PersonalizeOptions, Personalizer, Profile, Stage, Weighting};
+use pmg::preference::ExtractOptions;
+use pmg::{DeviceChoice, Error, PmgDevice, Result};
+
+use crate::image_cli::{load_generator, load_scorer, models_dir, upscale};
+
+#[derive(Args)]
+pub struct PersonalizeArgs {
+    /// What to make ("birthday cake", "good night", a product name).
+    #[arg(long)]
+    pub target: String,
+    /// 0 = stay close to the target, 1 = follow the preferences. Default: learned from your feedback (0.5 without any).
+    #[arg(long)]
+    pub alpha: Option<f32>,
+    /// Preference weights to generate (0 = the unpersonalized image), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub weights: Vec<u32>,
+    /// Seeds per weight.
+    #[arg(long, default_value_t = 2)]
+    pub seeds: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// How the weight applies: rows (the keywords' hidden states repeated) | text (the keywords repeated in the prompt).
+    #[arg(long, default_value = "rows")]
+    pub weighting: Weighting,
+    /// Preference keywords in the conditioning.
+    #[arg(long, default_value_t = 3)]
+    pub keywords: usize,
+    /// stickers | shop | movies
+    #[arg(long, default_value = "stickers")]
+    pub domain: Domain,
+    /// The chosen image (PNG). The result (scores of every candidate) goes next to it as .json.
+    #[arg(long, default_value = "personalized.png")]
+    pub out: PathBuf,
+    /// Also write every candidate as a grid (rows: weights, columns: seeds).
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
+    /// Nearest-neighbour upscale factor of the written PNGs.
+    #[arg(long, default_value_t = 4)]
+    pub scale: usize,
+}
+
+pub fn result_path(out: &Path) -> PathBuf {
+    out.with_extension("json")
+}
+
+pub fn personalize(a: PersonalizeArgs, events: Vec<Event>, sample: SampleOptions, device: DeviceChoice, llm: Vec<u8>) -> Result<()> {
+    let device = PmgDevice::new(device)?;
+    let t0 = std::time::Instant::now();
+    let lm = LanguageModel::from_gguf_bytes(&llm, &device, 2048)?;
+    let generator = load_generator(&models_dir(), &device)?;
+    let scorer = load_scorer(&models_dir(), &device)?;
+    let opts = PersonalizeOptions {
+        alpha: a.alpha,
+        weights: a.weights,
+        seeds: a.seeds,
+        seed: a.seed,
+        weighting: a.weighting,
+        preference_keywords: a.keywords,
+        sample,
+        extract: ExtractOptions { domain: a.domain, ..Default::default() },
+    };
+    let p = Personalizer { lm: &lm, generator: &generator, scorer: &scorer };
+    let t1 = std::time::Instant::now();
+    let r = pmg::personalize::personalize(&p, &events, &a.target, &opts, |stage| {
+        match stage {
+            Stage::Extract => eprintln!("reading the history ({} events)...", events.len()),
+            Stage::Encode => eprintln!("encoding the conditioning..."),
+            Stage::Denoise { step, steps } => eprint!("\rdenoising {step}/{steps}"),
+            Stage::Score => eprintln!("\nscoring..."),
+        }
+        true
+    })?;
+    let t2 = std::time::Instant::now();
+    print_result(&r, opts.alpha.is_none(), &Profile::from_history(&events));
+    let scale = a.scale.max(1);
+    write_png(&a.out, &upscale(r.image(), scale))?;
+    let json = result_path(&a.out);
+    std::fs::write(&json, serde_json::to_vec_pretty(&r).expect("serializes")).map_err(|source| Error::Io { path: json.display().to_string(), source })?;
+    if let Some(g) = &a.grid {
+        let imgs: Vec<Image> = r.candidates.iter().map(|c| c.image.clone()).collect();
+        write_png(g, &upscale(&Image::grid(&imgs, opts.seeds, 2, [255, 255, 255]), scale))?;
+        eprintln!("wrote {}", g.display());
+    }
+    eprintln!(
+        "wrote {} (candidate {}) and {}; load {:.1} s, personalize {:.1} s on {}\nrate it: pmg feedback {} --candidate {} --up   (or --down)",
+        a.out.display(),
+        r.chosen,
+        json.display(),
+        (t1 - t0).as_secs_f64(),
+        (t2 - t1).as_secs_f64(),
+        device.adapter,
+        json.display(),
+        r.chosen
+    );
+    Ok(())
+}
+
+fn write_png(path: &Path, img: &Image) -> Result<()> {
+    std::fs::write(path, img.encode_png()).map_err(|source| Error::Io { path: path.display().to_string(), source })
+}
+
+fn print_result(r: &Personalized, learned: bool, profile: &Profile) {
+    if r.preferences.neutral {
+        println!("no preferences in the history: the image is not personalized");
+    } else {
+        println!("preferences: {}", r.preferences.phrase());
+        println!("in the conditioning: {}", r.used_keywords.join(", "));
+    }
+    let how = if learned { format!(" (learned from {} ratings)", profile.feedback) } else { String::new() };
+    println!("target: {}   alpha: {:.2}{how}", r.target, r.alpha);
+    println!("  #  w  seed  ln s(target)  ln s(prefs)   score");
+    for (i, c) in r.candidates.iter().enumerate() {
+        let mark = if i == r.chosen { "*" } else { " " };
+        println!("{mark}{i:>2}  {}  {:>4}  {:>12.4}  {:>11.4}  {:>7.4}", c.weight, c.seed, c.accuracy, c.preference, c.score);
+    }
+}
+
+/// Store a thumbs up/down on candidate `candidate` of a `pmg personalize` result in the history.
+pub fn feedback(result: &Path, candidate: usize, up: bool, store: &mut dyn pmg::history::store::HistoryStore) -> Result<Profile> {
+    let text = std::fs::read_to_string(result).map_err(|source| Error::Io { path: result.display().to_string(), source })?;
+    let r: Personalized = serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{}: not a pmg personalize result: {e}", result.display())))?;
+    let f = r.feedback(candidate, up)?;
+    let e = Event::new(pmg::history::store::now_ms(), EventKind::Feedback(f));
+    e.validate(0)?;
+    store.record(e)?;
+    Ok(Profile::from_history(&store.list()?))
+}
