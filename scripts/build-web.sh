@@ -49,9 +49,9 @@ echo "build-web: $wasm after wasm-bindgen: $raw_size B raw, $raw_gz B gzip -9"
 if [ "$opt_level" != none ]; then
     echo "build-web: $wasm after wasm-opt $opt_level: $(stat -c %s "$wasm") B raw, $(gz "$wasm") B gzip -9"
 fi
-# The generator weights ship inside the npm package (pmg-web/models/), where generateImage()
-# fetches them by default.
+# The generator and scorer weights ship inside the npm package (pmg-web/models/), where generateImage()
+# and personalize() fetch them by default.
 mkdir -p web/models
-for f in emoji-autoencoder.safetensors emoji-denoiser.safetensors; do
+for f in emoji-autoencoder.safetensors emoji-denoiser.safetensors emoji-scorer.safetensors; do
     [ -f "models/$f" ] && cp "models/$f" web/models/
 done

@@ -151,6 +151,86 @@ pub struct Llm {
     /// The image generator, once `loadGenerator` ran; it shares the LLM's device and reads the
     /// LLM's hidden states as its text conditioning.
     generator: std::cell::RefCell<Option<std::rc::Rc<crate::diffusion::Generator>>>,
+    /// The image-text scorer, once `loadScorer` ran (PMG's candidate selection).
+    scorer: std::cell::RefCell<Option<std::rc::Rc<crate::scorer::Scorer>>>,
+}
+
+/// `personalize` options (all optional), flat for JavaScript.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+struct JsPersonalizeOptions {
+    alpha: Option<f32>,
+    weights: Option<Vec<u32>>,
+    seeds: Option<usize>,
+    seed: Option<f64>,
+    weighting: Option<crate::personalize::Weighting>,
+    preference_keywords: Option<usize>,
+    steps: Option<usize>,
+    guidance: Option<f32>,
+    sampler: Option<crate::diffusion::SamplerKind>,
+    domain: Option<crate::history::render::Domain>,
+    mode: Option<crate::preference::PromptMode>,
+    n_keywords: Option<usize>,
+}
+
+impl JsPersonalizeOptions {
+    fn into_options(self) -> Result<crate::personalize::PersonalizeOptions, JsValue> {
+        let mut o = crate::personalize::PersonalizeOptions { alpha: self.alpha, ..Default::default() };
+        if let Some(seed) = self.seed {
+            o.seed = safe_seed(seed)?;
+        }
+        o.weights = self.weights.unwrap_or(o.weights);
+        o.seeds = self.seeds.unwrap_or(o.seeds);
+        o.weighting = self.weighting.unwrap_or(o.weighting);
+        o.preference_keywords = self.preference_keywords.unwrap_or(o.preference_keywords);
+        o.sample.steps = self.steps.unwrap_or(o.sample.steps);
+        o.sample.guidance = self.guidance.unwrap_or(o.sample.guidance);
+        o.sample.sampler = self.sampler.unwrap_or(o.sample.sampler);
+        o.extract.domain = self.domain.unwrap_or(o.extract.domain);
+        o.extract.mode = self.mode.unwrap_or(o.extract.mode);
+        o.extract.n_keywords = self.n_keywords.unwrap_or(o.extract.n_keywords);
+        o.validate().map_err(js_error)?;
+        Ok(o)
+    }
+}
+
+fn safe_seed(seed: f64) -> Result<u64, JsValue> {
+    if !(seed.is_finite() && seed >= 0.0 && seed.fract() == 0.0 && seed <= 9_007_199_254_740_991.0) {
+        return Err(bad_arg(format!("seed {seed} is not a non-negative safe integer")));
+    }
+    Ok(seed as u64)
+}
+
+/// Progress of `personalize` to a JS callback; `false` (or a promise of it, or a throw) cancels.
+struct JsHost(Option<js_sys::Function>);
+
+impl crate::personalize::Host for JsHost {
+    fn blocking(&self) -> bool {
+        false
+    }
+    fn progress(&mut self, stage: crate::personalize::Stage) -> impl std::future::Future<Output = bool> {
+        let f = self.0.clone();
+        async move {
+            let Some(f) = f else { return true };
+            let Ok(arg) = to_js(&stage) else { return false };
+            let Ok(mut keep) = f.call1(&JsValue::NULL, &arg) else { return false };
+            if let Some(p) = keep.dyn_ref::<js_sys::Promise>() {
+                match wasm_bindgen_futures::JsFuture::from(p.clone()).await {
+                    Ok(v) => keep = v,
+                    Err(_) => return false,
+                }
+            }
+            keep != JsValue::FALSE
+        }
+    }
+}
+
+fn image_to_js(img: &crate::image::Image) -> Result<JsValue, JsValue> {
+    let o = js_sys::Object::new();
+    js_sys::Reflect::set(&o, &"width".into(), &JsValue::from(img.width as u32))?;
+    js_sys::Reflect::set(&o, &"height".into(), &JsValue::from(img.height as u32))?;
+    js_sys::Reflect::set(&o, &"rgba".into(), &js_sys::Uint8Array::from(img.rgba.as_slice()))?;
+    Ok(o.into())
 }
 
 /// `generateImage` options (all optional).
@@ -176,7 +256,7 @@ impl Llm {
         // Compile every WebGPU pipeline now rather than on the first token (a no-op on the CPU).
         lm.warm_up_async().await.map_err(js_error)?;
         let n_ctx = n_ctx.clamp(1, lm.model.config.n_ctx_train);
-        Ok(Llm { lm, n_ctx, generator: Default::default() })
+        Ok(Llm { lm, n_ctx, generator: Default::default(), scorer: Default::default() })
     }
 
     /// `{ backend, adapter, softwareAdapter, config, nCtx, memory: { weightBytes, kvCacheBytes, wasmHeapBytes } }`.
@@ -257,9 +337,7 @@ impl Llm {
         let o: JsImageOptions = if options.is_undefined() || options.is_null() { JsImageOptions::default() } else { serde_wasm_bindgen::from_value(options).map_err(bad_arg)? };
         let g = self.generator.borrow().clone().ok_or_else(|| js_error(Error::InvalidArgument("no generator loaded (call loadGenerator first)".into())))?;
         let seed = o.seed.unwrap_or(0.0);
-        if !(seed.is_finite() && seed >= 0.0 && seed.fract() == 0.0 && seed <= 9_007_199_254_740_991.0) {
-            return Err(bad_arg(format!("seed {seed} is not a non-negative safe integer")));
-        }
+        safe_seed(seed)?;
         let n = o.n.unwrap_or(1);
         if !(1..=16).contains(&n) {
             return Err(bad_arg(format!("n {n} outside 1..=16")));
@@ -286,11 +364,7 @@ impl Llm {
         let data = crate::device::read_f32_async(s.decode()).await.map_err(js_error)?;
         let images = js_sys::Array::new();
         for img in crate::diffusion::to_images(&data, n) {
-            let o = js_sys::Object::new();
-            js_sys::Reflect::set(&o, &"width".into(), &JsValue::from(img.width as u32))?;
-            js_sys::Reflect::set(&o, &"height".into(), &JsValue::from(img.height as u32))?;
-            js_sys::Reflect::set(&o, &"rgba".into(), &js_sys::Uint8Array::from(img.rgba.as_slice()))?;
-            images.push(&o);
+            images.push(&image_to_js(&img)?);
         }
         let out = js_sys::Object::new();
         js_sys::Reflect::set(&out, &"images".into(), &images)?;
@@ -298,6 +372,54 @@ impl Llm {
         js_sys::Reflect::set(&out, &"steps".into(), &JsValue::from(opts.steps as u32))?;
         js_sys::Reflect::set(&out, &"guidance".into(), &JsValue::from(opts.guidance))?;
         Ok(out.into())
+    }
+
+    /// Load the image-text scorer from its safetensors file (on the LLM's device).
+    #[wasm_bindgen(js_name = loadScorer)]
+    pub fn load_scorer(&self, scorer: &[u8]) -> Result<JsValue, JsValue> {
+        let s = crate::scorer::Scorer::from_bytes(scorer, &self.lm.model.device).map_err(js_error)?;
+        let info = serde_json::json!({ "embedding": s.config.d_embed });
+        *self.scorer.borrow_mut() = Some(std::rc::Rc::new(s));
+        to_js(&info)
+    }
+
+    /// PMG end to end on a history (`events_json`: an export or an array of events; invalid ones
+    /// are skipped, feedback events set the alpha when `options.alpha` is absent). `on_progress(stage)`
+    /// gets `{ stage: 'extract' | 'encode' | 'denoise' | 'score', step?, steps? }`; returning `false`
+    /// (or a promise of it) cancels with an `AbortError`. Returns the result of
+    /// `crate::personalize::Personalized` with `image: { width, height, rgba }` on every candidate.
+    pub async fn personalize(&self, events_json: String, target: String, options: JsValue, on_progress: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
+        let o: JsPersonalizeOptions = if options.is_undefined() || options.is_null() { JsPersonalizeOptions::default() } else { serde_wasm_bindgen::from_value(options).map_err(bad_arg)? };
+        let opts = o.into_options()?;
+        let (events, _) = crate::history::parse_export(&events_json).map_err(js_error)?;
+        let g = self.generator.borrow().clone().ok_or_else(|| js_error(Error::InvalidArgument("no generator loaded (call loadGenerator first)".into())))?;
+        let sc = self.scorer.borrow().clone().ok_or_else(|| js_error(Error::InvalidArgument("no scorer loaded (call loadScorer first)".into())))?;
+        let p = crate::personalize::Personalizer { lm: &self.lm, generator: &g, scorer: &sc };
+        let mut feed = crate::preference::AsyncFeed(self.lm.new_session());
+        let r = p.run(&mut feed, &mut JsHost(on_progress), &events, &target, &opts).await.map_err(js_error)?;
+        let out = to_js(&r)?;
+        let cands: js_sys::Array = js_sys::Reflect::get(&out, &"candidates".into())?.unchecked_into();
+        for (i, c) in r.candidates.iter().enumerate() {
+            js_sys::Reflect::set(&cands.get(i as u32), &"image".into(), &image_to_js(&c.image)?)?;
+        }
+        Ok(out)
+    }
+
+    /// The feedback event for a thumbs up/down on candidate `index` of a `personalize` result
+    /// (`result_json`: the result without images), ready to be recorded in the history.
+    #[wasm_bindgen(js_name = feedbackEvent)]
+    pub fn feedback_event(result_json: String, index: u32, up: bool, at: f64) -> Result<JsValue, JsValue> {
+        let r: crate::personalize::Personalized = serde_json::from_str(&result_json).map_err(|e| bad_arg(format!("not a personalize result: {e}")))?;
+        let e = crate::history::Event::new(at as i64, crate::history::EventKind::Feedback(r.feedback(index as usize, up).map_err(js_error)?));
+        e.validate(0).map_err(|e| js_error(e.into()))?;
+        to_js(&e)
+    }
+
+    /// The alpha and weight bonuses learned from the feedback in a history (`events_json`).
+    pub fn profile(events_json: String) -> Result<JsValue, JsValue> {
+        let (events, _) = crate::history::parse_export(&events_json).map_err(js_error)?;
+        // Through serde_json: the weight-bonus map's integer keys become strings, as JS objects need.
+        to_js(&serde_json::to_value(crate::personalize::Profile::from_history(&events)).map_err(bad_arg)?)
     }
 
     /// Token ids of `text` (special-token text recognised).

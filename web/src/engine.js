@@ -31,8 +31,9 @@ const GEN_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty
 
 export class Engine {
   #llm = null;
-  #generatorFiles = null; // { autoencoder, denoiser }: { url, sha256, bytes }, from load()
+  #generatorFiles = null; // { autoencoder, denoiser, scorer }: { url, sha256, bytes }, from load()
   #generatorReady = null; // promise: the generator weights fetched and loaded into #llm
+  #scorerReady = null; // promise: the scorer weights fetched and loaded into #llm
   #cache = true;
   #history = null;
   #disposed = false;
@@ -182,19 +183,22 @@ export class Engine {
     }
   }
 
+  #fetchWeights(name, onProgress, signal) {
+    return fetchModel({
+      ...this.#generatorFiles[name],
+      cache: this.#cache,
+      signal,
+      onProgress: (p) => onProgress({ ...p, file: name }),
+      digestFallback: wasmSha256Hex,
+    });
+  }
+
   /** Fetch (or take from the cache) and load the generator weights, once. */
   async #generator(onProgress, signal) {
     const llm = this.#model();
     if (!this.#generatorFiles) throw new InvalidArgumentError('no generator files configured');
     this.#generatorReady ??= (async () => {
-      const fetchOne = (name) => fetchModel({
-        ...this.#generatorFiles[name],
-        cache: this.#cache,
-        signal,
-        onProgress: (p) => onProgress({ ...p, file: name }),
-        digestFallback: wasmSha256Hex,
-      });
-      const [ae, dn] = await Promise.all([fetchOne('autoencoder'), fetchOne('denoiser')]);
+      const [ae, dn] = await Promise.all([this.#fetchWeights('autoencoder', onProgress, signal), this.#fetchWeights('denoiser', onProgress, signal)]);
       try {
         return llm.loadGenerator(ae.bytes, dn.bytes);
       } catch (e) {
@@ -206,6 +210,78 @@ export class Engine {
     } catch (e) {
       this.#generatorReady = null; // a failed download may be retried
       throw e;
+    }
+  }
+
+  /** The scorer weights, once (only `personalize` needs them). */
+  async #scorer(onProgress, signal) {
+    const llm = this.#model();
+    if (!this.#generatorFiles?.scorer) throw new InvalidArgumentError('no scorer file configured');
+    this.#scorerReady ??= (async () => {
+      const sc = await this.#fetchWeights('scorer', onProgress, signal);
+      try {
+        return llm.loadScorer(sc.bytes);
+      } catch (e) {
+        throw this.#fail(e);
+      }
+    })();
+    try {
+      return await this.#scorerReady;
+    } catch (e) {
+      this.#scorerReady = null;
+      throw e;
+    }
+  }
+
+  /**
+   * PMG on the stored history (or `o.events`): progress `{ phase: 'download', file, ... }` on first
+   * use, then `{ phase: 'extract' | 'encode' | 'denoise' | 'score', step?, steps? }`. Candidates
+   * come back with `image` as `ImageData`.
+   */
+  async personalize(o, onProgress = () => {}, isCancelled = () => false, signal) {
+    if (typeof o?.target !== 'string' || !o.target.trim()) throw new InvalidArgumentError('personalize() needs a non-empty target');
+    const llm = this.#model();
+    const { target, events, ...options } = o;
+    for (const k of Object.keys(options)) if (options[k] === undefined || options[k] === null) delete options[k];
+    await Promise.all([this.#generator(onProgress, signal), this.#scorer(onProgress, signal)]);
+    const list = events ? Engine.validate(events).events : await this.historyList();
+    const t0 = performance.now();
+    let r;
+    try {
+      r = await llm.personalize(JSON.stringify(list), target, options, async (p) => {
+        onProgress({ phase: p.stage, ...(p.step === undefined ? {} : { step: p.step, total: p.steps }) });
+        await nextTask(); // let a cancel message in between stages and steps
+        return !isCancelled();
+      });
+    } catch (e) {
+      throw this.#fail(e);
+    }
+    for (const c of r.candidates) c.image = new ImageData(new Uint8ClampedArray(c.image.rgba.buffer, c.image.rgba.byteOffset, c.image.rgba.length), c.image.width, c.image.height);
+    r.ms = performance.now() - t0;
+    return r;
+  }
+
+  /** Record a thumbs up/down on candidate `index` of a personalize result; returns the new profile. */
+  async feedback(result, index, up) {
+    const store = await this.#store();
+    const plain = JSON.stringify(result, (k, v) => (k === 'image' || k === 'ms' ? undefined : v));
+    let event;
+    try {
+      event = Llm.feedbackEvent(plain, index, Boolean(up), Date.now());
+    } catch (e) {
+      throw toPmgError(e);
+    }
+    await store.add([event]);
+    return this.profile();
+  }
+
+  /** `{ alpha, weightBonus, feedback }` learned from the feedback in the stored history. */
+  async profile() {
+    const list = await this.historyList();
+    try {
+      return Llm.profile(JSON.stringify(list));
+    } catch (e) {
+      throw toPmgError(e);
     }
   }
 
@@ -275,6 +351,9 @@ export async function dispatch(engine, op, args, { onProgress, onToken, isCancel
     case 'preferences': return engine.preferences(args.options, args.events);
     case 'itemKeywords': return engine.itemKeywords(args.item, args.n, args.options);
     case 'generateImage': return engine.generateImage(args, onProgress, isCancelled, signal);
+    case 'personalize': return engine.personalize(args, onProgress, isCancelled, signal);
+    case 'feedback': return engine.feedback(args.result, args.index, args.up);
+    case 'profile': return engine.profile();
     case 'history.record': return engine.historyRecord(args.input, args.single);
     case 'history.list': return engine.historyList();
     case 'history.export': return engine.historyExport();

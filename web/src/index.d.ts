@@ -63,6 +63,77 @@ export interface GenerateImageOptions {
   signal?: AbortSignal;
 }
 
+export interface PersonalizeOptions {
+  /** What to make, e.g. `'birthday cake'`. */
+  target: string;
+  /** 0 = closest to the target, 1 = most personal. Default: the alpha learned from this user's feedback (0.5 without any). */
+  alpha?: number;
+  /** Preference weights to try, each 0..8 (default `[0, 1, 2]`; 0 is the unpersonalized image). */
+  weights?: number[];
+  /** Seeds per weight, 1..8 (default 2); at most 16 candidates in all. */
+  seeds?: number;
+  /** First seed (default 0). */
+  seed?: number;
+  /** `'rows'` (default): the keywords' hidden states repeated w times; `'text'`: the keywords repeated w times in the prompt (the paper's way). */
+  weighting?: 'rows' | 'text';
+  /** Preference keywords in the conditioning, 1..8 (default 3). */
+  preferenceKeywords?: number;
+  steps?: number;
+  guidance?: number;
+  sampler?: SamplerKind;
+  /** History rendering and preference prompt (see `preferences()`). */
+  domain?: 'stickers' | 'shop' | 'movies';
+  mode?: 'direct' | 'per_attribute';
+  nKeywords?: number;
+  /** Use these events instead of the stored history. */
+  events?: HistoryEvent[];
+  onProgress?: (p: PersonalizeProgress) => void;
+  /** Aborting rejects with `AbortError` (checked between stages and denoising steps). */
+  signal?: AbortSignal;
+}
+
+export type PersonalizeProgress =
+  | (LoadProgress & { phase?: 'download'; file?: 'autoencoder' | 'denoiser' | 'scorer' })
+  | { phase: 'extract' | 'encode' | 'score' }
+  | { phase: 'denoise'; step: number; total: number };
+
+export interface Candidate {
+  /** 64x64 RGBA. */
+  image: ImageData;
+  /** Preference weight w (0: target only). */
+  weight: number;
+  seed: number;
+  /** The conditioning as text. */
+  prompt: string;
+  /** ln s(image, target), <= 0. */
+  accuracy: number;
+  /** ln s(image, preference keywords), <= 0. */
+  preference: number;
+  /** (1 - alpha) accuracy + alpha preference (+ the learned bonus of its weight). */
+  score: number;
+}
+
+export interface Personalized {
+  /** Index of the chosen candidate. */
+  chosen: number;
+  candidates: Candidate[];
+  preferences: Preferences;
+  /** The preference keywords in the conditioning. */
+  usedKeywords: string[];
+  target: string;
+  alpha: number;
+  ms: number;
+}
+
+/** What this user's feedback taught (replayed from the stored history). */
+export interface Profile {
+  alpha: number;
+  /** Score bonus per preference weight, within ±0.02. */
+  weightBonus: Record<string, number>;
+  /** Feedback events read. */
+  feedback: number;
+}
+
 export interface GeneratedImages {
   /** 64x64 RGBA images with transparency; draw with `ctx.putImageData(img, x, y)`. */
   images: ImageData[];
@@ -166,7 +237,9 @@ export type HistoryEvent =
   | { type: 'rating'; at?: number; item: HistoryItem; value: number; scale?: number }
   | { type: 'review'; at?: number; item: HistoryItem; text: string }
   | { type: 'search'; at?: number; query: string }
-  | { type: 'message'; at?: number; role: 'user' | 'other'; text: string; speaker?: string };
+  | { type: 'message'; at?: number; role: 'user' | 'other'; text: string; speaker?: string }
+  /** Written by `feedback()`: a thumbs up/down on a personalized image and how it scored. */
+  | { type: 'feedback'; at?: number; up: boolean; target: string; alpha: number; weight?: number; accuracy: number; preference: number; meanAccuracy: number; meanPreference: number };
 
 export interface HistoryItem {
   id: string;
@@ -262,6 +335,12 @@ export declare class Pmg {
   itemKeywords(item: HistoryItem, n?: number, options?: PreferenceOptions): Promise<Keyword[]>;
   /** Generate emoji-style images for a prompt on this device (same seed, same image on every backend within rounding). */
   generateImage(options: GenerateImageOptions): Promise<GeneratedImages>;
+  /** PMG end to end: personalized candidates for a target from the history on this device. */
+  personalize(options: PersonalizeOptions): Promise<Personalized>;
+  /** Thumbs up/down on a candidate; stored in the history, it moves this user's alpha. */
+  feedback(result: Personalized, index: number, up: boolean): Promise<Profile>;
+  /** The alpha learned from this user's feedback. */
+  profile(): Promise<Profile>;
   readonly state: 'idle' | 'loading' | 'ready' | 'disposed';
   /** Download (or take from the cache), verify and load the model. Call once. */
   load(options?: LoadOptions): Promise<LoadResult>;

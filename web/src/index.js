@@ -304,6 +304,60 @@ export class Pmg {
     }
   }
 
+  /**
+   * PMG end to end on this device: preferences from the stored history (or `events`), candidates
+   * for `target` over preference weights and seeds, and the choice
+   * `(1 - alpha) ln s(img, target) + alpha ln s(img, preferences)`. Resolves to `{ chosen,
+   * candidates: [{ image: ImageData, weight, seed, prompt, accuracy, preference, score }],
+   * preferences, usedKeywords, target, alpha, ms }`. Without `alpha`, the user's alpha learned from
+   * their feedback is used. `onProgress(p)`: downloads, then `{ phase: 'extract' | 'encode' |
+   * 'denoise' | 'score', step?, total? }`. `signal` aborts between stages and steps.
+   */
+  async personalize({ onProgress, signal, ...options } = {}) {
+    if (signal?.aborted) throw new AbortError('personalization aborted');
+    let call = null;
+    let stopped = false;
+    const onAbort = () => {
+      stopped = true;
+      if (call) this.#t?.cancel(call.id);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await this.#queued(async () => {
+        const err = this.#ready();
+        if (err) throw err;
+        if (stopped) throw new AbortError('personalization aborted');
+        call = this.#t.call('personalize', options, { onProgress: (p) => onProgress?.(p) });
+        this.#running = call.id;
+        try {
+          return await call;
+        } finally {
+          this.#running = null;
+        }
+      });
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Thumbs up (`up = true`) or down on candidate `index` of a `personalize()` result. Stored in the
+   * history on this device; resolves to the user's new profile `{ alpha, weightBonus, feedback }`.
+   */
+  async feedback(result, index, up) {
+    if (!result || !Array.isArray(result.candidates) || !Number.isInteger(index) || index < 0 || index >= result.candidates.length) {
+      throw new InvalidArgumentError('feedback(result, index, up): index must name a candidate of the result');
+    }
+    const plain = { ...result, candidates: result.candidates.map(({ image, ...c }) => c) };
+    delete plain.ms;
+    return this._transport().call('feedback', { result: plain, index, up: Boolean(up) });
+  }
+
+  /** The alpha (and weight bonuses) learned from the feedback in the stored history. */
+  async profile() {
+    return this._transport().call('profile', {});
+  }
+
   // Model work runs one call at a time, in call order.
   #queued(fn) {
     const turn = this.#queue.then(fn);
@@ -437,7 +491,7 @@ function baseUrl() {
 function resolveGenerator(base) {
   const dir = base ? new URL(base.endsWith('/') ? base : `${base}/`, baseUrl()) : new URL('../models/', import.meta.url);
   const file = (f) => ({ url: String(new URL(f.file, dir)), sha256: f.sha256, bytes: f.bytes });
-  return { autoencoder: file(generator.files.autoencoder), denoiser: file(generator.files.denoiser) };
+  return { autoencoder: file(generator.files.autoencoder), denoiser: file(generator.files.denoiser), scorer: file(generator.files.scorer) };
 }
 
 /** `llm` is a manifest id or a URL (relative URLs resolve against the page, not the worker). */

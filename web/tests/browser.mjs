@@ -499,6 +499,81 @@ test('generateImage: a held-out caption on cpu and webgpu, equal to the native i
   }
 });
 
+// The cat-and-pastel history of the preference evaluation set (the native tests/personalize.rs uses it too).
+const CAT_HISTORY = JSON.parse(await readFile(join(root, 'eval/preferences/histories.json'), 'utf8')).histories.find((h) => h.theme === 'cats_pastel').events;
+
+test('personalize: stored history -> keywords -> scored candidates; feedback moves alpha and survives a reload; abort', async () => {
+  const context = await browser.newContext();
+  const page = await harness(context);
+  const r = await page.evaluate(async ({ events }) => {
+    const { Pmg } = window.pmgWeb;
+    const pmg = await Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' });
+    await pmg.history.clear();
+    await pmg.history.record(events);
+    const phases = [];
+    const res = await pmg.personalize({ target: 'birthday cake', steps: 8, seed: 3, onProgress: (p) => phases.push(p.phase === 'denoise' ? `denoise ${p.step}/${p.total}` : p.phase) });
+    // A grid of the candidates for the artifacts.
+    const c = document.createElement('canvas');
+    c.width = 64 * 2;
+    c.height = 64 * 3;
+    res.candidates.forEach((k, i) => c.getContext('2d').putImageData(k.image, 64 * (i % 2), 64 * Math.floor(i / 2)));
+    const lean = res.candidates.map((k) => k.preference - k.accuracy);
+    const fav = lean.indexOf(Math.max(...lean));
+    const p1 = await pmg.feedback(res, fav, true);
+    const p2 = await pmg.feedback(res, fav, true);
+    const stored = (await pmg.history.list()).filter((e) => e.type === 'feedback');
+    const ac = new AbortController();
+    let aborted = null;
+    try {
+      await pmg.personalize({ target: 'coffee', steps: 8, signal: ac.signal, onProgress: (p) => p.phase === 'denoise' && p.step === 2 && ac.abort() });
+    } catch (e) {
+      aborted = e.name;
+    }
+    pmg.dispose();
+    return {
+      phases, aborted, fav, p1, p2, stored: stored.length, png: c.toDataURL('image/png'),
+      res: { ...res, candidates: res.candidates.map(({ image, ...k }) => ({ ...k, w: image.width, h: image.height })) },
+    };
+  }, { events: CAT_HISTORY });
+  const want = ['extract', 'encode', ...Array.from({ length: 8 }, (_, i) => `denoise ${i + 1}/8`), 'score'];
+  const loading = ['download', 'verify', 'cache'];
+  assertEqual(r.phases.filter((p) => !loading.includes(p)), want, 'progress stages');
+  assertEqual(r.phases.filter((p) => p === 'verify').length, 3, 'the autoencoder, denoiser and scorer weights were verified before use');
+  assert(r.phases.slice(0, r.phases.indexOf('extract')).every((p) => loading.includes(p)), 'weights load before the pipeline starts');
+  const cands = r.res.candidates;
+  assertEqual(cands.map((k) => [k.weight, k.seed, k.w, k.h]), [[0, 3, 64, 64], [0, 4, 64, 64], [1, 3, 64, 64], [1, 4, 64, 64], [2, 3, 64, 64], [2, 4, 64, 64]], 'candidates');
+  assert(/cat|kitten/.test(r.res.usedKeywords.join(' ')), `keywords from the stored history: ${r.res.usedKeywords}`);
+  const best = cands.reduce((b, k, i) => (k.score > cands[b].score ? i : b), 0);
+  assertEqual(r.res.chosen, best, 'the chosen candidate has the best score');
+  for (const k of cands) assert(Math.abs(k.score - (0.5 * k.accuracy + 0.5 * k.preference)) < 1e-5, `score is PMG's alpha-weighted sum: ${JSON.stringify(k)}`);
+  assert(r.p1.alpha > 0.5 && r.p2.alpha > r.p1.alpha && r.p2.feedback === 2 && r.stored === 2, `thumbs up on the most personal candidate raises alpha: ${JSON.stringify([r.p1, r.p2])}`);
+  assertEqual(r.aborted, 'AbortError', 'abort during denoising');
+  const { writeFile, mkdir } = await import('node:fs/promises');
+  await mkdir(join(root, 'target/browser-artifacts'), { recursive: true });
+  await writeFile(join(root, 'target/browser-artifacts/personalize-cpu.png'), Buffer.from(r.png.split(',')[1], 'base64'));
+  console.log(`     keywords: ${r.res.usedKeywords.join(', ')}; chose ${r.res.chosen} in ${r.res.ms.toFixed(0)} ms; alpha after two thumbs up: ${r.p2.alpha.toFixed(2)}`);
+
+  // A reload keeps the history, so the learned alpha is used when none is given; WebGPU runs the same pipeline.
+  await page.reload();
+  await page.waitForFunction(() => window.harnessReady);
+  const after = await page.evaluate(async () => {
+    const { Pmg } = window.pmgWeb;
+    const pmg = await Pmg.load({ modelBaseUrl: '/models/', device: 'webgpu' });
+    const profile = await pmg.profile();
+    const res = await pmg.personalize({ target: 'birthday cake', steps: 2, weights: [1], seeds: 1 });
+    await pmg.history.clear();
+    const cleared = await pmg.profile();
+    const backend = (await pmg.info()).backend;
+    pmg.dispose();
+    return { profile, alpha: res.alpha, n: res.candidates.length, keywords: res.usedKeywords, cleared, backend };
+  });
+  assertEqual(after.profile.alpha, r.p2.alpha, 'the learned alpha survives a reload');
+  assertEqual([after.alpha, after.n, after.backend], [r.p2.alpha, 1, 'webgpu'], 'personalize on webgpu with the learned alpha');
+  assertEqual(after.keywords, r.res.usedKeywords, 'the same keywords on webgpu as on the cpu');
+  assertEqual([after.cleared.alpha, after.cleared.feedback], [0.5, 0], 'deleting the history resets alpha');
+  await context.close();
+});
+
 test('network: only GETs of static files, no request bodies', async () => {
   const bad = server.log.filter((r) => r.method !== 'GET' || r.body.length > 0);
   assertEqual(bad.map((r) => `${r.method} ${r.path}`), [], 'non-GET requests or bodies');

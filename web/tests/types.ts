@@ -39,6 +39,18 @@ export async function usage(out: HTMLElement): Promise<void> {
   await pmg.generateImage({ seed: 1 });
   // @ts-expect-error: not a sampler
   await pmg.generateImage({ prompt: 'x', sampler: 'euler' });
+  const pr = await pmg.personalize({
+    target: 'birthday cake', alpha: 0.6, weights: [0, 1, 2], seeds: 2, weighting: 'rows',
+    onProgress: (p) => console.log(p.phase), signal: AbortSignal.timeout(60_000),
+  });
+  const best: ImageData = pr.candidates[pr.chosen].image;
+  console.log(best.width, pr.usedKeywords.join(', '), pr.candidates.map((c) => c.accuracy + c.preference), pr.preferences.keywords[0]?.text);
+  const profile = await pmg.feedback(pr, pr.chosen, true);
+  console.log(profile.alpha, (await pmg.profile()).feedback);
+  // @ts-expect-error: a target is required
+  await pmg.personalize({ alpha: 0.5 });
+  // @ts-expect-error: not a weighting
+  await pmg.personalize({ target: 'x', weighting: 'embedding' });
   pmg.dispose();
 
   try {
