@@ -197,6 +197,29 @@ enum EvalCmd {
         #[arg(long)]
         grid: Option<PathBuf>,
     },
+    /// PMG against the target-only baseline on synthetic users built from held-out emoji
+    /// (accuracy and preference scores, distance to the history; needs data/emoji).
+    Personalize {
+        #[arg(long, default_value = "data/emoji")]
+        data: PathBuf,
+        #[command(flatten)]
+        sample: SampleArgs,
+        /// Seeds per preference weight.
+        #[arg(long, default_value_t = 2)]
+        seeds: usize,
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f32,
+        /// Only the first N users.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write a grid PNG (history, target, each system's choice; one user per taste) here.
+        #[arg(long)]
+        grid: Option<PathBuf>,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// Keyword quality on the synthetic histories with known themes (eval/preferences/histories.json).
     Preferences {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/preferences/histories.json"))]
@@ -625,6 +648,16 @@ fn main_inner(cli: Cli) -> Result<()> {
             let p = personalize_cli::feedback(&result, chosen, up, &mut store)?;
             println!("recorded {} on candidate {chosen} in {}; your alpha is now {:.2} ({} ratings)", if up { "thumbs up" } else { "thumbs down" }, store.path().display(), p.alpha, p.feedback);
         }
+        Cmd::Eval { cmd: EvalCmd::Personalize { data, sample, seeds, alpha, limit, json, grid, model } } => personalize_cli::eval(personalize_cli::EvalArgs {
+            data,
+            sample: image_cli::sample_options(sample.steps, sample.guidance, sample.sampler),
+            seeds,
+            alpha,
+            limit,
+            json,
+            grid,
+            llm: read_model(&model)?,
+        })?,
         Cmd::Eval { cmd: EvalCmd::Preferences { set, n, model, device, json, mode } } => eval_preferences(&set, n, &model, device, json, mode)?,
         Cmd::Preferences { history, domain, mode, n, target, model, device, temperature, seed, json, show_prompt } => {
             let events = read_history(&history)?;

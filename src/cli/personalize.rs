@@ -137,3 +137,52 @@ pub fn feedback(result: &Path, candidate: usize, up: bool, store: &mut dyn pmg::
     store.record(e)?;
     Ok(Profile::from_history(&store.list()?))
 }
+
+pub struct EvalArgs {
+    pub data: PathBuf,
+    pub sample: SampleOptions,
+    pub seeds: usize,
+    pub alpha: f32,
+    pub limit: Option<usize>,
+    pub json: Option<PathBuf>,
+    pub grid: Option<PathBuf>,
+    pub llm: Vec<u8>,
+}
+
+/// `pmg eval personalize`: prints the markdown table; optionally JSON and a grid.
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let device = PmgDevice::cpu();
+    let data = pmg::train::EmojiData::load(&a.data)?;
+    let lm = LanguageModel::from_gguf_bytes(&a.llm, &device, 2048)?;
+    let generator = load_generator(&models_dir(), &device)?;
+    let scorer = load_scorer(&models_dir(), &device)?;
+    let out = pmg::train::personalize_eval::evaluate(&data, &lm, &generator, &scorer, &a.sample, a.seeds, a.alpha, a.limit)?;
+    println!("{}", out.report.markdown());
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_vec_pretty(&out.report).expect("json")).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+    }
+    if let Some(p) = &a.grid {
+        // One user per taste: the 5 history images, the target's real image, each system's choice.
+        let mut cells = Vec::new();
+        let mut lines = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (k, u) in out.users.iter().enumerate() {
+            if !seen.insert(u.taste.clone()) {
+                continue;
+            }
+            cells.extend(u.history.iter().map(|&i| data.image(i)));
+            cells.push(data.image(u.target));
+            cells.extend(out.chosen[k].iter().cloned());
+            let r = &out.report.per_user[k];
+            lines.push(format!("{}. {} -> target \"{}\"; keywords: {}", lines.len() + 1, u.taste, r.target, r.keywords.join(", ")));
+        }
+        let cols = 6 + out.chosen.first().map_or(0, Vec::len);
+        write_png(p, &upscale(&Image::grid(&cells, cols, 4, [255, 255, 255]), 2))?;
+        let names: Vec<String> = out.report.systems.iter().map(|s| s.system.name.clone()).collect();
+        let txt = p.with_extension("txt");
+        let header = format!("Columns: 5 history images | target (real) | {}\n", names.join(" | "));
+        std::fs::write(&txt, format!("{header}{}\n", lines.join("\n"))).map_err(|source| Error::Io { path: txt.display().to_string(), source })?;
+        eprintln!("wrote {} and {}", p.display(), txt.display());
+    }
+    Ok(())
+}

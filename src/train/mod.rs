@@ -7,6 +7,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod personalize_eval;
 pub mod stages;
 
 use std::io::Write;

@@ -1,0 +1,261 @@
+//! `pmg eval personalize`: PMG against the unpersonalized baseline on synthetic users built from
+//! the held-out emoji only (never trained on by the generator or the scorer).
+//!
+//! A user's taste is one held-out subcategory with at least 5 distinct emoji (country flags, sky &
+//! weather, mammals, drinks, ...). Their history is 5 of those emoji as shop events (view, click,
+//! purchase, rating 5, view; title = the emoji's name, tags = its keywords) and one search; the
+//! target is a held-out emoji of another taste, named by its caption. Every system sees the same
+//! preference keywords (extracted once per user) and the same seeds; only the conditioning and the
+//! choice differ.
+//!
+//! Metrics of the chosen image `x` (scorer `s = (1 + cos) / 2`, mean over users):
+//! - accuracy: `s(x, target caption)` and `s(x, target image)` (image features on both sides);
+//! - preference: `s(x, history images)` (mean over the 5) and `s(x, preference keywords)`;
+//! - distance: mean |pixel difference| (0-255, RGBA) between `x` and the history images.
+
+use std::collections::BTreeMap;
+
+use super::data::EmojiData;
+use crate::diffusion::{Generator, SampleOptions};
+use crate::error::Result;
+use crate::history::{Event, EventKind, Item};
+use crate::image::Image;
+use crate::llm::LanguageModel;
+use crate::personalize::{BlockingHost, PersonalizeOptions, Personalized, Personalizer, Profile, Weighting};
+use crate::preference::{ExtractOptions, Extractor, Preferences, SyncFeed, block_on};
+use crate::scorer::{Scorer, dot, score_from_cosine};
+
+/// One synthetic user: history record indices, the target record, the taste's name.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct User {
+    pub taste: String,
+    pub history: Vec<usize>,
+    pub target: usize,
+}
+
+/// Held-out tastes and users, deterministic: `per_taste` users per taste, each with a different
+/// window of 5 of the taste's emoji and a target from the next taste in the list.
+pub fn users(data: &EmojiData, per_taste: usize) -> Vec<User> {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for i in data.split("heldout") {
+        let r = &data.records[i];
+        if seen.insert(r.base.clone()) {
+            groups.entry(format!("{} / {}", r.category, r.subcategory)).or_default().push(i);
+        }
+    }
+    let tastes: Vec<(String, Vec<usize>)> = groups.into_iter().filter(|(_, v)| v.len() >= 5).collect();
+    let mut out = Vec::new();
+    for (t, (name, items)) in tastes.iter().enumerate() {
+        let other = &tastes[(t + 1) % tastes.len()].1;
+        for u in 0..per_taste {
+            let history: Vec<usize> = (0..5).map(|k| items[(u * 3 + k) % items.len()]).collect();
+            out.push(User { taste: name.clone(), history, target: other[(u * 5 + t) % other.len()] });
+        }
+    }
+    out
+}
+
+/// The user's history as events (what a sticker shop would record).
+pub fn history_events(data: &EmojiData, user: &User) -> Vec<Event> {
+    let item = |i: usize| {
+        let r = &data.records[i];
+        Item { id: r.id.clone(), title: r.name.clone(), category: Some(r.category.clone()), tags: r.keywords.iter().take(6).cloned().collect(), description: None, image: Some(r.id.clone()) }
+    };
+    let t0 = 1_764_000_000_000i64;
+    let mut ev = Vec::new();
+    for (k, &i) in user.history.iter().enumerate() {
+        let at = t0 + 60_000 * k as i64;
+        let kind = match k {
+            1 => EventKind::Click { item: item(i), dwell_ms: None },
+            2 => EventKind::Purchase { item: item(i), quantity: None },
+            3 => EventKind::Rating { item: item(i), value: 5.0, scale: None },
+            _ => EventKind::View { item: item(i), dwell_ms: Some(3_000) },
+        };
+        ev.push(Event::new(at, kind));
+    }
+    let sub = &data.records[user.history[0]].subcategory;
+    ev.push(Event::new(t0 + 600_000, EventKind::Search { query: format!("{sub} stickers") }));
+    ev
+}
+
+/// A system under test: how candidates are made and chosen.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct System {
+    pub name: String,
+    pub weights: Vec<u32>,
+    pub weighting: Weighting,
+    pub alpha: f32,
+}
+
+pub fn systems(alpha: f32) -> Vec<System> {
+    let s = |name: &str, weights: Vec<u32>, weighting, alpha| System { name: name.into(), weights, weighting, alpha };
+    vec![
+        s("target only (baseline)", vec![0], Weighting::Rows, 0.0),
+        s("keywords, w=1, rows, no choice", vec![1], Weighting::Rows, alpha),
+        s("keywords, w=1, text, no choice", vec![1], Weighting::Text, alpha),
+        s("PMG keywords, w in {0,1,2}, rows", vec![0, 1, 2], Weighting::Rows, alpha),
+        s("PMG keywords, w in {0,1,2}, text", vec![0, 1, 2], Weighting::Text, alpha),
+    ]
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Metrics {
+    pub acc_text: f64,
+    pub acc_image: f64,
+    pub pref_image: f64,
+    pub pref_text: f64,
+    pub pixel_distance: f64,
+    /// Fraction of users whose chosen candidate had w > 0.
+    pub personalized: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SystemResult {
+    pub system: System,
+    pub mean: Metrics,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserResult {
+    pub taste: String,
+    pub history: Vec<String>,
+    pub target: String,
+    pub keywords: Vec<String>,
+    pub metrics: Vec<Metrics>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PersonalizeEval {
+    pub users: usize,
+    pub seeds: usize,
+    pub options: SampleOptions,
+    pub seconds: f64,
+    pub systems: Vec<SystemResult>,
+    pub per_user: Vec<UserResult>,
+}
+
+impl PersonalizeEval {
+    pub fn markdown(&self) -> String {
+        let base = &self.systems[0].mean;
+        let rel = |v: f64, b: f64| if b == 0.0 { 0.0 } else { 100.0 * (v - b) / b };
+        let mut s = format!(
+            "{} held-out users, {} seeds per weight, {} steps, guidance {}; mean over users of the chosen image (relative change to the baseline in brackets)\n\n",
+            self.users, self.seeds, self.options.steps, self.options.guidance
+        );
+        s += "| system | s(x, target text) | s(x, target image) | s(x, history images) | s(x, preference keywords) | pixel distance to history | chose w > 0 |\n|---|---|---|---|---|---|---|\n";
+        for r in &self.systems {
+            let m = &r.mean;
+            s += &format!(
+                "| {} | {:.4} ({:+.1}%) | {:.4} ({:+.1}%) | {:.4} ({:+.1}%) | {:.4} ({:+.1}%) | {:.1} ({:+.1}%) | {:.0}% |\n",
+                r.system.name,
+                m.acc_text,
+                rel(m.acc_text, base.acc_text),
+                m.acc_image,
+                rel(m.acc_image, base.acc_image),
+                m.pref_image,
+                rel(m.pref_image, base.pref_image),
+                m.pref_text,
+                rel(m.pref_text, base.pref_text),
+                m.pixel_distance,
+                rel(m.pixel_distance, base.pixel_distance),
+                100.0 * m.personalized
+            );
+        }
+        s
+    }
+}
+
+/// Everything `evaluate` made, for grids: per user, the chosen image of every system.
+pub struct Output {
+    pub report: PersonalizeEval,
+    pub users: Vec<User>,
+    pub chosen: Vec<Vec<Image>>,
+}
+
+fn pixel_distance(a: &Image, b: &Image) -> f64 {
+    a.rgba.iter().zip(&b.rgba).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>() / a.rgba.len() as f64
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate(data: &EmojiData, lm: &LanguageModel, generator: &Generator, scorer: &Scorer, sample: &SampleOptions, seeds: usize, alpha: f32, limit: Option<usize>) -> Result<Output> {
+    let started = std::time::Instant::now();
+    let mut us = users(data, 3);
+    if let Some(n) = limit {
+        us.truncate(n);
+    }
+    let systems = systems(alpha);
+    let p = Personalizer { lm, generator, scorer };
+    let ex = Extractor::new(lm)?;
+    let extract = ExtractOptions::default();
+    let mut per_user = Vec::new();
+    let mut chosen_images = Vec::new();
+    for (k, user) in us.iter().enumerate() {
+        let events = history_events(data, user);
+        let mut feed = SyncFeed(lm.new_session());
+        let prefs: Preferences = block_on(ex.preferences(&mut feed, &events, &extract))?;
+        let target = data.records[user.target].captions[0].clone();
+        let hist_imgs: Vec<Image> = user.history.iter().map(|&i| data.image(i)).collect();
+        let hist_refs: Vec<&Image> = hist_imgs.iter().collect();
+        let hist_feats = scorer.image_features(&hist_refs)?;
+        let target_img = data.image(user.target);
+        let target_feat = scorer.image_features(&[&target_img])?.remove(0);
+        let pref_feat = if prefs.keywords.is_empty() {
+            None
+        } else {
+            let c = crate::diffusion::encode_text(lm, &prefs.phrase(), crate::diffusion::MAX_TEXT_TOKENS)?;
+            Some(scorer.text_features(&[&c])?.remove(0))
+        };
+        let mut metrics = Vec::new();
+        let mut imgs = Vec::new();
+        for sys in &systems {
+            let opts = PersonalizeOptions { alpha: Some(sys.alpha), weights: sys.weights.clone(), seeds, seed: 1000 * k as u64, weighting: sys.weighting, sample: *sample, ..Default::default() };
+            let r: Personalized = block_on(p.generate(&mut BlockingHost(|_| true), prefs.clone(), &Profile::default(), &target, &opts))?;
+            let c = &r.candidates[r.chosen];
+            let f = scorer.image_features(&[&c.image])?.remove(0);
+            let s = |a: &[f32]| score_from_cosine(dot(&f, a)) as f64;
+            metrics.push(Metrics {
+                acc_text: c.accuracy.exp() as f64,
+                acc_image: s(&target_feat),
+                pref_image: hist_feats.iter().map(|h| s(h)).sum::<f64>() / hist_feats.len() as f64,
+                pref_text: pref_feat.as_deref().map_or(c.accuracy.exp() as f64, s),
+                pixel_distance: hist_imgs.iter().map(|h| pixel_distance(&c.image, h)).sum::<f64>() / hist_imgs.len() as f64,
+                personalized: if c.weight > 0 { 1.0 } else { 0.0 },
+            });
+            imgs.push(c.image.clone());
+        }
+        eprintln!("user {:>2}/{} ({}): target {target:?}, keywords {}", k + 1, us.len(), user.taste, r_keywords(&prefs));
+        per_user.push(UserResult {
+            taste: user.taste.clone(),
+            history: user.history.iter().map(|&i| data.records[i].name.clone()).collect(),
+            target,
+            keywords: prefs.keywords.iter().map(|k| k.text.clone()).collect(),
+            metrics,
+        });
+        chosen_images.push(imgs);
+    }
+    let n = per_user.len().max(1) as f64;
+    let results = systems
+        .iter()
+        .enumerate()
+        .map(|(j, sys)| {
+            let mut m = Metrics::default();
+            for u in &per_user {
+                let x = &u.metrics[j];
+                m.acc_text += x.acc_text / n;
+                m.acc_image += x.acc_image / n;
+                m.pref_image += x.pref_image / n;
+                m.pref_text += x.pref_text / n;
+                m.pixel_distance += x.pixel_distance / n;
+                m.personalized += x.personalized / n;
+            }
+            SystemResult { system: sys.clone(), mean: m }
+        })
+        .collect();
+    let report = PersonalizeEval { users: per_user.len(), seeds, options: *sample, seconds: started.elapsed().as_secs_f64(), systems: results, per_user };
+    Ok(Output { report, users: us, chosen: chosen_images })
+}
+
+fn r_keywords(p: &Preferences) -> String {
+    p.keywords.iter().take(4).map(|k| k.text.as_str()).collect::<Vec<_>>().join(", ")
+}
