@@ -12,7 +12,8 @@ def entry(name):
     return {"file": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-gen = {"id": "emoji-v1", "license": "Apache-2.0", "card": "EMOJI-MODELS.md"}
+# Bump the id whenever the weights change (it names the model set in pages and notes).
+gen = {"id": "emoji-v2", "license": "Apache-2.0", "card": "EMOJI-MODELS.md"}
 gen.update({k: entry(f) for k, f in FILES.items()})
 mpath = os.path.join(ROOT, "models/manifest.json")
 manifest = json.load(open(mpath))

@@ -50,7 +50,7 @@ pub fn users(data: &EmojiData, per_taste: usize) -> Vec<User> {
         let other = &tastes[(t + 1) % tastes.len()].1;
         for u in 0..per_taste {
             let history: Vec<usize> = (0..5).map(|k| items[(u * 3 + k) % items.len()]).collect();
-            out.push(User { taste: name.clone(), history, target: other[(u * 5 + t) % other.len()] });
+            out.push(User { taste: name.clone(), history, target: other[(u * 2 + t) % other.len()] });
         }
     }
     out
@@ -258,4 +258,56 @@ pub fn evaluate(data: &EmojiData, lm: &LanguageModel, generator: &Generator, sco
 
 fn r_keywords(p: &Preferences) -> String {
     p.keywords.iter().take(4).map(|k| k.text.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::data::Record;
+
+    fn record(i: usize, sub: &str, split: &str) -> Record {
+        Record {
+            id: format!("e{i}"),
+            base: format!("e{i}"),
+            image: String::new(),
+            category: "C".into(),
+            subcategory: sub.into(),
+            name: format!("emoji {i}"),
+            label: String::new(),
+            captions: vec![format!("emoji {i}")],
+            keywords: vec!["k".into()],
+            split: split.into(),
+            style: "google".into(),
+        }
+    }
+
+    #[test]
+    fn users_are_held_out_coherent_and_varied() {
+        let mut records = Vec::new();
+        for (sub, n) in [("a", 5), ("b", 7), ("small", 4)] {
+            for _ in 0..n {
+                records.push(record(records.len(), sub, "heldout"));
+            }
+        }
+        // Training emoji of a big subcategory never become users.
+        for _ in 0..9 {
+            records.push(record(records.len(), "t", "train"));
+        }
+        let data = EmojiData { dir: ".".into(), images: vec![Vec::new(); records.len()], records };
+        let us = users(&data, 3);
+        assert_eq!(us.len(), 6, "two tastes (a, b) with >= 5 emoji, three users each");
+        for u in &us {
+            let sub = |i: usize| data.records[i].subcategory.clone();
+            assert!(u.history.iter().chain([&u.target]).all(|&i| data.records[i].split == "heldout"));
+            assert!(u.history.iter().all(|&i| sub(i) == sub(u.history[0])), "one taste per history");
+            assert_ne!(sub(u.target), sub(u.history[0]), "the target comes from another taste");
+            let distinct: std::collections::HashSet<_> = u.history.iter().collect();
+            assert_eq!(distinct.len(), 5);
+        }
+        let targets: std::collections::HashSet<_> = us.iter().filter(|u| u.taste.ends_with("/ a")).map(|u| u.target).collect();
+        assert_eq!(targets.len(), 3, "a taste's three users get different targets");
+        let ev = history_events(&data, &us[0]);
+        assert_eq!(ev.len(), 6);
+        assert!(ev.iter().all(|e| e.validate(0).is_ok()));
+    }
 }
