@@ -25,7 +25,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::device::{read_f32, read_f32_async};
-use crate::diffusion::{Conditioning, Generator, MAX_TEXT_TOKENS, SampleOptions, encode_text, encode_text_async, to_images};
+use crate::diffusion::{Conditioning, Generator, MAX_TEXT_TOKENS, SampleOptions, StepHost, encode_text, encode_text_async, to_images};
 use crate::error::{Error, Result};
 use crate::history::{Event, EventKind, Feedback};
 use crate::image::Image;
@@ -281,6 +281,18 @@ impl<F: FnMut(Stage) -> bool> Host for BlockingHost<F> {
     }
 }
 
+/// The pipeline's host as the generator's step host: steps become `Stage::Denoise`.
+struct DenoiseSteps<'h, H: Host>(&'h mut H);
+
+impl<H: Host> StepHost for DenoiseSteps<'_, H> {
+    fn blocking(&self) -> bool {
+        self.0.blocking()
+    }
+    fn step(&mut self, step: usize, steps: usize) -> impl Future<Output = bool> {
+        self.0.progress(Stage::Denoise { step, steps })
+    }
+}
+
 /// The three models of PMG on one device.
 pub struct Personalizer<'a> {
     pub lm: &'a LanguageModel,
@@ -350,15 +362,8 @@ impl Personalizer<'_> {
             }
         }
         let seeds: Vec<u64> = meta.iter().map(|m| m.1).collect();
-        let mut sampling = self.generator.start(&conds, &seeds, &opts.sample)?;
-        while sampling.step() {
-            if !host.blocking() {
-                sampling.sync_async().await?;
-            }
-            cancel_unless(host, Stage::Denoise { step: sampling.done(), steps: sampling.total() }).await?;
-        }
+        let x = self.generator.denoise(&conds, &seeds, &opts.sample, &mut DenoiseSteps(host)).await?;
         cancel_unless(host, Stage::Score).await?;
-        let x = sampling.decode();
         let img_feats = self.scorer.image_features_tensor(x.clone());
         let pixels = self.read(host, x).await?;
         let d = self.scorer.config.d_embed;

@@ -238,29 +238,26 @@ impl Generator {
         Ok(Sampling { generator: self, ctx, sched, ts, done: 0, x: self.noise(seeds), guidance: opts.guidance })
     }
 
-    /// Denoise one image per (conditioning, seed); `on_step(i, n)` runs after each step and
-    /// returning `false` cancels. Returns decoded images `[b, 4, 64, 64]` on the device.
-    pub fn sample(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions, on_step: &mut dyn FnMut(usize, usize) -> bool) -> Result<Tensor<4>> {
+    /// The denoising loop, for every caller: one image per (conditioning, seed). After each step
+    /// the host hears `(done, total)` and may cancel by answering `false`; on a non-blocking host
+    /// each step is awaited first (a one-value readback), so progress reflects finished GPU work.
+    /// Returns decoded images `[b, 4, 64, 64]` on the device.
+    pub async fn denoise<H: StepHost>(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions, host: &mut H) -> Result<Tensor<4>> {
         let mut s = self.start(conds, seeds, opts)?;
         while s.step() {
-            if !on_step(s.done, s.total()) {
+            if !host.blocking() {
+                s.sync_async().await?;
+            }
+            if !host.step(s.done, s.total()).await {
                 return Err(Error::Cancelled);
             }
         }
         Ok(s.decode())
     }
 
-    /// [`sample`](Self::sample) for the browser: after each step it awaits a one-value readback,
-    /// so progress reflects finished GPU work.
-    pub async fn sample_async(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions, on_step: &mut dyn FnMut(usize, usize) -> bool) -> Result<Tensor<4>> {
-        let mut s = self.start(conds, seeds, opts)?;
-        while s.step() {
-            s.sync_async().await?;
-            if !on_step(s.done, s.total()) {
-                return Err(Error::Cancelled);
-            }
-        }
-        Ok(s.decode())
+    /// [`denoise`](Self::denoise) natively (blocking readbacks); `on_step(i, n)` returning `false` cancels.
+    pub fn sample(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions, on_step: &mut dyn FnMut(usize, usize) -> bool) -> Result<Tensor<4>> {
+        crate::preference::block_on(self.denoise(conds, seeds, opts, &mut BlockingSteps(on_step)))
     }
 
     /// Generate images natively (blocking readback).
@@ -269,13 +266,27 @@ impl Generator {
         Ok(to_images(&read_f32(x)?, seeds.len()))
     }
 
-    pub async fn generate_async(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions, on_step: &mut dyn FnMut(usize, usize) -> bool) -> Result<Vec<Image>> {
-        let x = self.sample_async(conds, seeds, opts, on_step).await?;
-        Ok(to_images(&crate::device::read_f32_async(x).await?, seeds.len()))
-    }
-
     pub fn num_params(&self) -> usize {
         self.decoder.num_params() + self.unet.num_params()
+    }
+}
+
+/// Who drives a denoising run: whether readbacks may block (native) or must be awaited
+/// (WebGPU in a browser), and what happens after each step (`false` cancels).
+pub trait StepHost {
+    fn blocking(&self) -> bool;
+    fn step(&mut self, done: usize, total: usize) -> impl std::future::Future<Output = bool>;
+}
+
+/// A native host: blocking readbacks, a closure after each step.
+pub struct BlockingSteps<'f>(pub &'f mut dyn FnMut(usize, usize) -> bool);
+
+impl StepHost for BlockingSteps<'_> {
+    fn blocking(&self) -> bool {
+        true
+    }
+    fn step(&mut self, done: usize, total: usize) -> impl std::future::Future<Output = bool> {
+        std::future::ready((self.0)(done, total))
     }
 }
 

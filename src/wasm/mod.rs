@@ -213,16 +213,39 @@ impl crate::personalize::Host for JsHost {
         async move {
             let Some(f) = f else { return true };
             let Ok(arg) = to_js(&stage) else { return false };
-            let Ok(mut keep) = f.call1(&JsValue::NULL, &arg) else { return false };
-            if let Some(p) = keep.dyn_ref::<js_sys::Promise>() {
-                match wasm_bindgen_futures::JsFuture::from(p.clone()).await {
-                    Ok(v) => keep = v,
-                    Err(_) => return false,
-                }
-            }
-            keep != JsValue::FALSE
+            let Ok(keep) = f.call1(&JsValue::NULL, &arg) else { return false };
+            js_keep_going(keep).await
         }
     }
+}
+
+/// `generateImage`'s `on_step(i, n)`: `false` (or a promise of it, or a throw) cancels.
+struct JsSteps(Option<js_sys::Function>);
+
+impl crate::diffusion::StepHost for JsSteps {
+    fn blocking(&self) -> bool {
+        false
+    }
+    fn step(&mut self, done: usize, total: usize) -> impl std::future::Future<Output = bool> {
+        let f = self.0.clone();
+        async move {
+            let Some(f) = f else { return true };
+            let Ok(keep) = f.call2(&JsValue::NULL, &JsValue::from(done as u32), &JsValue::from(total as u32)) else { return false };
+            js_keep_going(keep).await
+        }
+    }
+}
+
+/// A JS callback's answer: anything but `false` (or a promise resolving to it) continues; a
+/// rejected promise stops.
+async fn js_keep_going(mut keep: JsValue) -> bool {
+    if let Some(p) = keep.dyn_ref::<js_sys::Promise>() {
+        match wasm_bindgen_futures::JsFuture::from(p.clone()).await {
+            Ok(v) => keep = v,
+            Err(_) => return false,
+        }
+    }
+    keep != JsValue::FALSE
 }
 
 fn image_to_js(img: &crate::image::Image) -> Result<JsValue, JsValue> {
@@ -329,7 +352,7 @@ impl Llm {
     }
 
     /// Generate `n` images (seeds `seed`, `seed + 1`, ...) for `prompt`. `on_step(i, n)` runs after
-    /// each denoising step; returning `false` (or a promise of it) cancels with an `AbortError`.
+    /// each denoising step; returning `false` (or a promise of it, or throwing) cancels with an `AbortError`.
     /// Returns `{ images: [{ width, height, rgba: Uint8Array }], seed, steps, guidance, sampler }`.
     #[wasm_bindgen(js_name = generateImage)]
     pub async fn generate_image(&self, prompt: String, options: JsValue, on_step: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
@@ -348,20 +371,8 @@ impl Llm {
         let cond = encode_text_async(&self.lm, &prompt, MAX_TEXT_TOKENS).await.map_err(js_error)?;
         let conds = vec![cond; n];
         let seeds: Vec<u64> = (0..n as u64).map(|i| seed as u64 + i).collect();
-        let mut s = g.start(&conds, &seeds, &opts).map_err(js_error)?;
-        while s.step() {
-            s.sync_async().await.map_err(js_error)?;
-            if let Some(f) = &on_step {
-                let mut keep = f.call2(&JsValue::NULL, &JsValue::from(s.done() as u32), &JsValue::from(s.total() as u32))?;
-                if let Some(p) = keep.dyn_ref::<js_sys::Promise>() {
-                    keep = wasm_bindgen_futures::JsFuture::from(p.clone()).await?;
-                }
-                if keep == JsValue::FALSE {
-                    return Err(js_error(Error::Cancelled));
-                }
-            }
-        }
-        let data = crate::device::read_f32_async(s.decode()).await.map_err(js_error)?;
+        let x = g.denoise(&conds, &seeds, &opts, &mut JsSteps(on_step)).await.map_err(js_error)?;
+        let data = crate::device::read_f32_async(x).await.map_err(js_error)?;
         let images = js_sys::Array::new();
         for img in crate::diffusion::to_images(&data, n) {
             images.push(&image_to_js(&img)?);
