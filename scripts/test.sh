@@ -17,3 +17,4 @@ cd web
 node --test tests/unit/
 node_modules/.bin/tsc -p .
 node tests/browser.mjs
+node tests/demo.mjs
