@@ -12,6 +12,7 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
     export XDG_RUNTIME_DIR
 fi
 cargo test --release --all-targets
+scripts/docs.sh
 scripts/build-web.sh
 cd web
 node --test tests/unit/

@@ -1,6 +1,6 @@
 //! Weights of our own models (autoencoder, denoiser, scorer) as safetensors: the format is a
 //! little-endian u64 header length, a JSON header `{name: {dtype, shape, data_offsets}, "__metadata__":
-//! {..}}`, then the raw tensor bytes (https://github.com/huggingface/safetensors, "Format").
+//! {..}}`, then the raw tensor bytes (<https://github.com/huggingface/safetensors>, "Format").
 //! Written and read here in a few lines so the same loader runs natively and in wasm, with every
 //! offset checked before use. Parameters are named by their path in the burn module tree
 //! (`down.0.conv1.weight`), which is also how a file is matched to a module on load.
