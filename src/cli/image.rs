@@ -70,7 +70,7 @@ pub fn image(a: ImageArgs) -> Result<()> {
     let t2 = std::time::Instant::now();
     let out = if imgs.len() == 1 { imgs[0].clone() } else { Image::grid(&imgs, imgs.len().min(4), 2, [255, 255, 255]) };
     let out = if a.scale > 1 { upscale(&out, a.scale) } else { out };
-    std::fs::write(&a.out, out.encode_png()).map_err(|source| Error::Io { path: a.out.display().to_string(), source })?;
+    write_file(&a.out, out.encode_png())?;
     eprintln!(
         "wrote {} ({}x{}, {} image{}, seed {}, {} steps, guidance {}) on {} [{}]: load {:.2} s, denoise+decode {:.2} s",
         a.out.display(),
@@ -107,7 +107,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let out = pmg::train::evaluate(&data, &bank, &generator, &scorer, &a.opts, a.limit)?;
     println!("{}", out.report.markdown());
     if let Some(p) = &a.json {
-        std::fs::write(p, serde_json::to_vec_pretty(&out.report).expect("json")).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+        write_file(p, serde_json::to_vec_pretty(&out.report).expect("json"))?;
     }
     if let Some(p) = &a.grid {
         // Rows: held-out items (distinct base emoji); columns: real, reconstruction, generated
@@ -134,13 +134,23 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             cells.push(data.image(out.nearest[k]));
             captions.push(format!("{}. {} (nearest training image: {})", r + 1, data.records[i].captions[0], data.records[out.nearest[k]].captions[0]));
         }
-        let grid = upscale(&Image::grid(&cells, 6, 4, [255, 255, 255]), 2);
-        std::fs::write(p, grid.encode_png()).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
-        let txt = p.with_extension("txt");
-        let header = "Columns: real held-out image | autoencoder reconstruction | generated, seeds 1, 2, 3 | nearest training image by caption (baseline)\n";
-        std::fs::write(&txt, format!("{header}{}\n", captions.join("\n"))).map_err(|source| Error::Io { path: txt.display().to_string(), source })?;
-        eprintln!("wrote {} and {}", p.display(), txt.display());
+        let header = "Columns: real held-out image | autoencoder reconstruction | generated, seeds 1, 2, 3 | nearest training image by caption (baseline)";
+        write_grid(p, &cells, 6, header, &captions)?;
     }
+    Ok(())
+}
+
+pub fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|source| Error::Io { path: path.display().to_string(), source })
+}
+
+/// An evaluation grid: the cells `cols` wide, upscaled 2x, as a PNG at `path`, and its column
+/// header and row captions next to it as `.txt`.
+pub fn write_grid(path: &Path, cells: &[Image], cols: usize, header: &str, captions: &[String]) -> Result<()> {
+    write_file(path, upscale(&Image::grid(cells, cols, 4, [255, 255, 255]), 2).encode_png())?;
+    let txt = path.with_extension("txt");
+    write_file(&txt, format!("{header}\n{}\n", captions.join("\n")))?;
+    eprintln!("wrote {} and {}", path.display(), txt.display());
     Ok(())
 }
 

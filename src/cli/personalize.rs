@@ -13,7 +13,7 @@ use pmg::personalize::{Personalized, PersonalizeOptions, Personalizer, Profile, 
 use pmg::preference::ExtractOptions;
 use pmg::{DeviceChoice, Error, PmgDevice, Result};
 
-use crate::image_cli::{load_generator, load_scorer, models_dir, upscale};
+use crate::image_cli::{load_generator, load_scorer, models_dir, upscale, write_file, write_grid};
 
 #[derive(Args)]
 pub struct PersonalizeArgs {
@@ -87,7 +87,7 @@ pub fn personalize(a: PersonalizeArgs, events: Vec<Event>, sample: SampleOptions
     let scale = a.scale.max(1);
     write_png(&a.out, &upscale(r.image(), scale))?;
     let json = result_path(&a.out);
-    std::fs::write(&json, serde_json::to_vec_pretty(&r).expect("serializes")).map_err(|source| Error::Io { path: json.display().to_string(), source })?;
+    write_file(&json, serde_json::to_vec_pretty(&r).expect("serializes"))?;
     if let Some(g) = &a.grid {
         let imgs: Vec<Image> = r.candidates.iter().map(|c| c.image.clone()).collect();
         write_png(g, &upscale(&Image::grid(&imgs, opts.seeds, 2, [255, 255, 255]), scale))?;
@@ -108,7 +108,7 @@ pub fn personalize(a: PersonalizeArgs, events: Vec<Event>, sample: SampleOptions
 }
 
 fn write_png(path: &Path, img: &Image) -> Result<()> {
-    std::fs::write(path, img.encode_png()).map_err(|source| Error::Io { path: path.display().to_string(), source })
+    write_file(path, img.encode_png())
 }
 
 fn print_result(r: &Personalized, learned: bool, profile: &Profile) {
@@ -159,7 +159,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let out = pmg::train::personalize_eval::evaluate(&data, &lm, &generator, &scorer, &a.sample, a.seeds, a.alpha, a.limit)?;
     println!("{}", out.report.markdown());
     if let Some(p) = &a.json {
-        std::fs::write(p, serde_json::to_vec_pretty(&out.report).expect("json")).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+        write_file(p, serde_json::to_vec_pretty(&out.report).expect("json"))?;
     }
     if let Some(p) = &a.grid {
         // One user per taste: the 5 history images, the target's real image, each system's choice.
@@ -177,12 +177,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             lines.push(format!("{}. {} -> target \"{}\"; keywords: {}", lines.len() + 1, u.taste, r.target, r.keywords.join(", ")));
         }
         let cols = 6 + out.chosen.first().map_or(0, Vec::len);
-        write_png(p, &upscale(&Image::grid(&cells, cols, 4, [255, 255, 255]), 2))?;
         let names: Vec<String> = out.report.systems.iter().map(|s| s.system.name.clone()).collect();
-        let txt = p.with_extension("txt");
-        let header = format!("Columns: 5 history images | target (real) | {}\n", names.join(" | "));
-        std::fs::write(&txt, format!("{header}{}\n", lines.join("\n"))).map_err(|source| Error::Io { path: txt.display().to_string(), source })?;
-        eprintln!("wrote {} and {}", p.display(), txt.display());
+        write_grid(p, &cells, cols, &format!("Columns: 5 history images | target (real) | {}", names.join(" | ")), &lines)?;
     }
     Ok(())
 }
