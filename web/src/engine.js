@@ -32,8 +32,7 @@ const GEN_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty
 export class Engine {
   #llm = null;
   #generatorFiles = null; // { autoencoder, denoiser, scorer }: { url, sha256, bytes }, from load()
-  #generatorReady = null; // promise: the generator weights fetched and loaded into #llm
-  #scorerReady = null; // promise: the scorer weights fetched and loaded into #llm
+  #loaded = new Map(); // 'generator' | 'scorer' -> promise: weights fetched and loaded into #llm
   #cache = true;
   #history = null;
   #disposed = false;
@@ -193,44 +192,43 @@ export class Engine {
     });
   }
 
+  /** Run `load` once per `name`; a failure (e.g. a failed download) is forgotten so it may be retried. */
+  async #once(name, load) {
+    if (!this.#loaded.has(name)) this.#loaded.set(name, load());
+    try {
+      return await this.#loaded.get(name);
+    } catch (e) {
+      this.#loaded.delete(name);
+      throw e;
+    }
+  }
+
   /** Fetch (or take from the cache) and load the generator weights, once. */
   async #generator(onProgress, signal) {
     const llm = this.#model();
     if (!this.#generatorFiles) throw new InvalidArgumentError('no generator files configured');
-    this.#generatorReady ??= (async () => {
+    return this.#once('generator', async () => {
       const [ae, dn] = await Promise.all([this.#fetchWeights('autoencoder', onProgress, signal), this.#fetchWeights('denoiser', onProgress, signal)]);
       try {
         return llm.loadGenerator(ae.bytes, dn.bytes);
       } catch (e) {
         throw this.#fail(e);
       }
-    })();
-    try {
-      return await this.#generatorReady;
-    } catch (e) {
-      this.#generatorReady = null; // a failed download may be retried
-      throw e;
-    }
+    });
   }
 
   /** The scorer weights, once (only `personalize` needs them). */
   async #scorer(onProgress, signal) {
     const llm = this.#model();
     if (!this.#generatorFiles?.scorer) throw new InvalidArgumentError('no scorer file configured');
-    this.#scorerReady ??= (async () => {
+    return this.#once('scorer', async () => {
       const sc = await this.#fetchWeights('scorer', onProgress, signal);
       try {
         return llm.loadScorer(sc.bytes);
       } catch (e) {
         throw this.#fail(e);
       }
-    })();
-    try {
-      return await this.#scorerReady;
-    } catch (e) {
-      this.#scorerReady = null;
-      throw e;
-    }
+    });
   }
 
   /**

@@ -277,7 +277,27 @@ export class Pmg {
    * The same seed gives the same image on every backend (within rounding).
    */
   async generateImage({ onStep, onProgress, signal, ...options } = {}) {
-    if (signal?.aborted) throw new AbortError('image generation aborted');
+    const progress = (p) => (p.phase === 'denoise' ? onStep?.(p.step, p.total) : onProgress?.(p));
+    return this.#abortable('generateImage', options, progress, signal, 'image generation aborted');
+  }
+
+
+  /**
+   * PMG end to end on this device: preferences from the stored history (or `events`), candidates
+   * for `target` over preference weights and seeds, and the choice
+   * `(1 - alpha) ln s(img, target) + alpha ln s(img, preferences)`. Resolves to `{ chosen,
+   * candidates: [{ image: ImageData, weight, seed, prompt, accuracy, preference, score }],
+   * preferences, usedKeywords, target, alpha, ms }`. Without `alpha`, the user's alpha learned from
+   * their feedback is used. `onProgress(p)`: downloads, then `{ phase: 'extract' | 'encode' |
+   * 'denoise' | 'score', step?, total? }`. `signal` aborts between stages and steps.
+   */
+  async personalize({ onProgress, signal, ...options } = {}) {
+    return this.#abortable('personalize', options, (p) => onProgress?.(p), signal, 'personalization aborted');
+  }
+
+  /** A queued worker call that `signal` cancels (between steps, on the worker side). */
+  async #abortable(op, args, onProgress, signal, abortMessage) {
+    if (signal?.aborted) throw new AbortError(abortMessage);
     let call = null;
     let stopped = false;
     const onAbort = () => {
@@ -289,9 +309,8 @@ export class Pmg {
       return await this.#queued(async () => {
         const err = this.#ready();
         if (err) throw err;
-        if (stopped) throw new AbortError('image generation aborted');
-        const progress = (p) => (p.phase === 'denoise' ? onStep?.(p.step, p.total) : onProgress?.(p));
-        call = this.#t.call('generateImage', options, { onProgress: progress });
+        if (stopped) throw new AbortError(abortMessage);
+        call = this.#t.call(op, args, { onProgress });
         this.#running = call.id;
         try {
           return await call;
@@ -304,41 +323,6 @@ export class Pmg {
     }
   }
 
-  /**
-   * PMG end to end on this device: preferences from the stored history (or `events`), candidates
-   * for `target` over preference weights and seeds, and the choice
-   * `(1 - alpha) ln s(img, target) + alpha ln s(img, preferences)`. Resolves to `{ chosen,
-   * candidates: [{ image: ImageData, weight, seed, prompt, accuracy, preference, score }],
-   * preferences, usedKeywords, target, alpha, ms }`. Without `alpha`, the user's alpha learned from
-   * their feedback is used. `onProgress(p)`: downloads, then `{ phase: 'extract' | 'encode' |
-   * 'denoise' | 'score', step?, total? }`. `signal` aborts between stages and steps.
-   */
-  async personalize({ onProgress, signal, ...options } = {}) {
-    if (signal?.aborted) throw new AbortError('personalization aborted');
-    let call = null;
-    let stopped = false;
-    const onAbort = () => {
-      stopped = true;
-      if (call) this.#t?.cancel(call.id);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      return await this.#queued(async () => {
-        const err = this.#ready();
-        if (err) throw err;
-        if (stopped) throw new AbortError('personalization aborted');
-        call = this.#t.call('personalize', options, { onProgress: (p) => onProgress?.(p) });
-        this.#running = call.id;
-        try {
-          return await call;
-        } finally {
-          this.#running = null;
-        }
-      });
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
-  }
 
   /**
    * Thumbs up (`up = true`) or down on candidate `index` of a `personalize()` result. Stored in the
