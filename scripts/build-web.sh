@@ -52,6 +52,6 @@ fi
 # The generator and scorer weights ship inside the npm package (pmg-web/models/), where generateImage()
 # and personalize() fetch them by default.
 mkdir -p web/models
-for f in emoji-autoencoder.safetensors emoji-denoiser.safetensors emoji-scorer.safetensors; do
+for f in emoji-autoencoder.safetensors emoji-denoiser.safetensors emoji-scorer.safetensors emoji-soft-prompt.safetensors; do
     [ -f "models/$f" ] && cp "models/$f" web/models/
 done

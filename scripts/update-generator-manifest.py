@@ -4,7 +4,14 @@ models/manifest.json and its copy web/src/models.js. Run after retraining."""
 import hashlib, json, os, re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FILES = {"autoencoder": "emoji-autoencoder.safetensors", "denoiser": "emoji-denoiser.safetensors", "scorer": "emoji-scorer.safetensors"}
+FILES = {
+    "autoencoder": "emoji-autoencoder.safetensors",
+    "denoiser": "emoji-denoiser.safetensors",
+    "scorer": "emoji-scorer.safetensors",
+    "soft_prompt": "emoji-soft-prompt.safetensors",
+}
+# The JS names of the files (camelCase, as the rest of pmg-web's API).
+JS_KEYS = {"soft_prompt": "softPrompt"}
 
 
 def entry(name):
@@ -24,7 +31,7 @@ open(mpath, "a").write("\n")
 jpath = os.path.join(ROOT, "web/src/models.js")
 js = open(jpath).read()
 js = re.sub(r"\n// The image generator.*", "", js, flags=re.S)
-files = ",\n".join(f"    {k}: {{ file: '{gen[k]['file']}', bytes: {gen[k]['bytes']}, sha256: '{gen[k]['sha256']}' }}" for k in FILES)
+files = ",\n".join(f"    {JS_KEYS.get(k, k)}: {{ file: '{gen[k]['file']}', bytes: {gen[k]['bytes']}, sha256: '{gen[k]['sha256']}' }}" for k in FILES)
 js += f"""
 // The image generator and scorer trained by this project (models/{gen['card']}); the weights ship in
 // this package under models/ (copied there by scripts/build-web.sh).

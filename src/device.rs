@@ -97,7 +97,7 @@ fn readback_error(e: impl fmt::Debug) -> Error {
 }
 
 /// Reads an f32 tensor back to the host, blocking (native, and the CPU backend anywhere).
-pub(crate) fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+pub fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
     t.try_into_data().map_err(readback_error)?.try_into_vec::<f32>().map_err(readback_error)
 }
 

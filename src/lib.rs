@@ -15,6 +15,7 @@ pub mod models;
 pub mod personalize;
 pub mod preference;
 pub mod scorer;
+pub mod soft_prompt;
 pub mod tensor_io;
 pub mod tokenizer;
 #[cfg(all(feature = "train", not(target_family = "wasm")))]

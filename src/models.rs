@@ -55,6 +55,8 @@ pub struct GeneratorEntry {
     pub autoencoder: WeightFile,
     pub denoiser: WeightFile,
     pub scorer: WeightFile,
+    /// PMG's implicit-preference soft prompt (tokens + adapter).
+    pub soft_prompt: WeightFile,
 }
 
 pub fn manifest() -> Manifest {

@@ -16,6 +16,11 @@
 //! preference rows `w` times the softmax mass, since a key repeated `w` times is a key with `ln w`
 //! added to its logit).
 //!
+//! Implicit preferences ([`SoftPrompt`], the paper's soft "image tokens") add `k` rows made by
+//! the LLM from the history itself; like the keyword rows they are repeated `w` times. Keywords
+//! and embeddings can each be switched off ([`PersonalizeOptions::keywords`],
+//! [`PersonalizeOptions::embeddings`]): the four systems of the evaluation.
+//!
 //! The dynamic alpha ([`Profile`]) is a replay of the user's thumbs up/down (`EventKind::Feedback`
 //! events stored with the history), so deleting the history resets it and nothing else is stored.
 
@@ -32,6 +37,7 @@ use crate::image::Image;
 use crate::llm::LanguageModel;
 use crate::preference::{ExtractOptions, Extractor, Feed, Preferences};
 use crate::scorer::{Scorer, dot, score_from_cosine};
+use crate::soft_prompt::SoftPrompt;
 
 /// How the preference weight `w` enters the conditioning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -69,6 +75,11 @@ pub struct PersonalizeOptions {
     pub weighting: Weighting,
     /// Preference keywords in the conditioning (the most confident first).
     pub preference_keywords: usize,
+    /// Condition on the preference keywords (they are extracted either way: the choice scores
+    /// candidates against them).
+    pub keywords: bool,
+    /// Condition on the implicit preferences (soft-prompt rows; needs the soft-prompt weights).
+    pub embeddings: bool,
     pub sample: SampleOptions,
     pub extract: ExtractOptions,
 }
@@ -84,6 +95,8 @@ impl Default for PersonalizeOptions {
             seed: 0,
             weighting: Weighting::default(),
             preference_keywords: 3,
+            keywords: true,
+            embeddings: false,
             sample: SampleOptions::default(),
             extract: ExtractOptions::default(),
         }
@@ -146,8 +159,10 @@ pub struct Personalized {
     pub chosen: usize,
     pub candidates: Vec<Candidate>,
     pub preferences: Preferences,
-    /// The preference keywords in the conditioning.
+    /// The preference keywords in the conditioning (empty when `keywords` was off).
     pub used_keywords: Vec<String>,
+    /// Whether the implicit-preference rows were in the conditioning.
+    pub used_embeddings: bool,
     pub target: String,
     pub alpha: f32,
 }
@@ -293,11 +308,14 @@ impl<H: Host> StepHost for DenoiseSteps<'_, H> {
     }
 }
 
-/// The three models of PMG on one device.
+/// The models of PMG on one device.
+#[derive(Clone, Copy)]
 pub struct Personalizer<'a> {
     pub lm: &'a LanguageModel,
     pub generator: &'a Generator,
     pub scorer: &'a Scorer,
+    /// The implicit-preference soft prompt, when loaded (`embeddings` needs it).
+    pub soft: Option<&'a SoftPrompt>,
 }
 
 async fn cancel_unless<H: Host>(host: &mut H, stage: Stage) -> Result<()> {
@@ -313,49 +331,64 @@ impl Personalizer<'_> {
         if host.blocking() { read_f32(t) } else { read_f32_async(t).await }
     }
 
-    /// The whole pipeline: preferences from `events`, then [`Self::generate`].
+    /// The implicit-preference rows of a history (`None` unless `opts.embeddings`, or when the
+    /// history renders to nothing).
+    pub async fn implicit<H: Host>(&self, host: &H, events: &[Event], opts: &PersonalizeOptions) -> Result<Option<Conditioning>> {
+        if !opts.embeddings || events.iter().all(|e| matches!(e.kind, EventKind::Feedback(_))) {
+            return Ok(None);
+        }
+        let soft = self.soft.ok_or_else(|| Error::InvalidArgument("implicit embeddings need the soft-prompt weights (load them, or turn embeddings off)".into()))?;
+        Ok(Some(if host.blocking() { soft.embed(self.lm, events, &opts.extract)? } else { soft.embed_async(self.lm, events, &opts.extract).await? }))
+    }
+
+    /// The whole pipeline: preferences (keywords, and implicit rows when asked) from `events`,
+    /// then [`Self::generate`].
     pub async fn run<F: Feed, H: Host>(&self, feed: &mut F, host: &mut H, events: &[Event], target: &str, opts: &PersonalizeOptions) -> Result<Personalized> {
         opts.validate()?;
         cancel_unless(host, Stage::Extract).await?;
         let prefs = Extractor::new(self.lm)?.preferences(feed, events, &opts.extract).await?;
+        let implicit = if prefs.neutral { None } else { self.implicit(host, events, opts).await? };
         let profile = Profile::from_history(events);
-        self.generate(host, prefs, &profile, target, opts).await
+        self.generate(host, prefs, implicit.as_ref(), &profile, target, opts).await
     }
 
     /// Candidates for `target` from already extracted preferences (the demo shows the keywords
-    /// first, and may regenerate without asking the LLM again).
-    pub async fn generate<H: Host>(&self, host: &mut H, prefs: Preferences, profile: &Profile, target: &str, opts: &PersonalizeOptions) -> Result<Personalized> {
+    /// first, and may regenerate without asking the LLM again) and implicit rows
+    /// ([`Self::implicit`]; used only when `opts.embeddings`).
+    pub async fn generate<H: Host>(&self, host: &mut H, prefs: Preferences, implicit: Option<&Conditioning>, profile: &Profile, target: &str, opts: &PersonalizeOptions) -> Result<Personalized> {
         opts.validate()?;
         let target = target.split_whitespace().collect::<Vec<_>>().join(" ");
         if target.is_empty() {
             return Err(Error::InvalidArgument("empty target".into()));
         }
         let alpha = opts.alpha.unwrap_or(profile.alpha);
-        let keywords: Vec<String> = prefs.keywords.iter().take(opts.preference_keywords).map(|k| k.text.clone()).collect();
+        let scored: Vec<String> = prefs.keywords.iter().take(opts.preference_keywords).map(|k| k.text.clone()).collect();
+        let keywords: Vec<String> = if opts.keywords { scored.clone() } else { Vec::new() };
+        let implicit = implicit.filter(|_| opts.embeddings);
         // Without preferences every weight gives the same image: generate weight 0 only.
-        let weights: Vec<u32> = if keywords.is_empty() { vec![0] } else { opts.weights.clone() };
+        let weights: Vec<u32> = if keywords.is_empty() && implicit.is_none() { vec![0] } else { opts.weights.clone() };
         cancel_unless(host, Stage::Encode).await?;
         let target_cond = self.encode(host, &target).await?;
-        let pref_cond = if keywords.is_empty() { None } else { Some(self.encode(host, &keywords.join(", ")).await?) };
+        let pref_cond = if scored.is_empty() { None } else { Some(self.encode(host, &scored.join(", ")).await?) };
         let mut conds = Vec::new();
         let mut meta = Vec::new();
         for &w in &weights {
-            let cond = match (&pref_cond, opts.weighting, w) {
-                (None, _, _) | (_, _, 0) => target_cond.clone(),
-                (Some(_), Weighting::Text, w) => self.encode(host, &prompt_text(&target, &keywords, w)).await?,
-                (Some(p), Weighting::Rows, w) => {
-                    let mut rows = target_cond.rows.clone();
-                    for _ in 0..w {
-                        rows.extend_from_slice(&p.rows);
-                    }
-                    Conditioning { len: rows.len() / p.width, rows, width: p.width }
-                }
+            let mut cond = match (keywords.is_empty(), &pref_cond, opts.weighting, w) {
+                (true, _, _, _) | (_, None, _, _) | (_, _, _, 0) => target_cond.clone(),
+                (false, Some(_), Weighting::Text, w) => self.encode(host, &prompt_text(&target, &keywords, w)).await?,
+                (false, Some(p), Weighting::Rows, w) => target_cond.with_rows(p, w),
             };
-            let prompt = match opts.weighting {
+            if let (Some(imp), true) = (implicit, w > 0) {
+                cond = cond.with_rows(imp, w);
+            }
+            let mut prompt = match opts.weighting {
+                _ if w == 0 || keywords.is_empty() => target.clone(),
                 Weighting::Text => prompt_text(&target, &keywords, w),
-                Weighting::Rows if w == 0 => target.clone(),
                 Weighting::Rows => format!("{target} + ({}) x{w}", keywords.join(", ")),
             };
+            if implicit.is_some() && w > 0 {
+                prompt += &format!(" + implicit x{w}");
+            }
             for s in 0..opts.seeds as u64 {
                 conds.push(cond.clone());
                 meta.push((w, opts.seed + s, prompt.clone()));
@@ -383,7 +416,7 @@ impl Personalizer<'_> {
             })
             .collect();
         let chosen = select(&mut candidates, alpha, profile);
-        Ok(Personalized { chosen, candidates, preferences: prefs, used_keywords: keywords, target, alpha })
+        Ok(Personalized { chosen, candidates, preferences: prefs, used_keywords: keywords, used_embeddings: implicit.is_some(), target, alpha })
     }
 }
 
@@ -412,7 +445,7 @@ mod tests {
     }
 
     fn fb(up: bool, c: &Candidate, all: &[Candidate]) -> Feedback {
-        let r = Personalized { chosen: 0, candidates: all.to_vec(), preferences: Preferences::default(), used_keywords: vec![], target: "cake".into(), alpha: 0.5 };
+        let r = Personalized { chosen: 0, candidates: all.to_vec(), preferences: Preferences::default(), used_keywords: vec![], used_embeddings: false, target: "cake".into(), alpha: 0.5 };
         let i = all.iter().position(|x| x == c).unwrap();
         r.feedback(i, up).unwrap()
     }

@@ -26,7 +26,7 @@ fn generator(dev: &PmgDevice) -> Generator {
 fn manifest_lists_the_shipped_weights() {
     let g = pmg::models::manifest().generator;
     let mut total = 0;
-    for f in [&g.autoencoder, &g.denoiser, &g.scorer] {
+    for f in [&g.autoencoder, &g.denoiser, &g.scorer, &g.soft_prompt] {
         let bytes = model_file(&f.file);
         assert_eq!(bytes.len() as u64, f.bytes, "{}", f.file);
         assert_eq!(pmg::models::sha256_hex(&bytes), f.sha256, "{}", f.file);

@@ -10,6 +10,7 @@ use pmg::history::{Event, EventKind};
 use pmg::llm::LanguageModel;
 use pmg::personalize::{Personalized, PersonalizeOptions, Personalizer, Profile, Stage, Weighting, personalize, select};
 use pmg::scorer::Scorer;
+use pmg::soft_prompt::SoftPrompt;
 use pmg::{Error, PmgDevice};
 
 fn model_file(name: &str) -> Vec<u8> {
@@ -21,6 +22,7 @@ struct Models {
     lm: LanguageModel,
     generator: Generator,
     scorer: Scorer,
+    soft: SoftPrompt,
 }
 
 fn models() -> Models {
@@ -29,6 +31,7 @@ fn models() -> Models {
         lm: LanguageModel::from_gguf_bytes(&common::default_model_bytes(), &dev, 2048).unwrap(),
         generator: Generator::from_bytes(&model_file("emoji-autoencoder.safetensors"), &model_file("emoji-denoiser.safetensors"), &dev).unwrap(),
         scorer: Scorer::from_bytes(&model_file("emoji-scorer.safetensors"), &dev).unwrap(),
+        soft: SoftPrompt::from_bytes(&model_file("emoji-soft-prompt.safetensors"), &dev).unwrap(),
     }
 }
 
@@ -53,7 +56,7 @@ fn pixel_distance(a: &pmg::image::Image, b: &pmg::image::Image) -> f64 {
 #[test]
 fn a_history_personalizes_the_target() {
     let m = models();
-    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer };
+    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: Some(&m.soft) };
     let events = cat_history();
     let mut stages = Vec::new();
     let r = personalize(&p, &events, "birthday cake", &opts(), |s| {
@@ -102,9 +105,38 @@ fn a_history_personalizes_the_target() {
 }
 
 #[test]
+fn implicit_embeddings_condition_the_image() {
+    let m = models();
+    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: Some(&m.soft) };
+    let events = cat_history();
+    let only = PersonalizeOptions { keywords: false, embeddings: true, weights: vec![0, 1, 2], seeds: 1, ..opts() };
+    let r = personalize(&p, &events, "birthday cake", &only, |_| true).unwrap();
+    assert!(r.used_embeddings && r.used_keywords.is_empty());
+    let prompts: Vec<&str> = r.candidates.iter().map(|c| c.prompt.as_str()).collect();
+    assert_eq!(prompts, ["birthday cake", "birthday cake + implicit x1", "birthday cake + implicit x2"]);
+    // The soft rows reach the image, more with w = 2; the keywords still score the candidates.
+    let (d1, d2) = (pixel_distance(&r.candidates[0].image, &r.candidates[1].image), pixel_distance(&r.candidates[0].image, &r.candidates[2].image));
+    assert!(d1 > 1.0 && d2 > d1 * 0.8, "implicit rows changed the image by {d1:.2} (w=1) and {d2:.2} (w=2)");
+    assert!(r.candidates[1].preference != r.candidates[1].accuracy);
+    // Keywords and embeddings together: both in the conditioning, a different image again.
+    let both = personalize(&p, &events, "birthday cake", &PersonalizeOptions { keywords: true, ..only.clone() }, |_| true).unwrap();
+    assert!(both.used_embeddings && both.used_keywords.len() == 3);
+    assert!(both.candidates[1].prompt.ends_with("+ implicit x1") && both.candidates[1].prompt.contains(&both.used_keywords[0]));
+    assert!(pixel_distance(&both.candidates[1].image, &r.candidates[1].image) > 1.0);
+    // w = 0 stays the target-only image whatever the preferences.
+    assert_eq!(both.candidates[0].image, r.candidates[0].image);
+    // Asking for embeddings without the soft prompt loaded is a typed error, not a silent fallback.
+    let without = Personalizer { soft: None, ..p };
+    assert!(matches!(personalize(&without, &events, "birthday cake", &only, |_| true), Err(Error::InvalidArgument(_))));
+    // An empty history has nothing to embed: one unpersonalized weight.
+    let r = personalize(&p, &[], "birthday cake", &only, |_| true).unwrap();
+    assert!(!r.used_embeddings && r.candidates.iter().all(|c| c.weight == 0));
+}
+
+#[test]
 fn cancel_empty_history_and_bad_options() {
     let m = models();
-    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer };
+    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: Some(&m.soft) };
     // Cancel in the middle of denoising.
     let r = personalize(&p, &cat_history(), "coffee", &opts(), |s| !matches!(s, Stage::Denoise { step: 3, .. }));
     assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
@@ -122,7 +154,7 @@ fn cancel_empty_history_and_bad_options() {
 #[test]
 fn thumbs_up_stored_with_the_history_moves_alpha() {
     let m = models();
-    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer };
+    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: Some(&m.soft) };
     let dir = std::env::temp_dir().join(format!("pmg-feedback-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut store = JsonlStore::open(dir.join("history.jsonl"));

@@ -217,6 +217,9 @@ enum EvalCmd {
         /// Write a grid PNG (history, target, each system's choice; one user per taste) here.
         #[arg(long)]
         grid: Option<PathBuf>,
+        /// Leave out the implicit-embedding systems (they need models/emoji-soft-prompt.safetensors).
+        #[arg(long)]
+        no_embeddings: bool,
         #[arg(long)]
         model: Option<PathBuf>,
     },
@@ -648,7 +651,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             let p = personalize_cli::feedback(&result, chosen, up, &mut store)?;
             println!("recorded {} on candidate {chosen} in {}; your alpha is now {:.2} ({} ratings)", if up { "thumbs up" } else { "thumbs down" }, store.path().display(), p.alpha, p.feedback);
         }
-        Cmd::Eval { cmd: EvalCmd::Personalize { data, sample, seeds, alpha, limit, json, grid, model } } => personalize_cli::eval(personalize_cli::EvalArgs {
+        Cmd::Eval { cmd: EvalCmd::Personalize { data, sample, seeds, alpha, limit, json, grid, no_embeddings, model } } => personalize_cli::eval(personalize_cli::EvalArgs {
             data,
             sample: image_cli::sample_options(sample.steps, sample.guidance, sample.sampler),
             seeds,
@@ -656,6 +659,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             limit,
             json,
             grid,
+            embeddings: !no_embeddings,
             llm: read_model(&model)?,
         })?,
         Cmd::Eval { cmd: EvalCmd::Preferences { set, n, model, device, json, mode } } => eval_preferences(&set, n, &model, device, json, mode)?,

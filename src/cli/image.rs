@@ -11,6 +11,7 @@ use pmg::{DeviceChoice, Error, PmgDevice, Result};
 pub const AUTOENCODER_FILE: &str = "emoji-autoencoder.safetensors";
 pub const DENOISER_FILE: &str = "emoji-denoiser.safetensors";
 pub const SCORER_FILE: &str = "emoji-scorer.safetensors";
+pub const SOFT_PROMPT_FILE: &str = "emoji-soft-prompt.safetensors";
 
 pub fn models_dir() -> PathBuf {
     std::env::var_os("PMG_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
@@ -26,6 +27,10 @@ pub fn load_generator(dir: &Path, device: &PmgDevice) -> Result<Generator> {
 
 pub fn load_scorer(dir: &Path, device: &PmgDevice) -> Result<Scorer> {
     Scorer::from_bytes(&read(&dir.join(SCORER_FILE))?, device)
+}
+
+pub fn load_soft_prompt(dir: &Path, device: &PmgDevice) -> Result<pmg::soft_prompt::SoftPrompt> {
+    pmg::soft_prompt::SoftPrompt::from_bytes(&read(&dir.join(SOFT_PROMPT_FILE))?, device)
 }
 
 /// Nearest-neighbour upscaling for viewing 64x64 output.

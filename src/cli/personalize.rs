@@ -13,7 +13,7 @@ use pmg::personalize::{Personalized, PersonalizeOptions, Personalizer, Profile, 
 use pmg::preference::ExtractOptions;
 use pmg::{DeviceChoice, Error, PmgDevice, Result};
 
-use crate::image_cli::{load_generator, load_scorer, models_dir, upscale, write_file, write_grid};
+use crate::image_cli::{load_generator, load_scorer, load_soft_prompt, models_dir, upscale, write_file, write_grid};
 
 #[derive(Args)]
 pub struct PersonalizeArgs {
@@ -37,6 +37,12 @@ pub struct PersonalizeArgs {
     /// Preference keywords in the conditioning.
     #[arg(long, default_value_t = 3)]
     pub keywords: usize,
+    /// Condition on the preference keywords (true | false; they still score the candidates).
+    #[arg(long, default_value_t = PersonalizeOptions::default().keywords, action = clap::ArgAction::Set)]
+    pub use_keywords: bool,
+    /// Condition on the implicit preferences: the soft prompt's rows from the history (true | false).
+    #[arg(long, default_value_t = PersonalizeOptions::default().embeddings, action = clap::ArgAction::Set)]
+    pub use_embeddings: bool,
     /// stickers | shop | movies
     #[arg(long, default_value = "stickers")]
     pub domain: Domain,
@@ -61,6 +67,7 @@ pub fn personalize(a: PersonalizeArgs, events: Vec<Event>, sample: SampleOptions
     let lm = LanguageModel::from_gguf_bytes(&llm, &device, 2048)?;
     let generator = load_generator(&models_dir(), &device)?;
     let scorer = load_scorer(&models_dir(), &device)?;
+    let soft = if a.use_embeddings { Some(load_soft_prompt(&models_dir(), &device)?) } else { None };
     let opts = PersonalizeOptions {
         alpha: a.alpha,
         weights: a.weights,
@@ -68,10 +75,12 @@ pub fn personalize(a: PersonalizeArgs, events: Vec<Event>, sample: SampleOptions
         seed: a.seed,
         weighting: a.weighting,
         preference_keywords: a.keywords,
+        keywords: a.use_keywords,
+        embeddings: a.use_embeddings,
         sample,
         extract: ExtractOptions { domain: a.domain, ..Default::default() },
     };
-    let p = Personalizer { lm: &lm, generator: &generator, scorer: &scorer };
+    let p = Personalizer { lm: &lm, generator: &generator, scorer: &scorer, soft: soft.as_ref() };
     let t1 = std::time::Instant::now();
     let r = pmg::personalize::personalize(&p, &events, &a.target, &opts, |stage| {
         match stage {
@@ -116,7 +125,8 @@ fn print_result(r: &Personalized, learned: bool, profile: &Profile) {
         println!("no preferences in the history: the image is not personalized");
     } else {
         println!("preferences: {}", r.preferences.phrase());
-        println!("in the conditioning: {}", r.used_keywords.join(", "));
+        let implicit = if r.used_embeddings { " + the implicit rows (soft prompt)" } else { "" };
+        println!("in the conditioning: {}{implicit}", if r.used_keywords.is_empty() { "(no keywords)".to_string() } else { r.used_keywords.join(", ") });
     }
     let how = if learned { format!(" (learned from {} ratings)", profile.feedback) } else { String::new() };
     println!("target: {}   alpha: {:.2}{how}", r.target, r.alpha);
@@ -146,6 +156,8 @@ pub struct EvalArgs {
     pub limit: Option<usize>,
     pub json: Option<PathBuf>,
     pub grid: Option<PathBuf>,
+    /// Include the implicit-embedding systems (needs the soft prompt).
+    pub embeddings: bool,
     pub llm: Vec<u8>,
 }
 
@@ -156,7 +168,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let lm = LanguageModel::from_gguf_bytes(&a.llm, &device, 2048)?;
     let generator = load_generator(&models_dir(), &device)?;
     let scorer = load_scorer(&models_dir(), &device)?;
-    let out = pmg::train::personalize_eval::evaluate(&data, &lm, &generator, &scorer, &a.sample, a.seeds, a.alpha, a.limit)?;
+    let soft = if a.embeddings { Some(load_soft_prompt(&models_dir(), &device)?) } else { None };
+    let out = pmg::train::personalize_eval::evaluate(&data, &lm, &generator, &scorer, soft.as_ref(), &a.sample, a.seeds, a.alpha, a.limit)?;
     println!("{}", out.report.markdown());
     if let Some(p) = &a.json {
         write_file(p, serde_json::to_vec_pretty(&out.report).expect("json"))?;

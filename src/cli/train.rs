@@ -42,6 +42,20 @@ pub enum TrainCmd {
         #[arg(long, default_value = "models/emoji-scorer.safetensors")]
         out: PathBuf,
     },
+    /// Stage 4: PMG's implicit-preference soft prompt (needs the LLM, the caption embeddings,
+    /// the autoencoder and the denoiser; both stay frozen).
+    SoftPrompt {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = "models/emoji-autoencoder.safetensors")]
+        autoencoder: PathBuf,
+        #[arg(long, default_value = "models/emoji-denoiser.safetensors")]
+        denoiser: PathBuf,
+        #[arg(long, default_value = "models/emoji-soft-prompt.safetensors")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -79,6 +93,7 @@ pub const AUTOENCODER: (usize, usize, f64, Option<usize>) = (1000, 32, 1e-3, Non
 /// Two cosine cycles of 3,000 steps: emoji-v1 shipped after the first, emoji-v2 after both.
 pub const DIFFUSION: (usize, usize, f64, Option<usize>) = (6000, 32, 5e-4, Some(3000));
 pub const SCORER: (usize, usize, f64, Option<usize>) = (800, 64, 5e-4, None);
+pub const SOFT_PROMPT: (usize, usize, f64, Option<usize>) = (1200, 8, 2e-3, None);
 
 impl RunArgs {
     fn config(self, stage: &str, (steps, batch, lr, cycle): (usize, usize, f64, Option<usize>)) -> RunConfig {
@@ -115,6 +130,12 @@ pub fn run(cmd: TrainCmd, read_model: impl Fn(&Option<PathBuf>) -> Result<Vec<u8
         TrainCmd::Scorer { run, autoencoder, out } => {
             let ae = autoencoder.exists().then_some(autoencoder.as_path());
             stages::scorer(run.config("scorer", SCORER), ScorerConfig::default(), ae, &out)?
+        }
+        TrainCmd::SoftPrompt { run, model, autoencoder, denoiser, out } => {
+            let bytes = read_model(&model)?;
+            let lm = pmg::llm::LanguageModel::from_gguf_bytes(&bytes, &pmg::PmgDevice::cpu(), 1024)?;
+            let cfg = run.config("soft-prompt", SOFT_PROMPT);
+            pmg::train::soft_prompt::soft_prompt(cfg, pmg::soft_prompt::SoftPromptConfig::default(), &lm, &autoencoder, &denoiser, &out)?
         }
     }
     Ok(())

@@ -62,6 +62,16 @@ impl Conditioning {
         m
     }
 
+    /// These rows followed by `other`'s rows `times` times (a key repeated `w` times gets `w` times
+    /// the softmax mass in cross-attention).
+    pub fn with_rows(&self, other: &Conditioning, times: u32) -> Self {
+        let mut rows = self.rows.clone();
+        for _ in 0..times {
+            rows.extend_from_slice(&other.rows);
+        }
+        Conditioning { len: rows.len() / self.width, rows, width: self.width }
+    }
+
     /// The first `n` rows.
     pub fn truncated(&self, n: usize) -> Self {
         let len = self.len.min(n.max(1));

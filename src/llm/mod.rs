@@ -1,6 +1,8 @@
 //! The LLM: config from metadata, the llama-family model, sampling and generation.
 
 pub mod config;
+#[cfg(all(feature = "train", not(target_family = "wasm")))]
+pub mod dense;
 pub mod generate;
 pub mod model;
 pub mod sampler;

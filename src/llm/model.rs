@@ -12,16 +12,16 @@ use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, Gguf};
 use crate::kernels::{QLinear, QMatrix};
 
-struct Block {
-    attn_norm: Tensor<1>,
-    attn_q: QLinear,
-    attn_k: QLinear,
-    attn_v: QLinear,
-    attn_output: QLinear,
-    ffn_norm: Tensor<1>,
-    ffn_gate: QLinear,
-    ffn_up: QLinear,
-    ffn_down: QLinear,
+pub(crate) struct Block {
+    pub(crate) attn_norm: Tensor<1>,
+    pub(crate) attn_q: QLinear,
+    pub(crate) attn_k: QLinear,
+    pub(crate) attn_v: QLinear,
+    pub(crate) attn_output: QLinear,
+    pub(crate) ffn_norm: Tensor<1>,
+    pub(crate) ffn_gate: QLinear,
+    pub(crate) ffn_up: QLinear,
+    pub(crate) ffn_down: QLinear,
 }
 
 #[cfg(feature = "wgpu")]
@@ -41,13 +41,13 @@ impl Block {
 pub struct Llama {
     pub config: LlamaConfig,
     pub device: PmgDevice,
-    token_embd: QMatrix,
-    blocks: Vec<Block>,
-    output_norm: Tensor<1>,
+    pub(crate) token_embd: QMatrix,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) output_norm: Tensor<1>,
     output: QLinear,
     /// RoPE tables `[n_ctx, head_dim / 2]`.
-    rope_cos: Tensor<2>,
-    rope_sin: Tensor<2>,
+    pub(crate) rope_cos: Tensor<2>,
+    pub(crate) rope_sin: Tensor<2>,
     /// Bytes of weights held (quantized), for reports.
     pub weight_bytes: usize,
     /// One-token steps run our fused GPU kernels (wgpu, every projection with a GPU kernel).
@@ -68,6 +68,17 @@ pub struct KvCache {
 impl KvCache {
     pub fn clear(&mut self) {
         self.pos = 0;
+    }
+
+    /// Keys (after RoPE) and values of layer `l` for the positions filled so far:
+    /// `[n_head_kv, pos, head_dim]` each.
+    pub fn layer(&self, l: usize) -> (Tensor<3>, Tensor<3>) {
+        let [h, _, d] = self.k[l].dims();
+        (self.k[l].clone().slice([0..h, 0..self.pos, 0..d]), self.v[l].clone().slice([0..h, 0..self.pos, 0..d]))
+    }
+
+    pub fn n_layer(&self) -> usize {
+        self.k.len()
     }
 }
 
@@ -175,7 +186,8 @@ impl Llama {
         let _ = on;
     }
 
-    fn embed(&self, tokens: &[u32]) -> Result<Tensor<2>> {
+    /// Input embeddings `[m, n_embd]` of token ids.
+    pub fn embed(&self, tokens: &[u32]) -> Result<Tensor<2>> {
         let d = self.config.n_embd;
         let mut x = vec![0f32; tokens.len() * d];
         for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
@@ -208,19 +220,35 @@ impl Llama {
     /// Run `tokens` (at positions `cache.pos..`) through the model and return final hidden states
     /// (after the output norm) for the requested rows: `[1 or m, n_embd]`.
     pub fn forward_hidden(&self, tokens: &[u32], cache: &mut KvCache, rows: Rows) -> Result<Tensor<2>> {
-        let c = &self.config;
-        let m = tokens.len();
-        if m == 0 {
+        if tokens.is_empty() {
             return Err(Error::InvalidArgument("no tokens to run".into()));
         }
-        let pos = cache.pos;
-        if pos + m > cache.n_ctx {
-            return Err(Error::InvalidArgument(format!("context full: {pos} + {m} tokens exceed the {} context", cache.n_ctx)));
-        }
+        Self::check_room(cache, tokens.len())?;
         #[cfg(feature = "wgpu")]
-        if m == 1 && self.gpu_decode {
+        if tokens.len() == 1 && self.gpu_decode {
             return self.decode_gpu(tokens, cache);
         }
+        self.forward_embeds(self.embed(tokens)?, cache, rows)
+    }
+
+    fn check_room(cache: &KvCache, m: usize) -> Result<()> {
+        if cache.pos + m > cache.n_ctx {
+            return Err(Error::InvalidArgument(format!("context full: {} + {m} tokens exceed the {} context", cache.pos, cache.n_ctx)));
+        }
+        Ok(())
+    }
+
+    /// [`forward_hidden`](Self::forward_hidden) from input embeddings `x: [m, n_embd]` instead of
+    /// token ids: soft prompts (PMG's implicit-preference tokens) enter the model here. Runs burn's
+    /// ops (with the quantized projections) for any `m`.
+    pub fn forward_embeds(&self, x: Tensor<2>, cache: &mut KvCache, rows: Rows) -> Result<Tensor<2>> {
+        let c = &self.config;
+        let [m, d] = x.dims();
+        if m == 0 || d != c.n_embd {
+            return Err(Error::InvalidArgument(format!("input embeddings of shape [{m}, {d}] (the model reads [m > 0, {}])", c.n_embd)));
+        }
+        Self::check_room(cache, m)?;
+        let pos = cache.pos;
         let (hd, nh, nkv) = (c.head_dim, c.n_head, c.n_head_kv);
         let group = nh / nkv;
         let t = pos + m;
@@ -238,7 +266,7 @@ impl Llama {
             Tensor::<3>::from_data(TensorData::new(bias, [1, group * m, t]), &self.device.device)
         });
 
-        let mut x = self.embed(tokens)?;
+        let mut x = x;
         for (l, b) in self.blocks.iter().enumerate() {
             let h = self.rms_norm(x.clone(), &b.attn_norm);
             let q = self.rope(b.attn_q.forward(h.clone())?.reshape([m, nh, hd]), pos);

@@ -8,6 +8,7 @@
 pub mod data;
 pub mod eval;
 pub mod personalize_eval;
+pub mod soft_prompt;
 pub mod stages;
 
 use std::io::Write;

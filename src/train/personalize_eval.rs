@@ -24,6 +24,7 @@ use crate::llm::LanguageModel;
 use crate::personalize::{BlockingHost, PersonalizeOptions, Personalized, Personalizer, Profile, Weighting};
 use crate::preference::{ExtractOptions, Extractor, Preferences, SyncFeed, block_on};
 use crate::scorer::{Scorer, dot, score_from_cosine};
+use crate::soft_prompt::SoftPrompt;
 
 /// One synthetic user: history record indices, the target record, the taste's name.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -31,6 +32,8 @@ pub struct User {
     pub taste: String,
     pub history: Vec<usize>,
     pub target: usize,
+    /// The user's one search (the taste in words).
+    pub query: String,
 }
 
 /// Held-out tastes and users, deterministic: `per_taste` users per taste, each with a different
@@ -50,7 +53,8 @@ pub fn users(data: &EmojiData, per_taste: usize) -> Vec<User> {
         let other = &tastes[(t + 1) % tastes.len()].1;
         for u in 0..per_taste {
             let history: Vec<usize> = (0..5).map(|k| items[(u * 3 + k) % items.len()]).collect();
-            out.push(User { taste: name.clone(), history, target: other[(u * 2 + t) % other.len()] });
+            let query = format!("{} stickers", data.records[items[0]].subcategory.replace('-', " "));
+            out.push(User { taste: name.clone(), history, target: other[(u * 2 + t) % other.len()], query });
         }
     }
     out
@@ -74,8 +78,7 @@ pub fn history_events(data: &EmojiData, user: &User) -> Vec<Event> {
         };
         ev.push(Event::new(at, kind));
     }
-    let sub = &data.records[user.history[0]].subcategory;
-    ev.push(Event::new(t0 + 600_000, EventKind::Search { query: format!("{sub} stickers") }));
+    ev.push(Event::new(t0 + 600_000, EventKind::Search { query: user.query.clone() }));
     ev
 }
 
@@ -86,17 +89,27 @@ pub struct System {
     pub weights: Vec<u32>,
     pub weighting: Weighting,
     pub alpha: f32,
+    pub keywords: bool,
+    pub embeddings: bool,
 }
 
-pub fn systems(alpha: f32) -> Vec<System> {
-    let s = |name: &str, weights: Vec<u32>, weighting, alpha| System { name: name.into(), weights, weighting, alpha };
-    vec![
-        s("target only (baseline)", vec![0], Weighting::Rows, 0.0),
-        s("keywords, w=1, rows, no choice", vec![1], Weighting::Rows, alpha),
-        s("keywords, w=1, text, no choice", vec![1], Weighting::Text, alpha),
-        s("PMG keywords, w in {0,1,2}, rows", vec![0, 1, 2], Weighting::Rows, alpha),
-        s("PMG keywords, w in {0,1,2}, text", vec![0, 1, 2], Weighting::Text, alpha),
-    ]
+/// The systems compared; those with implicit embeddings only when a soft prompt is given.
+pub fn systems(alpha: f32, with_embeddings: bool) -> Vec<System> {
+    let s = |name: &str, weights: Vec<u32>, weighting, alpha, keywords, embeddings| System { name: name.into(), weights, weighting, alpha, keywords, embeddings };
+    let mut v = vec![
+        s("target only (baseline)", vec![0], Weighting::Rows, 0.0, false, false),
+        s("keywords, w=1, text, no choice", vec![1], Weighting::Text, alpha, true, false),
+        s("PMG keywords, w in {0,1,2}, rows", vec![0, 1, 2], Weighting::Rows, alpha, true, false),
+        s("PMG keywords, w in {0,1,2}, text", vec![0, 1, 2], Weighting::Text, alpha, true, false),
+    ];
+    if with_embeddings {
+        v.extend([
+            s("embeddings, w=1, no choice", vec![1], Weighting::Rows, alpha, false, true),
+            s("PMG embeddings only, w in {0,1,2}", vec![0, 1, 2], Weighting::Rows, alpha, false, true),
+            s("PMG keywords + embeddings, w in {0,1,2}, text", vec![0, 1, 2], Weighting::Text, alpha, true, true),
+        ]);
+    }
+    v
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -178,14 +191,14 @@ fn pixel_distance(a: &Image, b: &Image) -> f64 {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn evaluate(data: &EmojiData, lm: &LanguageModel, generator: &Generator, scorer: &Scorer, sample: &SampleOptions, seeds: usize, alpha: f32, limit: Option<usize>) -> Result<Output> {
+pub fn evaluate(data: &EmojiData, lm: &LanguageModel, generator: &Generator, scorer: &Scorer, soft: Option<&SoftPrompt>, sample: &SampleOptions, seeds: usize, alpha: f32, limit: Option<usize>) -> Result<Output> {
     let started = std::time::Instant::now();
     let mut us = users(data, 3);
     if let Some(n) = limit {
         us.truncate(n);
     }
-    let systems = systems(alpha);
-    let p = Personalizer { lm, generator, scorer };
+    let systems = systems(alpha, soft.is_some());
+    let p = Personalizer { lm, generator, scorer, soft };
     let ex = Extractor::new(lm)?;
     let extract = ExtractOptions::default();
     let mut per_user = Vec::new();
@@ -194,6 +207,7 @@ pub fn evaluate(data: &EmojiData, lm: &LanguageModel, generator: &Generator, sco
         let events = history_events(data, user);
         let mut feed = SyncFeed(lm.new_session());
         let prefs: Preferences = block_on(ex.preferences(&mut feed, &events, &extract))?;
+        let implicit = soft.map(|s| s.embed(lm, &events, &extract)).transpose()?;
         let target = data.records[user.target].captions[0].clone();
         let hist_imgs: Vec<Image> = user.history.iter().map(|&i| data.image(i)).collect();
         let hist_refs: Vec<&Image> = hist_imgs.iter().collect();
@@ -209,8 +223,18 @@ pub fn evaluate(data: &EmojiData, lm: &LanguageModel, generator: &Generator, sco
         let mut metrics = Vec::new();
         let mut imgs = Vec::new();
         for sys in &systems {
-            let opts = PersonalizeOptions { alpha: Some(sys.alpha), weights: sys.weights.clone(), seeds, seed: 1000 * k as u64, weighting: sys.weighting, sample: *sample, ..Default::default() };
-            let r: Personalized = block_on(p.generate(&mut BlockingHost(|_| true), prefs.clone(), &Profile::default(), &target, &opts))?;
+            let opts = PersonalizeOptions {
+                alpha: Some(sys.alpha),
+                weights: sys.weights.clone(),
+                seeds,
+                seed: 1000 * k as u64,
+                weighting: sys.weighting,
+                keywords: sys.keywords,
+                embeddings: sys.embeddings,
+                sample: *sample,
+                ..Default::default()
+            };
+            let r: Personalized = block_on(p.generate(&mut BlockingHost(|_| true), prefs.clone(), implicit.as_ref(), &Profile::default(), &target, &opts))?;
             let c = &r.candidates[r.chosen];
             let f = scorer.image_features(&[&c.image])?.remove(0);
             let s = |a: &[f32]| score_from_cosine(dot(&f, a)) as f64;

@@ -153,6 +153,7 @@ pub struct Llm {
     generator: std::cell::RefCell<Option<std::rc::Rc<crate::diffusion::Generator>>>,
     /// The image-text scorer, once `loadScorer` ran (PMG's candidate selection).
     scorer: std::cell::RefCell<Option<std::rc::Rc<crate::scorer::Scorer>>>,
+    soft_prompt: std::cell::RefCell<Option<std::rc::Rc<crate::soft_prompt::SoftPrompt>>>,
 }
 
 /// `personalize` options (all optional), flat for JavaScript.
@@ -165,6 +166,8 @@ struct JsPersonalizeOptions {
     seed: Option<f64>,
     weighting: Option<crate::personalize::Weighting>,
     preference_keywords: Option<usize>,
+    keywords: Option<bool>,
+    embeddings: Option<bool>,
     steps: Option<usize>,
     guidance: Option<f32>,
     sampler: Option<crate::diffusion::SamplerKind>,
@@ -183,6 +186,8 @@ impl JsPersonalizeOptions {
         o.seeds = self.seeds.unwrap_or(o.seeds);
         o.weighting = self.weighting.unwrap_or(o.weighting);
         o.preference_keywords = self.preference_keywords.unwrap_or(o.preference_keywords);
+        o.keywords = self.keywords.unwrap_or(o.keywords);
+        o.embeddings = self.embeddings.unwrap_or(o.embeddings);
         o.sample.steps = self.steps.unwrap_or(o.sample.steps);
         o.sample.guidance = self.guidance.unwrap_or(o.sample.guidance);
         o.sample.sampler = self.sampler.unwrap_or(o.sample.sampler);
@@ -279,7 +284,7 @@ impl Llm {
         // Compile every WebGPU pipeline now rather than on the first token (a no-op on the CPU).
         lm.warm_up_async().await.map_err(js_error)?;
         let n_ctx = n_ctx.clamp(1, lm.model.config.n_ctx_train);
-        Ok(Llm { lm, n_ctx, generator: Default::default(), scorer: Default::default() })
+        Ok(Llm { lm, n_ctx, generator: Default::default(), scorer: Default::default(), soft_prompt: Default::default() })
     }
 
     /// `{ backend, adapter, softwareAdapter, config, nCtx, memory: { weightBytes, kvCacheBytes, wasmHeapBytes } }`.
@@ -394,6 +399,16 @@ impl Llm {
         to_js(&info)
     }
 
+    /// Load the implicit-preference soft prompt from its safetensors file (on the LLM's device).
+    /// Returns `{ tokens }`.
+    #[wasm_bindgen(js_name = loadSoftPrompt)]
+    pub fn load_soft_prompt(&self, bytes: &[u8]) -> Result<JsValue, JsValue> {
+        let s = crate::soft_prompt::SoftPrompt::from_bytes(bytes, &self.lm.model.device).map_err(js_error)?;
+        let info = serde_json::json!({ "tokens": s.config.tokens });
+        *self.soft_prompt.borrow_mut() = Some(std::rc::Rc::new(s));
+        to_js(&info)
+    }
+
     /// PMG end to end on a history (`events_json`: an export or an array of events; invalid ones
     /// are skipped, feedback events set the alpha when `options.alpha` is absent). `on_progress(stage)`
     /// gets `{ stage: 'extract' | 'encode' | 'denoise' | 'score', step?, steps? }`; returning `false`
@@ -405,7 +420,8 @@ impl Llm {
         let (events, _) = crate::history::parse_export(&events_json).map_err(js_error)?;
         let g = self.generator.borrow().clone().ok_or_else(|| js_error(Error::InvalidArgument("no generator loaded (call loadGenerator first)".into())))?;
         let sc = self.scorer.borrow().clone().ok_or_else(|| js_error(Error::InvalidArgument("no scorer loaded (call loadScorer first)".into())))?;
-        let p = crate::personalize::Personalizer { lm: &self.lm, generator: &g, scorer: &sc };
+        let soft = self.soft_prompt.borrow().clone();
+        let p = crate::personalize::Personalizer { lm: &self.lm, generator: &g, scorer: &sc, soft: soft.as_deref() };
         let mut feed = crate::preference::AsyncFeed(self.lm.new_session());
         let r = p.run(&mut feed, &mut JsHost(on_progress), &events, &target, &opts).await.map_err(js_error)?;
         let out = to_js(&r)?;
@@ -414,6 +430,12 @@ impl Llm {
             js_sys::Reflect::set(&cands.get(i as u32), &"image".into(), &image_to_js(&c.image)?)?;
         }
         Ok(out)
+    }
+
+    /// The default options of `personalize` (camelCase, as `crate::personalize::PersonalizeOptions`).
+    #[wasm_bindgen(js_name = personalizeDefaults)]
+    pub fn personalize_defaults() -> Result<JsValue, JsValue> {
+        to_js(&crate::personalize::PersonalizeOptions::default())
     }
 
     /// The feedback event for a thumbs up/down on candidate `index` of a `personalize` result

@@ -141,6 +141,8 @@ function candidateCard(r, c, i) {
   return div;
 }
 
+const FILE_NAMES = { autoencoder: 'image decoder', denoiser: 'image', scorer: 'scoring', softPrompt: 'preference' };
+
 async function onGenerate() {
   if (state.busy) return;
   state.busy = true;
@@ -151,7 +153,7 @@ async function onGenerate() {
       target: $('#occasion').value, alpha, steps: STEPS,
       onProgress: (p) => {
         if (p.phase === 'denoise') setBar('#gen-bar', '#gen-text', p.step / p.total, `Drawing ${p.step}/${p.total}`);
-        else if (p.phase === 'download') setBar('#gen-bar', '#gen-text', p.total ? p.loaded / p.total : 0, `Downloading the ${p.file ?? 'image'} model`);
+        else if (p.phase === 'download') setBar('#gen-bar', '#gen-text', p.total ? p.loaded / p.total : 0, `Downloading the ${FILE_NAMES[p.file] ?? p.file ?? 'image'} model`);
         else setBar('#gen-bar', '#gen-text', 0, { extract: 'Reading your history…', encode: 'Preparing…', score: 'Choosing…', verify: 'Verifying…', cache: 'Caching…' }[p.phase] ?? p.phase);
       },
     });
@@ -159,7 +161,7 @@ async function onGenerate() {
     setBar('#gen-bar', '#gen-text', 1, `Done in ${(r.ms / 1000).toFixed(1)} s (alpha ${r.alpha.toFixed(2)})`);
     $('#keywords').textContent = r.preferences.neutral
       ? 'No history yet: these are not personalized. Pick stickers or chat first.'
-      : `What we think you like: ${r.preferences.keywords.map((k) => k.text).join(', ')}`;
+      : `What we think you like: ${r.preferences.keywords.map((k) => k.text).join(', ')}${r.usedEmbeddings ? ' (and what the model read between the lines: its implicit preferences)' : ''}`;
     $('#candidates').replaceChildren(...r.candidates.map((c, i) => candidateCard(r, c, i)));
   } catch (e) {
     setBar('#gen-bar', '#gen-text', 0, `Failed: ${e.name}: ${e.message}`);

@@ -31,8 +31,8 @@ const GEN_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty
 
 export class Engine {
   #llm = null;
-  #generatorFiles = null; // { autoencoder, denoiser, scorer }: { url, sha256, bytes }, from load()
-  #loaded = new Map(); // 'generator' | 'scorer' -> promise: weights fetched and loaded into #llm
+  #generatorFiles = null; // { autoencoder, denoiser, scorer, softPrompt }: { url, sha256, bytes }, from load()
+  #loaded = new Map(); // 'generator' | 'scorer' | 'softPrompt' -> promise: weights fetched and loaded into #llm
   #cache = true;
   #history = null;
   #disposed = false;
@@ -217,14 +217,14 @@ export class Engine {
     });
   }
 
-  /** The scorer weights, once (only `personalize` needs them). */
-  async #scorer(onProgress, signal) {
+  /** The weights `file` loaded by `llm[method]`, once (only `personalize` needs the scorer and the soft prompt). */
+  async #extra(file, method, onProgress, signal) {
     const llm = this.#model();
-    if (!this.#generatorFiles?.scorer) throw new InvalidArgumentError('no scorer file configured');
-    return this.#once('scorer', async () => {
-      const sc = await this.#fetchWeights('scorer', onProgress, signal);
+    if (!this.#generatorFiles?.[file]) throw new InvalidArgumentError(`no ${file} file configured`);
+    return this.#once(file, async () => {
+      const w = await this.#fetchWeights(file, onProgress, signal);
       try {
-        return llm.loadScorer(sc.bytes);
+        return llm[method](w.bytes);
       } catch (e) {
         throw this.#fail(e);
       }
@@ -241,7 +241,9 @@ export class Engine {
     const llm = this.#model();
     const { target, events, ...options } = o;
     for (const k of Object.keys(options)) if (options[k] === undefined || options[k] === null) delete options[k];
-    await Promise.all([this.#generator(onProgress, signal), this.#scorer(onProgress, signal)]);
+    const needs = [this.#generator(onProgress, signal), this.#extra('scorer', 'loadScorer', onProgress, signal)];
+    if (options.embeddings ?? Llm.personalizeDefaults().embeddings) needs.push(this.#extra('softPrompt', 'loadSoftPrompt', onProgress, signal));
+    await Promise.all(needs);
     const list = events ? Engine.validate(events).events : await this.historyList();
     const t0 = performance.now();
     let r;

@@ -78,6 +78,10 @@ export interface PersonalizeOptions {
   weighting?: 'rows' | 'text';
   /** Preference keywords in the conditioning, 1..8 (default 3). */
   preferenceKeywords?: number;
+  /** Condition on the preference keywords (default true). They are extracted either way: candidates are scored against them. */
+  keywords?: boolean;
+  /** Condition on the implicit preferences: the LLM's soft-prompt rows read from the history (PMG's soft "image tokens"). The soft-prompt weights (0.7 MB) are fetched on first use. */
+  embeddings?: boolean;
   steps?: number;
   guidance?: number;
   sampler?: SamplerKind;
@@ -93,7 +97,7 @@ export interface PersonalizeOptions {
 }
 
 export type PersonalizeProgress =
-  | (LoadProgress & { phase?: 'download'; file?: 'autoencoder' | 'denoiser' | 'scorer' })
+  | (LoadProgress & { phase?: 'download'; file?: 'autoencoder' | 'denoiser' | 'scorer' | 'softPrompt' })
   | { phase: 'extract' | 'encode' | 'score' }
   | { phase: 'denoise'; step: number; total: number };
 
@@ -120,6 +124,8 @@ export interface Personalized {
   preferences: Preferences;
   /** The preference keywords in the conditioning. */
   usedKeywords: string[];
+  /** Whether the implicit-preference rows were in the conditioning. */
+  usedEmbeddings: boolean;
   target: string;
   alpha: number;
   ms: number;
@@ -373,7 +379,7 @@ export declare const generator: {
   id: string;
   license: string;
   card: string;
-  files: { autoencoder: WeightFile; denoiser: WeightFile; scorer: WeightFile };
+  files: { autoencoder: WeightFile; denoiser: WeightFile; scorer: WeightFile; softPrompt: WeightFile };
 };
 
 /** Name of the Cache API bucket holding models. */

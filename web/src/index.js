@@ -475,7 +475,7 @@ function baseUrl() {
 function resolveGenerator(base) {
   const dir = base ? new URL(base.endsWith('/') ? base : `${base}/`, baseUrl()) : new URL('../models/', import.meta.url);
   const file = (f) => ({ url: String(new URL(f.file, dir)), sha256: f.sha256, bytes: f.bytes });
-  return { autoencoder: file(generator.files.autoencoder), denoiser: file(generator.files.denoiser), scorer: file(generator.files.scorer) };
+  return Object.fromEntries(Object.entries(generator.files).map(([k, f]) => [k, file(f)]));
 }
 
 /** `llm` is a manifest id or a URL (relative URLs resolve against the page, not the worker). */

@@ -522,6 +522,9 @@ test('personalize: stored history -> keywords -> scored candidates; feedback mov
     const p1 = await pmg.feedback(res, fav, true);
     const p2 = await pmg.feedback(res, fav, true);
     const stored = (await pmg.history.list()).filter((e) => e.type === 'feedback');
+    // Implicit preferences: the soft prompt is fetched on first use and its rows condition w > 0.
+    const embPhases = [];
+    const emb = await pmg.personalize({ target: 'birthday cake', steps: 2, weights: [0, 1], seeds: 1, keywords: false, embeddings: true, onProgress: (p) => embPhases.push(p.file ?? p.phase) });
     const ac = new AbortController();
     let aborted = null;
     try {
@@ -530,8 +533,10 @@ test('personalize: stored history -> keywords -> scored candidates; feedback mov
       aborted = e.name;
     }
     pmg.dispose();
+    const rgba = (k) => Array.from(k.image.data);
     return {
       phases, aborted, fav, p1, p2, stored: stored.length, png: c.toDataURL('image/png'),
+      emb: { used: emb.usedEmbeddings, keywords: emb.usedKeywords, prompts: emb.candidates.map((k) => k.prompt), phases: embPhases, w0: rgba(emb.candidates[0]), w1: rgba(emb.candidates[1]), alpha: emb.alpha },
       res: { ...res, candidates: res.candidates.map(({ image, ...k }) => ({ ...k, w: image.width, h: image.height })) },
     };
   }, { events: CAT_HISTORY });
@@ -548,6 +553,9 @@ test('personalize: stored history -> keywords -> scored candidates; feedback mov
   for (const k of cands) assert(Math.abs(k.score - (0.5 * k.accuracy + 0.5 * k.preference)) < 1e-5, `score is PMG's alpha-weighted sum: ${JSON.stringify(k)}`);
   assert(r.p1.alpha > 0.5 && r.p2.alpha > r.p1.alpha && r.p2.feedback === 2 && r.stored === 2, `thumbs up on the most personal candidate raises alpha: ${JSON.stringify([r.p1, r.p2])}`);
   assertEqual(r.aborted, 'AbortError', 'abort during denoising');
+  assertEqual([r.emb.used, r.emb.keywords, r.emb.prompts], [true, [], ['birthday cake', 'birthday cake + implicit x1']], 'implicit embeddings only');
+  assert(r.emb.phases.includes('softPrompt'), `the soft prompt was downloaded on first use: ${r.emb.phases}`);
+  assert(imageDiff(r.emb.w0, r.emb.w1).mean > 1, 'the implicit rows change the image');
   const { writeFile, mkdir } = await import('node:fs/promises');
   await mkdir(join(root, 'target/browser-artifacts'), { recursive: true });
   await writeFile(join(root, 'target/browser-artifacts/personalize-cpu.png'), Buffer.from(r.png.split(',')[1], 'base64'));
@@ -561,15 +569,21 @@ test('personalize: stored history -> keywords -> scored candidates; feedback mov
     const pmg = await Pmg.load({ modelBaseUrl: '/models/', device: 'webgpu' });
     const profile = await pmg.profile();
     const res = await pmg.personalize({ target: 'birthday cake', steps: 2, weights: [1], seeds: 1 });
+    const emb = await pmg.personalize({ target: 'birthday cake', steps: 2, weights: [0, 1], seeds: 1, keywords: false, embeddings: true });
     await pmg.history.clear();
     const cleared = await pmg.profile();
     const backend = (await pmg.info()).backend;
     pmg.dispose();
-    return { profile, alpha: res.alpha, n: res.candidates.length, keywords: res.usedKeywords, cleared, backend };
+    const embW1 = Array.from(emb.candidates[1].image.data);
+    return { profile, alpha: res.alpha, n: res.candidates.length, keywords: res.usedKeywords, cleared, backend, embUsed: emb.usedEmbeddings, embW1 };
   });
   assertEqual(after.profile.alpha, r.p2.alpha, 'the learned alpha survives a reload');
   assertEqual([after.alpha, after.n, after.backend], [r.p2.alpha, 1, 'webgpu'], 'personalize on webgpu with the learned alpha');
   assertEqual(after.keywords, r.res.usedKeywords, 'the same keywords on webgpu as on the cpu');
+  // The soft prompt runs through the quantized LLM on the GPU: the same image as on the CPU, within
+  // the cross-backend tolerance of tests/golden/image.json.
+  const embDiff = imageDiff(after.embW1, r.emb.w1);
+  assert(after.embUsed && embDiff.mean <= IMAGE_GOLDEN.tolerance.mean_abs, `implicit embeddings on webgpu vs cpu: ${JSON.stringify(embDiff)}`);
   assertEqual([after.cleared.alpha, after.cleared.feedback], [0.5, 0], 'deleting the history resets alpha');
   await context.close();
 });
