@@ -98,10 +98,12 @@ fn a_history_personalizes_the_target() {
     assert_eq!(again.chosen, r.chosen);
     assert_eq!(again.candidates, r.candidates);
 
-    // The paper's text repetition: the keywords appear w times in the prompt.
-    let t = personalize(&p, &events, "birthday cake", &PersonalizeOptions { weighting: Weighting::Text, weights: vec![2], seeds: 1, ..opts() }, |_| true).unwrap();
-    assert_eq!(t.candidates[0].prompt, format!("birthday cake, {k}, {k}", k = t.used_keywords.join(", ")));
-    assert!(pixel_distance(&t.candidates[0].image, &r.candidates[4].image) > 1.0, "text and row weighting gave the same image");
+    // The paper's text repetition (the default): the keywords appear w times in the prompt.
+    assert_eq!(r.candidates[4].prompt, format!("birthday cake, {k}, {k}", k = r.used_keywords.join(", ")));
+    // Row weighting: the keywords encoded once, their rows repeated; another image for the same seed.
+    let rows = personalize(&p, &events, "birthday cake", &PersonalizeOptions { weighting: Weighting::Rows, weights: vec![2], seeds: 1, ..opts() }, |_| true).unwrap();
+    assert_eq!(rows.candidates[0].prompt, format!("birthday cake + ({}) x2", rows.used_keywords.join(", ")));
+    assert!(pixel_distance(&rows.candidates[0].image, &r.candidates[4].image) > 1.0, "text and row weighting gave the same image");
 }
 
 #[test]

@@ -31,8 +31,8 @@ pub struct PersonalizeArgs {
     pub seeds: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// How the weight applies: rows (the keywords' hidden states repeated) | text (the keywords repeated in the prompt).
-    #[arg(long, default_value = "rows")]
+    /// How the weight applies: text (the keywords repeated in the prompt) | rows (the keywords' hidden states repeated).
+    #[arg(long, default_value = "text")]
     pub weighting: Weighting,
     /// Preference keywords in the conditioning.
     #[arg(long, default_value_t = 3)]

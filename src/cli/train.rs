@@ -93,7 +93,7 @@ pub const AUTOENCODER: (usize, usize, f64, Option<usize>) = (1000, 32, 1e-3, Non
 /// Two cosine cycles of 3,000 steps: emoji-v1 shipped after the first, emoji-v2 after both.
 pub const DIFFUSION: (usize, usize, f64, Option<usize>) = (6000, 32, 5e-4, Some(3000));
 pub const SCORER: (usize, usize, f64, Option<usize>) = (800, 64, 5e-4, None);
-pub const SOFT_PROMPT: (usize, usize, f64, Option<usize>) = (1200, 8, 2e-3, None);
+pub const SOFT_PROMPT: (usize, usize, f64, Option<usize>) = (2400, 8, 2e-3, None);
 
 impl RunArgs {
     fn config(self, stage: &str, (steps, batch, lr, cycle): (usize, usize, f64, Option<usize>)) -> RunConfig {

@@ -150,7 +150,7 @@ async function onGenerate() {
   try {
     const alpha = $('#learned').checked ? undefined : Number($('#alpha').value);
     const r = await state.pmg.personalize({
-      target: $('#occasion').value, alpha, steps: STEPS,
+      target: $('#occasion').value, alpha, steps: STEPS, embeddings: $('#implicit').checked,
       onProgress: (p) => {
         if (p.phase === 'denoise') setBar('#gen-bar', '#gen-text', p.step / p.total, `Drawing ${p.step}/${p.total}`);
         else if (p.phase === 'download') setBar('#gen-bar', '#gen-text', p.total ? p.loaded / p.total : 0, `Downloading the ${FILE_NAMES[p.file] ?? p.file ?? 'image'} model`);

@@ -74,13 +74,13 @@ export interface PersonalizeOptions {
   seeds?: number;
   /** First seed (default 0). */
   seed?: number;
-  /** `'rows'` (default): the keywords' hidden states repeated w times; `'text'`: the keywords repeated w times in the prompt (the paper's way). */
+  /** `'text'` (default): the keywords repeated w times in the prompt (the paper's way); `'rows'`: the keywords' hidden states repeated w times. */
   weighting?: 'rows' | 'text';
   /** Preference keywords in the conditioning, 1..8 (default 3). */
   preferenceKeywords?: number;
   /** Condition on the preference keywords (default true). They are extracted either way: candidates are scored against them. */
   keywords?: boolean;
-  /** Condition on the implicit preferences: the LLM's soft-prompt rows read from the history (PMG's soft "image tokens"). The soft-prompt weights (0.7 MB) are fetched on first use. */
+  /** Condition on the implicit preferences (default false): the LLM's soft-prompt rows read from the history (PMG's soft "image tokens"), repeated w times. The soft-prompt weights (0.7 MB) are fetched on first use. */
   embeddings?: boolean;
   steps?: number;
   guidance?: number;

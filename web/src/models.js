@@ -23,6 +23,6 @@ export const generator = {
     autoencoder: { file: 'emoji-autoencoder.safetensors', bytes: 1908528, sha256: 'dbbde9329dbbd3f618cd4c12b82dbca38e04f642f1a209480f00603dd773b8e1' },
     denoiser: { file: 'emoji-denoiser.safetensors', bytes: 6109856, sha256: '131502d9d1175bb053bd03260129508beb268c18d58f869787aaf2d99944d469' },
     scorer: { file: 'emoji-scorer.safetensors', bytes: 3692434, sha256: '0fb7304f1860d4f7bc7965fa8b69dfb814ed59eee0c21d92355a9af1c0c17724' },
-    softPrompt: { file: 'emoji-soft-prompt.safetensors', bytes: 669928, sha256: 'b05e82209f7e1a840aecfc746474bb2ab0b86ce5de88c5e2f3046a8c386fbe2f' },
+    softPrompt: { file: 'emoji-soft-prompt.safetensors', bytes: 669936, sha256: 'ce63cf23c496ecca453ce3704f357f19f24c52a9659f254952930d3259d2245c' },
   },
 };

@@ -46,13 +46,14 @@ test('demo: click, chat, make stickers, thumbs up, reload, delete; desktop and m
   assertEqual(await page.locator('.sticker.picked').count(), 3, 'picked stickers are marked');
 
   await page.selectOption('#occasion', { label: 'birthday' });
+  await page.check('#implicit'); // PMG's implicit preferences (soft prompt) too
   await page.click('#generate');
   await page.waitForSelector('.cand', { timeout: 180_000 });
   const cards = await page.locator('.cand').count();
   assertEqual(cards, 6, 'six candidates (weights 0, 1, 2 x two seeds)');
   assertEqual(await page.locator('.cand.chosen').count(), 1, 'one chosen candidate');
   const keywords = await page.textContent('#keywords');
-  assert(keywords.startsWith('What we think you like:'), keywords);
+  assert(keywords.startsWith('What we think you like:') && keywords.includes('implicit preferences'), keywords);
   console.log(`     ${keywords}; ${await page.textContent('#gen-text')}`);
   await page.screenshot({ path: join(ART, 'demo-desktop.png'), fullPage: true });
   const desk = await layout(page);
