@@ -18,4 +18,6 @@ cd web
 node --test tests/unit/
 node_modules/.bin/tsc -p .
 node tests/browser.mjs
-node tests/demo.mjs
+# The demo's full flow on its static build (what a static host serves).
+../scripts/build-demo.sh ../target/demo-site
+DEMO_SITE=target/demo-site node tests/demo.mjs

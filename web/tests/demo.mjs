@@ -1,12 +1,15 @@
 // The demo's full flow in Debian's Chromium against a plain static server: click stickers, chat,
 // make stickers, thumbs up, reload (history and learned alpha kept), delete; screenshots at desktop
 // and mobile widths with layout checks; nothing the user did appears in any request.
-//   node web/tests/demo.mjs
+//   node web/tests/demo.mjs                         # the demo as it is in the repository
+//   DEMO_SITE=target/demo-site node web/tests/demo.mjs  # the static build (scripts/build-demo.sh)
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { assert, assertEqual, launch, root, runner, serve } from './lib.mjs';
 
-const server = await serve();
+const site = process.env.DEMO_SITE ? resolve(root, process.env.DEMO_SITE) : root;
+const server = await serve({}, site);
+console.log(`     serving ${site}`);
 const browser = await launch();
 const { test, run } = runner();
 const ART = join(root, 'target/browser-artifacts');

@@ -16,7 +16,7 @@ const types = { '.html': 'text/html', '.css': 'text/css', '.js': 'text/javascrip
  * `routes` maps a path to `(req, res) => void` for test-only responses. Every request is logged
  * in `server.log` as `{ method, path, headers, body }`.
  */
-export async function serve(routes = {}) {
+export async function serve(routes = {}, dir = root) {
   const log = [];
   const server = createServer(async (req, res) => {
     const chunks = [];
@@ -24,8 +24,8 @@ export async function serve(routes = {}) {
     const url = new URL(req.url, 'http://x');
     log.push({ method: req.method, path: url.pathname, url: req.url, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
     if (routes[url.pathname]) return routes[url.pathname](req, res);
-    const path = normalize(join(root, decodeURIComponent(url.pathname)));
-    if (!path.startsWith(root)) return res.writeHead(403).end();
+    const path = normalize(join(dir, decodeURIComponent(url.pathname)));
+    if (!path.startsWith(dir)) return res.writeHead(403).end();
     try {
       const s = await stat(path);
       if (!s.isFile()) throw new Error('not a file');
