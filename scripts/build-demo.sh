@@ -5,12 +5,17 @@
 #   scripts/build-demo.sh [OUT]     # default target/demo-site; then serve OUT, open OUT/web/demo/
 # Needs scripts/build-web.sh first (web/pkg, web/models) and the model file (scripts/fetch-models.sh).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-out=${1:-target/demo-site}
+root=$(cd "$(dirname "$0")/.." && pwd)
+# OUT is relative to where the script is called from.
+out=$(realpath -m "${1:-$root/target/demo-site}")
+cd "$root"
 gguf=models/SmolLM2-135M-Instruct.Q4_1.gguf
 for f in web/pkg/pmg_bg.wasm web/models/emoji-denoiser.safetensors "$gguf"; do
     [ -f "$f" ] || { echo "build-demo: $f is missing (run scripts/build-web.sh and scripts/fetch-models.sh)" >&2; exit 1; }
 done
+case "$out" in
+    / | "$root" | "$root/web" | "$HOME") echo "build-demo: refusing to replace $out" >&2; exit 1 ;;
+esac
 rm -rf "$out"
 mkdir -p "$out/web" "$out/models"
 cp -r web/demo web/src web/pkg web/models "$out/web/"
