@@ -133,8 +133,9 @@ fn history_kv(lm: &LanguageModel, ids: &[u32]) -> Result<HostKv> {
     HistoryKv::host_from_cache(&cache)
 }
 
-fn pool(lm: &LanguageModel, data: &EmojiData, users: &[User]) -> Result<Vec<PooledUser>> {
-    let tastes: BTreeMap<String, Vec<usize>> = tastes(data, "train", 6).into_iter().map(|(n, _, v)| (n, v)).collect();
+/// Prefill the histories of `users` (whose tastes come from `split`) and keep their KV as f16.
+fn pool(lm: &LanguageModel, data: &EmojiData, users: &[User], split: &str) -> Result<Vec<PooledUser>> {
+    let tastes: BTreeMap<String, Vec<usize>> = tastes(data, split, 6).into_iter().map(|(n, _, v)| (n, v)).collect();
     let opts = ExtractOptions::default();
     let started = std::time::Instant::now();
     let mut out = Vec::with_capacity(users.len());
@@ -262,17 +263,7 @@ fn heldout_eval(setup: &Setup, net: &SoftPromptNet, data: &EmojiData, seed: u64,
             (0..4).map(move |u| User { taste: name.clone(), history: (0..5).map(|k| items[(u * 2 + k) % items.len()]).collect(), target: items[0], query: query.clone() })
         })
         .collect();
-    let pool = {
-        let all: BTreeMap<String, Vec<usize>> = ts.iter().map(|(n, _, v)| (n.clone(), v.clone())).collect();
-        let mut out = Vec::new();
-        for u in &users {
-            let ids = prompt(setup.lm, &history_events(data, u), &ExtractOptions::default())?;
-            let (len, kv) = history_kv(setup.lm, &ids)?;
-            let half = |v: Vec<f32>| v.into_iter().map(f16::from_f32).collect::<Vec<_>>();
-            out.push(PooledUser { len, kv: kv.into_iter().map(|(a, b)| (half(a), half(b))).collect(), targets: all[&u.taste].iter().copied().filter(|i| !u.history.contains(i)).collect() });
-        }
-        out
-    };
+    let pool = pool(setup.lm, data, &users, "heldout")?;
     let (mut with, mut without, mut n) = (0.0, 0.0, 0);
     for (bi, chunk) in (0..pool.len()).collect::<Vec<_>>().chunks(8).enumerate() {
         for rep in 0..4u64 {
@@ -314,7 +305,7 @@ pub fn soft_prompt(cfg: RunConfig, sp: SoftPromptConfig, lm: &LanguageModel, ae_
     };
     let users = training_users(&data, POOL_USERS, cfg.seed);
     eprintln!("{} training users over {} tastes; prefilling their histories", users.len(), tastes(&data, "train", 6).len());
-    let pool = pool(lm, &data, &users)?;
+    let pool = pool(lm, &data, &users, "train")?;
     let mut tr = Trainer::new(sp.init_from_words(lm, &dev)?, cfg.clone())?;
     let mut last = f64::NAN;
     while !tr.done() {
@@ -344,4 +335,37 @@ pub fn soft_prompt(cfg: RunConfig, sp: SoftPromptConfig, lm: &LanguageModel, ae_
     std::fs::write(out, w.to_bytes(Dtype::F16)).map_err(|e| io_err(out, e))?;
     eprintln!("wrote {} ({} parameters)", out.display(), w.num_params());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(px: impl Fn(usize) -> [u8; 4]) -> Image {
+        Image { width: 8, height: 8, rgba: (0..64).flat_map(px).collect() }
+    }
+
+    #[test]
+    fn dominant_hue_needs_a_saturated_majority() {
+        assert_eq!(dominant_hue(&image(|_| [220, 30, 30, 255])), Some("red"));
+        assert_eq!(dominant_hue(&image(|_| [40, 90, 230, 255])), Some("blue"));
+        assert_eq!(dominant_hue(&image(|_| [250, 210, 40, 255])), Some("yellow"));
+        // Grey, transparent, or split between two colours: no colour taste.
+        assert_eq!(dominant_hue(&image(|_| [128, 128, 128, 255])), None);
+        assert_eq!(dominant_hue(&image(|_| [220, 30, 30, 0])), None);
+        assert_eq!(dominant_hue(&image(|i| if i < 32 { [220, 30, 30, 255] } else { [40, 90, 230, 255] })), None);
+    }
+
+    #[test]
+    fn context_puts_soft_rows_first_and_masks_caption_padding() {
+        let dev = Device::flex();
+        let soft = Tensor::<3>::zeros([2, 3, 4], &dev);
+        let cap = Conditioning { rows: vec![1.0; 2 * 4], len: 2, width: 4 };
+        let (ctx, mask) = context(soft.clone(), &[Some(&cap), None], 4, &dev);
+        assert_eq!(ctx.dims(), [2, 5, 4]);
+        let m: Vec<bool> = mask.into_data().to_vec().unwrap();
+        assert_eq!(m, [false, false, false, false, false, false, false, false, true, true]);
+        let (ctx, mask) = context(soft, &[None, None], 4, &dev);
+        assert_eq!((ctx.dims(), mask.dims()), ([2, 3, 4], [2, 3]));
+    }
 }
