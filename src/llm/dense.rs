@@ -12,7 +12,7 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::LlamaConfig;
-use super::model::{KvCache, Llama};
+use super::model::{KvCache, Llama, rms_norm, rotate_pairs};
 use crate::device::read_f32;
 use crate::error::{Error, Result};
 use crate::kernels::QLinear;
@@ -138,20 +138,14 @@ impl DenseLlama {
     }
 
     fn rms_norm<const D: usize>(&self, x: Tensor<D>, w: &Tensor<1>) -> Tensor<D> {
-        let ms = x.clone().square().mean_dim(D - 1);
-        x.mul(ms.add_scalar(self.config.rms_eps).sqrt().recip()).mul(w.clone().unsqueeze::<D>())
+        rms_norm(x, w, self.config.rms_eps)
     }
 
-    /// Rotate adjacent pairs of `x: [b, k, heads, hd]`, row `i` of user `u` at position `pos[u] + i`
-    /// (llama.cpp's "normal" RoPE, as [`Llama`]).
+    /// RoPE on `x: [b, k, heads, hd]`, row `i` of user `u` at position `lens[u] + i` (the angles
+    /// in `cos`/`sin`, `[b, k, 1, hd/2, 1]`), as [`Llama`] does.
     fn rope(&self, x: Tensor<4>, cos: &Tensor<5>, sin: &Tensor<5>) -> Tensor<4> {
         let [b, k, h, hd] = x.dims();
-        let x = x.reshape([b, k, h, hd / 2, 2]);
-        let x0 = x.clone().narrow(4, 0, 1);
-        let x1 = x.narrow(4, 1, 1);
-        let r0 = x0.clone().mul(cos.clone()).sub(x1.clone().mul(sin.clone()));
-        let r1 = x0.mul(sin.clone()).add(x1.mul(cos.clone()));
-        Tensor::cat(vec![r0, r1], 4).reshape([b, k, h, hd])
+        rotate_pairs(x.reshape([b, k, h, hd / 2, 2]), cos.clone(), sin.clone()).reshape([b, k, h, hd])
     }
 
     /// Final hidden states (after the output norm) `[b, k, n_embd]` of the input embeddings

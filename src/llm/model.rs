@@ -200,8 +200,7 @@ impl Llama {
     }
 
     fn rms_norm(&self, x: Tensor<2>, w: &Tensor<1>) -> Tensor<2> {
-        let ms = x.clone().square().mean_dim(1);
-        x.mul(ms.add_scalar(self.config.rms_eps).sqrt().recip()).mul(w.clone().unsqueeze_dim(0))
+        rms_norm(x, w, self.config.rms_eps)
     }
 
     /// Rotate adjacent pairs `(x[2i], x[2i+1])` of every head by `pos * theta_i`; `x: [m, heads, hd]`.
@@ -209,12 +208,7 @@ impl Llama {
         let [m, h, hd] = x.dims();
         let cos = self.rope_cos.clone().slice([pos..pos + m]).reshape([m, 1, hd / 2, 1]);
         let sin = self.rope_sin.clone().slice([pos..pos + m]).reshape([m, 1, hd / 2, 1]);
-        let x = x.reshape([m, h, hd / 2, 2]);
-        let x0 = x.clone().slice([0..m, 0..h, 0..hd / 2, 0..1]);
-        let x1 = x.slice([0..m, 0..h, 0..hd / 2, 1..2]);
-        let r0 = x0.clone().mul(cos.clone()).sub(x1.clone().mul(sin.clone()));
-        let r1 = x0.mul(sin).add(x1.mul(cos));
-        Tensor::cat(vec![r0, r1], 3).reshape([m, h, hd])
+        rotate_pairs(x.reshape([m, h, hd / 2, 2]), cos, sin).reshape([m, h, hd])
     }
 
     /// Run `tokens` (at positions `cache.pos..`) through the model and return final hidden states
@@ -241,7 +235,7 @@ impl Llama {
     /// [`forward_hidden`](Self::forward_hidden) from input embeddings `x: [m, n_embd]` instead of
     /// token ids: soft prompts (PMG's implicit-preference tokens) enter the model here. Runs burn's
     /// ops (with the quantized projections) for any `m`.
-    pub fn forward_embeds(&self, x: Tensor<2>, cache: &mut KvCache, rows: Rows) -> Result<Tensor<2>> {
+    pub fn forward_embeds(&self, mut x: Tensor<2>, cache: &mut KvCache, rows: Rows) -> Result<Tensor<2>> {
         let c = &self.config;
         let [m, d] = x.dims();
         if m == 0 || d != c.n_embd {
@@ -266,7 +260,6 @@ impl Llama {
             Tensor::<3>::from_data(TensorData::new(bias, [1, group * m, t]), &self.device.device)
         });
 
-        let mut x = x;
         for (l, b) in self.blocks.iter().enumerate() {
             let h = self.rms_norm(x.clone(), &b.attn_norm);
             let q = self.rope(b.attn_q.forward(h.clone())?.reshape([m, nh, hd]), pos);
@@ -363,6 +356,22 @@ impl Llama {
         let h = self.forward_hidden(tokens, cache, rows)?;
         self.logits(h)
     }
+}
+
+/// llama's RMSNorm over the last dimension: `x / sqrt(mean(x^2) + eps) * w`.
+pub(crate) fn rms_norm<const D: usize>(x: Tensor<D>, w: &Tensor<1>, eps: f32) -> Tensor<D> {
+    let ms = x.clone().square().mean_dim(D - 1);
+    x.mul(ms.add_scalar(eps).sqrt().recip()).mul(w.clone().unsqueeze::<D>())
+}
+
+/// RoPE's rotation of the pairs on the last axis of `x` (size 2: llama.cpp's "normal" mode, adjacent
+/// elements) by the angles whose `cos` and `sin` broadcast against the other axes.
+pub(crate) fn rotate_pairs<const D: usize>(x: Tensor<D>, cos: Tensor<D>, sin: Tensor<D>) -> Tensor<D> {
+    let x0 = x.clone().narrow(D - 1, 0, 1);
+    let x1 = x.narrow(D - 1, 1, 1);
+    let r0 = x0.clone().mul(cos.clone()).sub(x1.clone().mul(sin.clone()));
+    let r1 = x0.mul(sin).add(x1.mul(cos));
+    Tensor::cat(vec![r0, r1], D - 1)
 }
 
 /// `cos/sin(pos * theta^(-2i/d))`, as llama.cpp's rope in "normal" mode.
