@@ -372,13 +372,15 @@ impl Personalizer<'_> {
         cancel_unless(host, Stage::Encode).await?;
         let target_cond = self.encode(host, &target).await?;
         let pref_cond = if scored.is_empty() { None } else { Some(self.encode(host, &scored.join(", ")).await?) };
+        // The keyword rows in the conditioning (the scorer reads `pref_cond` either way).
+        let keyword_rows = pref_cond.as_ref().filter(|_| opts.keywords);
         let mut conds = Vec::new();
         let mut meta = Vec::new();
         for &w in &weights {
-            let mut cond = match (keywords.is_empty(), &pref_cond, opts.weighting, w) {
-                (true, _, _, _) | (_, None, _, _) | (_, _, _, 0) => target_cond.clone(),
-                (false, Some(_), Weighting::Text, w) => self.encode(host, &prompt_text(&target, &keywords, w)).await?,
-                (false, Some(p), Weighting::Rows, w) => target_cond.with_rows(p, w),
+            let mut cond = match (keyword_rows, opts.weighting) {
+                (Some(_), Weighting::Text) if w > 0 => self.encode(host, &prompt_text(&target, &keywords, w)).await?,
+                (Some(p), Weighting::Rows) => target_cond.with_rows(p, w),
+                _ => target_cond.clone(),
             };
             if let (Some(imp), true) = (implicit, w > 0) {
                 cond = cond.with_rows(imp, w);
