@@ -53,11 +53,16 @@ pub fn users(data: &EmojiData, per_taste: usize) -> Vec<User> {
         let other = &tastes[(t + 1) % tastes.len()].1;
         for u in 0..per_taste {
             let history: Vec<usize> = (0..5).map(|k| items[(u * 3 + k) % items.len()]).collect();
-            let query = format!("{} stickers", data.records[items[0]].subcategory.replace('-', " "));
+            let query = theme_query(&data.records[items[0]].subcategory);
             out.push(User { taste: name.clone(), history, target: other[(u * 2 + t) % other.len()], query });
         }
     }
     out
+}
+
+/// A user's search for a subcategory taste, in words (`animal-mammal` -> "animal mammal stickers").
+pub fn theme_query(subcategory: &str) -> String {
+    format!("{} stickers", subcategory.replace('-', " "))
 }
 
 /// The user's history as events (what a sticker shop would record).

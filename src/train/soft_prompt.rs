@@ -21,8 +21,8 @@ use burn::tensor::{Bool, Device, Tensor, TensorData};
 use half::f16;
 
 use super::data::{BANK_FILE, CaptionBank, EmojiData};
-use super::personalize_eval::{User, history_events};
-use super::stages::{encode_all, read_autoencoder};
+use super::personalize_eval::{User, history_events, theme_query};
+use super::stages::{encode_all, facts, read_autoencoder, write_export};
 use super::{RunConfig, Trainer, io_err, step_rng, train_device};
 use crate::diffusion::{Conditioning, NoiseSchedule, TRAIN_STEPS, UNet, UNetConfig};
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ use crate::llm::dense::{DenseLlama, HistoryKv, HostKv};
 use crate::llm::{LanguageModel, Rows};
 use crate::preference::ExtractOptions;
 use crate::soft_prompt::{SoftPromptConfig, SoftPromptNet, prompt};
-use crate::tensor_io::{Dtype, Weights, load_module, module_weights};
+use crate::tensor_io::{Weights, load_module, module_weights};
 
 /// Probability that a training target's caption is left out of the conditioning.
 pub const CAPTION_DROP: f64 = 0.5;
@@ -64,9 +64,12 @@ pub fn dominant_hue(img: &Image) -> Option<&'static str> {
     (opaque > 0 && sat * 4 >= opaque && n * 10 >= sat * 6).then_some(HUES[best])
 }
 
+/// A taste: its name, the user's search for it, its emoji (record indices).
+pub type Taste = (String, String, Vec<usize>);
+
 /// Tastes over the records of `split` (one emoji per base, so skin tones do not repeat an
 /// emoji): name, search query and members; themes, colours and motifs with at least `min` emoji.
-pub fn tastes(data: &EmojiData, split: &str, min: usize) -> Vec<(String, String, Vec<usize>)> {
+pub fn tastes(data: &EmojiData, split: &str, min: usize) -> Vec<Taste> {
     let mut seen = HashSet::new();
     let items: Vec<usize> = data.split(split).into_iter().filter(|&i| seen.insert(data.records[i].base.clone())).collect();
     let mut theme: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -84,7 +87,7 @@ pub fn tastes(data: &EmojiData, split: &str, min: usize) -> Vec<(String, String,
     }
     let mut out = Vec::new();
     for (sub, v) in theme.into_iter().filter(|(_, v)| v.len() >= min) {
-        out.push((format!("theme {sub}"), format!("{} stickers", sub.replace('-', " ")), v));
+        out.push((format!("theme {sub}"), theme_query(&sub), v));
     }
     for (h, v) in colour.into_iter().filter(|(_, v)| v.len() >= min) {
         out.push((format!("colour {h}"), format!("{h} stickers"), v));
@@ -101,8 +104,7 @@ pub fn tastes(data: &EmojiData, split: &str, min: usize) -> Vec<(String, String,
 
 /// `n` users, round-robin over the tastes, each a random window of 5 of the taste's emoji; the
 /// `target` field is unused in training (targets are drawn per step).
-pub fn training_users(data: &EmojiData, n: usize, seed: u64) -> Vec<User> {
-    let ts = tastes(data, "train", 6);
+pub fn training_users(ts: &[Taste], n: usize, seed: u64) -> Vec<User> {
     let mut rng = step_rng(seed, 40, 0);
     (0..n)
         .map(|u| {
@@ -133,9 +135,9 @@ fn history_kv(lm: &LanguageModel, ids: &[u32]) -> Result<HostKv> {
     HistoryKv::host_from_cache(&cache)
 }
 
-/// Prefill the histories of `users` (whose tastes come from `split`) and keep their KV as f16.
-fn pool(lm: &LanguageModel, data: &EmojiData, users: &[User], split: &str) -> Result<Vec<PooledUser>> {
-    let tastes: BTreeMap<String, Vec<usize>> = tastes(data, split, 6).into_iter().map(|(n, _, v)| (n, v)).collect();
+/// Prefill the histories of `users` (whose tastes are among `tastes`) and keep their KV as f16.
+fn pool(lm: &LanguageModel, data: &EmojiData, users: &[User], tastes: &[Taste]) -> Result<Vec<PooledUser>> {
+    let tastes: BTreeMap<&String, &Vec<usize>> = tastes.iter().map(|(n, _, v)| (n, v)).collect();
     let opts = ExtractOptions::default();
     let started = std::time::Instant::now();
     let mut out = Vec::with_capacity(users.len());
@@ -192,9 +194,8 @@ struct Setup<'a> {
     lm: &'a LanguageModel,
     dense: DenseLlama,
     unet: UNet,
+    /// Per record, its latent (every record, held-out ones for the held-out check).
     latents: Vec<Vec<f32>>,
-    /// Record index -> row in `latents`.
-    latent_of: BTreeMap<usize, usize>,
     bank: CaptionBank,
     schedule: NoiseSchedule,
     shape: [usize; 3],
@@ -217,7 +218,7 @@ impl Setup<'_> {
             ts.push(t as f32);
             let (a, s) = self.schedule.coefficients(t);
             let noise = rng.normals(per);
-            for (x0, e) in self.latents[self.latent_of[&rec]].iter().zip(&noise) {
+            for (x0, e) in self.latents[rec].iter().zip(&noise) {
                 xt.push(a * x0 + s * e);
                 target.push(a * e - s * x0);
             }
@@ -263,7 +264,7 @@ fn heldout_eval(setup: &Setup, net: &SoftPromptNet, data: &EmojiData, seed: u64,
             (0..4).map(move |u| User { taste: name.clone(), history: (0..5).map(|k| items[(u * 2 + k) % items.len()]).collect(), target: items[0], query: query.clone() })
         })
         .collect();
-    let pool = pool(setup.lm, data, &users, "heldout")?;
+    let pool = pool(setup.lm, data, &users, &ts)?;
     let (mut with, mut without, mut n) = (0.0, 0.0, 0);
     for (bi, chunk) in (0..pool.len()).collect::<Vec<_>>().chunks(8).enumerate() {
         for rep in 0..4u64 {
@@ -297,15 +298,15 @@ pub fn soft_prompt(cfg: RunConfig, sp: SoftPromptConfig, lm: &LanguageModel, ae_
         lm,
         dense: DenseLlama::from_llama(&lm.model, &dev)?,
         unet: load_module(unet_config.init(&dev), &uw, "denoiser")?.no_grad(),
-        latent_of: all.iter().map(|&i| (i, i)).collect(),
         latents,
         bank,
         schedule: NoiseSchedule::cosine(TRAIN_STEPS),
         shape: [ae.latent_channels, side, side],
     };
-    let users = training_users(&data, POOL_USERS, cfg.seed);
-    eprintln!("{} training users over {} tastes; prefilling their histories", users.len(), tastes(&data, "train", 6).len());
-    let pool = pool(lm, &data, &users, "train")?;
+    let ts = tastes(&data, "train", 6);
+    let users = training_users(&ts, POOL_USERS, cfg.seed);
+    eprintln!("{} training users over {} tastes; prefilling their histories", users.len(), ts.len());
+    let pool = pool(lm, &data, &users, &ts)?;
     let mut tr = Trainer::new(sp.init_from_words(lm, &dev)?, cfg.clone())?;
     let mut last = f64::NAN;
     while !tr.done() {
@@ -326,15 +327,8 @@ pub fn soft_prompt(cfg: RunConfig, sp: SoftPromptConfig, lm: &LanguageModel, ae_
     w.metadata.insert("heldout".into(), serde_json::to_string(&eval).expect("json"));
     w.metadata.insert("pool_users".into(), POOL_USERS.to_string());
     w.metadata.insert("caption_drop".into(), CAPTION_DROP.to_string());
-    for (k, v) in [("steps", cfg.steps.to_string()), ("batch", cfg.batch.to_string()), ("lr", cfg.lr.to_string()), ("seed", cfg.seed.to_string()), ("train_seconds_last_process", format!("{:.0}", tr.elapsed())), ("final_loss", format!("{last:.5}")), ("format", "pmg".into())] {
-        w.metadata.insert(k.into(), v);
-    }
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    }
-    std::fs::write(out, w.to_bytes(Dtype::F16)).map_err(|e| io_err(out, e))?;
-    eprintln!("wrote {} ({} parameters)", out.display(), w.num_params());
-    Ok(())
+    facts(&mut w, &cfg, tr.elapsed(), last);
+    write_export(&w, out)
 }
 
 #[cfg(test)]
@@ -363,7 +357,7 @@ mod tests {
         let cap = Conditioning { rows: vec![1.0; 2 * 4], len: 2, width: 4 };
         let (ctx, mask) = context(soft.clone(), &[Some(&cap), None], 4, &dev);
         assert_eq!(ctx.dims(), [2, 5, 4]);
-        let m: Vec<bool> = mask.into_data().to_vec().unwrap();
+        let m: Vec<bool> = mask.into_data().try_to_vec().unwrap();
         assert_eq!(m, [false, false, false, false, false, false, false, false, true, true]);
         let (ctx, mask) = context(soft, &[None, None], 4, &dev);
         assert_eq!((ctx.dims(), mask.dims()), ([2, 3, 4], [2, 3]));

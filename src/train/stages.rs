@@ -18,7 +18,7 @@ fn batch(images: &[Vec<f32>], idx: &[usize], shape: [usize; 3], dev: &Device) ->
     Tensor::from_data(TensorData::new(data, [idx.len(), shape[0], shape[1], shape[2]]), dev)
 }
 
-fn write_export(w: &Weights, out: &Path) -> Result<()> {
+pub(super) fn write_export(w: &Weights, out: &Path) -> Result<()> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     }
@@ -27,7 +27,7 @@ fn write_export(w: &Weights, out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn facts(w: &mut Weights, cfg: &RunConfig, seconds: f64, final_loss: f64) {
+pub(super) fn facts(w: &mut Weights, cfg: &RunConfig, seconds: f64, final_loss: f64) {
     w.metadata.insert("steps".into(), cfg.steps.to_string());
     w.metadata.insert("batch".into(), cfg.batch.to_string());
     w.metadata.insert("lr".into(), cfg.lr.to_string());
