@@ -177,6 +177,17 @@ struct SampleArgs {
     /// ddim | dpm-solver2m
     #[arg(long, default_value = "ddim")]
     sampler: pmg::diffusion::SamplerKind,
+    /// Starting noise in (0, 1]: below 1 the run starts from the nearest training emoji's latent,
+    /// noised that far (retrieval denoisers; default: the denoiser's recommendation).
+    #[arg(long)]
+    strength: Option<f32>,
+}
+
+impl SampleArgs {
+    fn options(&self) -> pmg::diffusion::SampleOptions {
+        let d = pmg::diffusion::SampleOptions::default();
+        pmg::diffusion::SampleOptions { steps: self.steps, guidance: self.guidance, sampler: self.sampler, strength: self.strength.unwrap_or(d.strength) }
+    }
 }
 
 #[derive(Subcommand)]
@@ -621,14 +632,14 @@ fn main_inner(cli: Cli) -> Result<()> {
             seed,
             n,
             out,
-            opts: image_cli::sample_options(sample.steps, sample.guidance, sample.sampler),
+            opts: sample.options(),
             device,
             llm: read_model(&model)?,
             scale,
         })?,
         Cmd::Eval { cmd: EvalCmd::Image { data, sample, limit, json, grid } } => image_cli::eval(image_cli::EvalArgs {
             data,
-            opts: image_cli::sample_options(sample.steps, sample.guidance, sample.sampler),
+            opts: sample.options(),
             limit,
             json,
             grid,
@@ -636,7 +647,7 @@ fn main_inner(cli: Cli) -> Result<()> {
         Cmd::Personalize { args, history, sample, device, model } => {
             let path = history.unwrap_or_else(|| history_file(None));
             let events = read_history(&path)?;
-            let opts = image_cli::sample_options(sample.steps, sample.guidance, sample.sampler);
+            let opts = sample.options();
             personalize_cli::personalize(args, events, opts, device, read_model(&model)?)?
         }
         Cmd::Feedback { result, candidate, up, down: _, file } => {
@@ -653,7 +664,7 @@ fn main_inner(cli: Cli) -> Result<()> {
         }
         Cmd::Eval { cmd: EvalCmd::Personalize { data, sample, seeds, alpha, limit, json, grid, no_embeddings, model } } => personalize_cli::eval(personalize_cli::EvalArgs {
             data,
-            sample: image_cli::sample_options(sample.steps, sample.guidance, sample.sampler),
+            sample: sample.options(),
             seeds,
             alpha,
             limit,

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pmg::diffusion::{Generator, MAX_TEXT_TOKENS, SampleOptions, SamplerKind, encode_text};
+use pmg::diffusion::{Generator, MAX_TEXT_TOKENS, SampleOptions, encode_text};
 use pmg::image::Image;
 use pmg::llm::LanguageModel;
 use pmg::scorer::Scorer;
@@ -64,6 +64,11 @@ pub fn image(a: ImageArgs) -> Result<()> {
     let generator = load_generator(&models_dir(), &device)?;
     let cond = encode_text(&lm, &a.prompt, MAX_TEXT_TOKENS)?;
     let t1 = std::time::Instant::now();
+    let near = generator.neighbour_names(&cond);
+    if !near.is_empty() {
+        let names: Vec<String> = near.iter().map(|(n, s)| format!("{n} ({s:.2})")).collect();
+        eprintln!("nearest training emoji (the denoiser's references): {}", names.join(", "));
+    }
     let n = a.n.max(1);
     let conds = vec![cond; n];
     let seeds: Vec<u64> = (0..n as u64).map(|i| a.seed + i).collect();
@@ -157,8 +162,4 @@ pub fn write_grid(path: &Path, cells: &[Image], cols: usize, header: &str, capti
     write_file(&txt, format!("{header}\n{}\n", captions.join("\n")))?;
     eprintln!("wrote {} and {}", path.display(), txt.display());
     Ok(())
-}
-
-pub fn sample_options(steps: usize, guidance: f32, sampler: SamplerKind) -> SampleOptions {
-    SampleOptions { steps, guidance, sampler }
 }

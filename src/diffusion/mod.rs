@@ -8,6 +8,7 @@
 
 pub mod autoencoder;
 pub mod nn;
+pub mod retrieval;
 pub mod schedule;
 pub mod unet;
 
@@ -20,6 +21,7 @@ use crate::image::Image;
 use crate::llm::LanguageModel;
 use crate::tensor_io::{Weights, load_module};
 pub use autoencoder::{Autoencoder, AutoencoderConfig, Decoder, Encoder};
+pub use retrieval::Retrieval;
 pub use schedule::{Ddim, DpmSolver2M, NoiseSchedule, SamplerKind, Scheduler, SeededNoise, TRAIN_STEPS};
 pub use unet::{UNet, UNetConfig};
 
@@ -132,11 +134,15 @@ pub struct SampleOptions {
     /// Classifier-free guidance scale (1 = none).
     pub guidance: f32,
     pub sampler: SamplerKind,
+    /// How much noise the run starts from, in (0, 1]: 1 is pure noise; below 1 (with a retrieval
+    /// denoiser) the start is the nearest reference's latent noised to that fraction of the
+    /// schedule and the steps cover only that fraction (SDEdit, Meng et al. 2022).
+    pub strength: f32,
 }
 
 impl Default for SampleOptions {
     fn default() -> Self {
-        SampleOptions { steps: 20, guidance: 3.0, sampler: SamplerKind::Ddim }
+        SampleOptions { steps: 20, guidance: 3.0, sampler: SamplerKind::Ddim, strength: 1.0 }
     }
 }
 
@@ -147,6 +153,9 @@ impl SampleOptions {
         }
         if !self.guidance.is_finite() || !(0.0..=20.0).contains(&self.guidance) {
             return Err(Error::InvalidArgument(format!("guidance {} outside 0..=20", self.guidance)));
+        }
+        if !(self.strength > 0.0 && self.strength <= 1.0) {
+            return Err(Error::InvalidArgument(format!("strength {} outside (0, 1]", self.strength)));
         }
         Ok(())
     }
@@ -159,6 +168,8 @@ pub struct Generator {
     pub encoder: Option<Encoder>,
     pub unet: UNet,
     pub unet_config: UNetConfig,
+    /// The bank of training latents the denoiser's neighbours come from (when it reads any).
+    pub retrieval: Option<Retrieval>,
     pub ae_config: AutoencoderConfig,
     pub schedule: NoiseSchedule,
     /// Latents are multiplied by this after encoding (unit variance for the denoiser) and divided
@@ -172,18 +183,21 @@ impl Generator {
     pub fn from_bytes(autoencoder: &[u8], unet: &[u8], device: &PmgDevice) -> Result<Self> {
         let (fa, fu) = ("autoencoder", "denoiser");
         let aw = Weights::from_bytes(fa, autoencoder)?;
-        let uw = Weights::from_bytes(fu, unet)?;
+        let mut uw = Weights::from_bytes(fu, unet)?;
         let (ae_config, latent_scale) = AutoencoderConfig::from_weights(&aw, fa)?;
         let unet_config: UNetConfig = uw.config(fu)?;
         if ae_config.latent_channels != unet_config.latent_channels {
             return Err(Error::Weights { file: fu.into(), problem: "latent channels differ from the autoencoder's".into() });
         }
+        let side = 64 / ae_config.factor;
+        let per = unet_config.latent_channels * side * side;
+        let retrieval = Retrieval::take_from(&mut uw, fu, unet_config.neighbours, unet_config.d_text, per)?;
         let dev = &device.device;
         let decoder = ae_config.load_decoder(&aw, fa, dev)?;
         let has_encoder = aw.tensors.keys().any(|k| k.starts_with("encoder."));
         let encoder = if has_encoder { Some(ae_config.load_encoder(&aw, fa, dev)?) } else { None };
         let unet_module = load_module(unet_config.init(dev), &uw, fu)?;
-        Ok(Generator { decoder, encoder, unet: unet_module, unet_config, ae_config, schedule: NoiseSchedule::cosine(TRAIN_STEPS), latent_scale, device: device.clone() })
+        Ok(Generator { decoder, encoder, unet: unet_module, unet_config, retrieval, ae_config, schedule: NoiseSchedule::cosine(TRAIN_STEPS), latent_scale, device: device.clone() })
     }
 
     /// `[c, h, w]` of the latent.
@@ -199,26 +213,50 @@ impl Generator {
     }
 
     /// The guided v prediction for a batch, conditional and unconditional rows in one forward.
-    fn guided_v(&self, x: Tensor<4>, t: usize, ctx: &(Tensor<3>, Tensor<2, Bool>), guidance: f32) -> Tensor<4> {
+    fn guided_v(&self, x: Tensor<4>, t: usize, ctx: &Context, guidance: f32) -> Tensor<4> {
         let b = x.dims()[0];
         if guidance == 1.0 {
-            return self.unet.forward(x, &vec![t as f32; b], ctx.0.clone(), ctx.1.clone());
+            return self.unet.forward(x, ctx.refs.clone(), &vec![t as f32; b], ctx.text.clone(), ctx.mask.clone());
         }
         let xx = Tensor::cat(vec![x.clone(), x], 0);
-        let v = self.unet.forward(xx, &vec![t as f32; 2 * b], ctx.0.clone(), ctx.1.clone());
+        let v = self.unet.forward(xx, ctx.refs.clone(), &vec![t as f32; 2 * b], ctx.text.clone(), ctx.mask.clone());
         let vc = v.clone().narrow(0, 0, b);
         let vu = v.narrow(0, b, b);
         vu.clone() + (vc - vu) * guidance
     }
 
-    /// The context tensors for `conds`; with guidance, followed by as many null rows.
-    fn context(&self, conds: &[Conditioning], guidance: f32) -> (Tensor<3>, Tensor<2, Bool>) {
+    /// The retrieved neighbours of a conditioning (best first, with their cosine); empty for a
+    /// denoiser without retrieval.
+    pub fn neighbours(&self, cond: &Conditioning) -> Vec<(usize, f32)> {
+        self.retrieval.as_ref().map(|r| r.nearest(cond, &|_| false)).unwrap_or_default()
+    }
+
+    /// The names of [`neighbours`](Self::neighbours).
+    pub fn neighbour_names(&self, cond: &Conditioning) -> Vec<(String, f32)> {
+        let Some(r) = &self.retrieval else { return Vec::new() };
+        self.neighbours(cond).into_iter().map(|(i, s)| (r.names[i].clone(), s)).collect()
+    }
+
+    /// The denoiser's inputs besides the latents for `conds`; with guidance, followed by as many
+    /// unconditional rows (null text, no references).
+    fn context(&self, conds: &[Conditioning], guidance: f32) -> Context {
         let null = Conditioning::null(self.unet_config.d_text);
         let mut all: Vec<&Conditioning> = conds.iter().collect();
-        if guidance != 1.0 {
-            all.extend(std::iter::repeat_n(&null, conds.len()));
-        }
-        context_batch(&all, &self.device.device)
+        let uncond = if guidance != 1.0 { conds.len() } else { 0 };
+        all.extend(std::iter::repeat_n(&null, uncond));
+        let (text, mask) = context_batch(&all, &self.device.device);
+        let refs = self.retrieval.as_ref().map(|r| {
+            let mut data = Vec::with_capacity(all.len() * r.k * r.per);
+            for c in conds {
+                data.extend(r.references(Some(&self.neighbours(c))));
+            }
+            for _ in 0..uncond {
+                data.extend(r.references(None));
+            }
+            let [c, h, w] = self.latent_shape();
+            Tensor::from_data(TensorData::new(data, [all.len(), r.k * c, h, w]), &self.device.device)
+        });
+        Context { text, mask, refs }
     }
 
     fn check(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions) -> Result<()> {
@@ -244,8 +282,19 @@ impl Generator {
         self.check(conds, seeds, opts)?;
         let ctx = self.context(conds, opts.guidance);
         let sched = self.scheduler(opts.sampler);
-        let ts = sched.timesteps(opts.steps);
-        Ok(Sampling { generator: self, ctx, sched, ts, done: 0, x: self.noise(seeds), guidance: opts.guidance })
+        let mut ts = sched.timesteps(opts.steps);
+        let mut x = self.noise(seeds);
+        if let (Some(r), true) = (&self.retrieval, opts.strength < 1.0) {
+            // Start at the same fraction of every trailing timestep, from the top reference.
+            ts = ts.iter().map(|&t| (((t + 1) as f32 * opts.strength).round() as usize).max(1) - 1).collect();
+            ts.dedup();
+            let (a, s) = self.schedule.coefficients(ts[0]);
+            let [c, h, w] = self.latent_shape();
+            let refs: Vec<f32> = conds.iter().flat_map(|cd| r.references(Some(&self.neighbours(cd)))[..r.per].to_vec()).collect();
+            let z = Tensor::<4>::from_data(TensorData::new(refs, [conds.len(), c, h, w]), &self.device.device);
+            x = z * a + x * s;
+        }
+        Ok(Sampling { generator: self, ctx, sched, ts, done: 0, x, guidance: opts.guidance })
     }
 
     /// The denoising loop, for every caller: one image per (conditioning, seed). After each step
@@ -300,10 +349,17 @@ impl StepHost for BlockingSteps<'_> {
     }
 }
 
+/// What the denoiser reads besides the latents.
+struct Context {
+    text: Tensor<3>,
+    mask: Tensor<2, Bool>,
+    refs: Option<Tensor<4>>,
+}
+
 /// A denoising run in progress.
 pub struct Sampling<'g> {
     generator: &'g Generator,
-    ctx: (Tensor<3>, Tensor<2, Bool>),
+    ctx: Context,
     sched: Box<dyn Scheduler + 'g>,
     ts: Vec<usize>,
     done: usize,

@@ -269,6 +269,7 @@ struct JsImageOptions {
     steps: Option<usize>,
     guidance: Option<f32>,
     sampler: Option<crate::diffusion::SamplerKind>,
+    strength: Option<f32>,
     n: Option<usize>,
 }
 
@@ -358,7 +359,8 @@ impl Llm {
 
     /// Generate `n` images (seeds `seed`, `seed + 1`, ...) for `prompt`. `on_step(i, n)` runs after
     /// each denoising step; returning `false` (or a promise of it, or throwing) cancels with an `AbortError`.
-    /// Returns `{ images: [{ width, height, rgba: Uint8Array }], seed, steps, guidance, sampler }`.
+    /// Returns `{ images: [{ width, height, rgba: Uint8Array }], seed, steps, guidance, strength,
+    /// references: [{ name, similarity }] }` (the training emoji the denoiser was shown).
     #[wasm_bindgen(js_name = generateImage)]
     pub async fn generate_image(&self, prompt: String, options: JsValue, on_step: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
         use crate::diffusion::{MAX_TEXT_TOKENS, SampleOptions, encode_text_async};
@@ -371,9 +373,10 @@ impl Llm {
             return Err(bad_arg(format!("n {n} outside 1..=16")));
         }
         let d = SampleOptions::default();
-        let opts = SampleOptions { steps: o.steps.unwrap_or(d.steps), guidance: o.guidance.unwrap_or(d.guidance), sampler: o.sampler.unwrap_or(d.sampler) };
+        let opts = SampleOptions { steps: o.steps.unwrap_or(d.steps), guidance: o.guidance.unwrap_or(d.guidance), sampler: o.sampler.unwrap_or(d.sampler), strength: o.strength.unwrap_or(d.strength) };
         opts.validate().map_err(js_error)?;
         let cond = encode_text_async(&self.lm, &prompt, MAX_TEXT_TOKENS).await.map_err(js_error)?;
+        let references: Vec<serde_json::Value> = g.neighbour_names(&cond).into_iter().map(|(name, s)| serde_json::json!({ "name": name, "similarity": s })).collect();
         let conds = vec![cond; n];
         let seeds: Vec<u64> = (0..n as u64).map(|i| seed as u64 + i).collect();
         let x = g.denoise(&conds, &seeds, &opts, &mut JsSteps(on_step)).await.map_err(js_error)?;
@@ -387,6 +390,8 @@ impl Llm {
         js_sys::Reflect::set(&out, &"seed".into(), &JsValue::from(seed))?;
         js_sys::Reflect::set(&out, &"steps".into(), &JsValue::from(opts.steps as u32))?;
         js_sys::Reflect::set(&out, &"guidance".into(), &JsValue::from(opts.guidance))?;
+        js_sys::Reflect::set(&out, &"strength".into(), &JsValue::from(opts.strength))?;
+        js_sys::Reflect::set(&out, &"references".into(), &to_js(&references)?)?;
         Ok(out.into())
     }
 

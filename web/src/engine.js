@@ -294,7 +294,7 @@ export class Engine {
     const llm = this.#model();
     await this.#generator(onProgress, signal);
     const options = {};
-    for (const k of ['seed', 'steps', 'guidance', 'sampler', 'n']) if (o[k] !== undefined && o[k] !== null) options[k] = o[k];
+    for (const k of ['seed', 'steps', 'guidance', 'sampler', 'strength', 'n']) if (o[k] !== undefined && o[k] !== null) options[k] = o[k];
     const t0 = performance.now();
     let r;
     try {
@@ -307,7 +307,7 @@ export class Engine {
       throw this.#fail(e);
     }
     const images = r.images.map((im) => new ImageData(new Uint8ClampedArray(im.rgba.buffer, im.rgba.byteOffset, im.rgba.length), im.width, im.height));
-    return { images, seed: r.seed, steps: r.steps, guidance: r.guidance, ms: performance.now() - t0 };
+    return { images, seed: r.seed, steps: r.steps, guidance: r.guidance, strength: r.strength, references: r.references, ms: performance.now() - t0 };
   }
 
   dispose() {

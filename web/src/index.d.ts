@@ -53,6 +53,8 @@ export interface GenerateImageOptions {
   guidance?: number;
   /** Default `'ddim'`. */
   sampler?: SamplerKind;
+  /** Starting noise, in (0, 1] (default 0.7): below 1 the run starts from the nearest training emoji (see `references`) noised that far; 1 starts from pure noise. */
+  strength?: number;
   /** Images to generate, 1..16 (default 1). */
   n?: number;
   /** Called after each denoising step. */
@@ -146,6 +148,9 @@ export interface GeneratedImages {
   seed: number;
   steps: number;
   guidance: number;
+  strength: number;
+  /** The training emoji nearest to the prompt, best first: the denoiser's references (retrieval augmentation). */
+  references: { name: string; similarity: number }[];
   /** Wall time of the generation (text encoding, denoising, decoding), ms. */
   ms: number;
 }
