@@ -6,11 +6,11 @@ bytes in tests/golden/image.json (read by tests/image.rs and web/tests/browser.m
 
 The PNG is decoded here with zlib and the PNG filter definitions (RFC 2083, section 6), so the
 golden does not depend on the crate's own decoder."""
-import hashlib, json, os, struct, subprocess, sys, tempfile, zlib
+import hashlib, json, os, re, struct, subprocess, sys, tempfile, zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A held-out emoji (models/emoji-split.json): never seen in training.
-PROMPT, SEED, STEPS, GUIDANCE = "rabbit face", 1, 20, 3.0
+PROMPT, SEED, STEPS, GUIDANCE, STRENGTH = "rabbit face", 1, 20, 3.0, 0.6
 
 
 def decode_png(data):
@@ -48,13 +48,20 @@ def main():
     pmg = os.environ.get("PMG_BIN", os.path.join(ROOT, "target/release/pmg"))
     with tempfile.TemporaryDirectory() as d:
         png = os.path.join(d, "golden.png")
-        subprocess.run([pmg, "image", "--device", "cpu", "--prompt", PROMPT, "--seed", str(SEED), "--steps", str(STEPS),
-                        "--guidance", str(GUIDANCE), "--out", png], check=True)
+        run = subprocess.run([pmg, "image", "--device", "cpu", "--prompt", PROMPT, "--seed", str(SEED), "--steps", str(STEPS),
+                              "--guidance", str(GUIDANCE), "--strength", str(STRENGTH), "--out", png],
+                             check=True, stderr=subprocess.PIPE, text=True)
+        sys.stderr.write(run.stderr)
+        # "nearest training emoji (the denoiser's references): name (0.71), name, with comma (0.65), ..."
+        line = next(l for l in run.stderr.splitlines() if l.startswith("nearest training emoji"))
+        references = re.findall(r"(.+?) \(-?\d+\.\d+\)(?:, |$)", line.split(": ", 1)[1])
         w, h, rgba = decode_png(open(png, "rb").read())
     weights = {f: hashlib.sha256(open(os.path.join(ROOT, "models", f), "rb").read()).hexdigest()
                for f in ("emoji-autoencoder.safetensors", "emoji-denoiser.safetensors")}
     out = {
-        "prompt": PROMPT, "seed": SEED, "steps": STEPS, "guidance": GUIDANCE, "width": w, "height": h,
+        "prompt": PROMPT, "seed": SEED, "steps": STEPS, "guidance": GUIDANCE, "strength": STRENGTH, "width": w, "height": h,
+        # The training emoji the retrieval picks for the prompt (every backend must pick the same).
+        "references": references,
         "weights_sha256": weights,
         # Other backends must match within: mean |difference| over all RGBA bytes (0-255), and the
         # fraction of bytes within 16 of the reference. Rounding differences between backends grow

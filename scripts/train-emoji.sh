@@ -2,9 +2,8 @@
 # The generator and scorer training recipe, CPU reference (see models/EMOJI-MODELS.md for times):
 #   scripts/train-emoji.sh            # every stage; a rerun resumes from the run folders' checkpoints
 # Stages: fetch the emoji data (npm registry), embed every caption with the LLM, train the
-# autoencoder, the denoiser (on text alone, then continued with retrieved neighbours), the
-# scorer and PMG's implicit-preference soft prompt (on the frozen LLM and denoiser).
-# Exports land in models/emoji-*.safetensors.
+# autoencoder, the denoiser, the scorer and PMG's implicit-preference soft prompt (on the frozen
+# LLM and denoiser). Exports land in models/emoji-*.safetensors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pmg=${PMG_BIN:-target/release/pmg}
@@ -18,8 +17,6 @@ stage autoencoder
 [ -f runs/autoencoder/done ] || { "$pmg" train autoencoder --resume && touch runs/autoencoder/done; }
 stage diffusion
 [ -f runs/diffusion/done ] || { "$pmg" train diffusion --resume && touch runs/diffusion/done; }
-stage retrieval
-[ -f runs/retrieval/done ] || { "$pmg" train retrieval --resume && touch runs/retrieval/done; }
 stage scorer
 [ -f runs/scorer/done ] || { "$pmg" train scorer --resume && touch runs/scorer/done; }
 stage soft-prompt

@@ -59,6 +59,22 @@ fn hostile_weight_files_are_typed_errors() {
     f.extend_from_slice(&dn[8 + n..]);
     assert!(weights_err(Generator::from_bytes(&ae, &f, &dev)));
     assert!(matches!(Scorer::from_bytes(&dn, &dev), Err(Error::Weights { .. })));
+    // The retrieval bank: an incomplete one, or one of the wrong width, is refused; a file
+    // without one (emoji-v1/v2) still loads and samples from pure noise.
+    let w = pmg::tensor_io::Weights::from_bytes("denoiser", &dn).unwrap();
+    for (name, change) in [("retrieval.latents", None), ("retrieval.keys", Some(vec![7usize, 3]))] {
+        let mut bad = w.clone();
+        let t = bad.tensors.remove(name).expect("the shipped denoiser carries its retrieval bank");
+        if let Some(shape) = &change {
+            bad.insert(name, shape.clone(), t.data[..shape.iter().product()].to_vec());
+        }
+        assert!(weights_err(Generator::from_bytes(&ae, &bad.to_bytes(pmg::tensor_io::Dtype::F16), &dev)), "{name} {change:?}");
+    }
+    let mut plain = w.clone();
+    plain.tensors.retain(|k, _| !k.starts_with("retrieval."));
+    plain.metadata.remove("retrieval_names");
+    let g = Generator::from_bytes(&ae, &plain.to_bytes(pmg::tensor_io::Dtype::F16), &dev).unwrap();
+    assert!(g.retrieval.is_none() && g.references(&Conditioning::null(576)).is_empty());
 }
 
 /// The held-out golden caption renders an emoji-shaped picture (transparent corners, opaque middle),
@@ -71,8 +87,15 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
     let g = generator(&dev);
     let gold = golden();
     let prompt = gold["prompt"].as_str().unwrap();
-    let opts = SampleOptions { steps: gold["steps"].as_u64().unwrap() as usize, guidance: gold["guidance"].as_f64().unwrap() as f32, ..Default::default() };
+    let opts = options(&gold);
     let cond = encode_text(&lm, prompt, MAX_TEXT_TOKENS).unwrap();
+    // The references come from the training emoji only: never the held-out caption itself.
+    let near = g.references(&cond);
+    eprintln!("references for {prompt:?}: {near:?}");
+    assert_eq!(near.len(), pmg::diffusion::REFERENCES);
+    assert!(near.iter().all(|(n, _)| n != prompt) && near.windows(2).all(|p| p[0].1 >= p[1].1), "{near:?}");
+    let names: Vec<&str> = near.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(serde_json::json!(names), gold["references"], "the retrieval picks the golden references");
     let seed = gold["seed"].as_u64().unwrap();
     let imgs = g.generate(&[cond.clone(), cond.clone(), cond.clone()], &[seed, seed, seed + 1], &opts, &mut |_, _| true).unwrap();
     assert_eq!((imgs[0].width, imgs[0].height), (64, 64));
@@ -107,7 +130,7 @@ fn same_seed_same_image_on_wgpu() {
     let lm = LanguageModel::from_gguf_bytes(&common::default_model_bytes(), &dev, 64).unwrap();
     let g = generator(&dev);
     let gold = golden();
-    let opts = SampleOptions { steps: gold["steps"].as_u64().unwrap() as usize, guidance: gold["guidance"].as_f64().unwrap() as f32, ..Default::default() };
+    let opts = options(&gold);
     let cond = encode_text(&lm, gold["prompt"].as_str().unwrap(), MAX_TEXT_TOKENS).unwrap();
     let seed = gold["seed"].as_u64().unwrap();
     let imgs: Vec<Image> = g.generate(&[cond.clone(), cond], &[seed, seed + 1], &opts, &mut |_, _| true).unwrap();
@@ -118,6 +141,11 @@ fn same_seed_same_image_on_wgpu() {
     eprintln!("wgpu vs cpu golden: mean |diff| {:.3}, {:.4} within 16; another seed: {:.3}", d.0, d.1, other.0);
     assert!(d.0 <= tol["mean_abs"].as_f64().unwrap() && d.1 >= tol["within_16"].as_f64().unwrap(), "{d:?}");
     assert!(d.0 * 3.0 < other.0, "the backend difference {d:?} is not small against another seed's {other:?}");
+}
+
+fn options(gold: &serde_json::Value) -> SampleOptions {
+    let f = |k: &str| gold[k].as_f64().unwrap_or_else(|| panic!("golden {k}"));
+    SampleOptions { steps: f("steps") as usize, guidance: f("guidance") as f32, strength: f("strength") as f32, ..Default::default() }
 }
 
 fn hex(s: &str) -> Vec<u8> {

@@ -178,7 +178,7 @@ struct SampleArgs {
     #[arg(long, default_value = "ddim")]
     sampler: pmg::diffusion::SamplerKind,
     /// Starting noise in (0, 1]: below 1 the run starts from the nearest training emoji's latent,
-    /// noised that far (retrieval denoisers; default: the denoiser's recommendation).
+    /// noised that far (with a retrieval bank; default 0.6).
     #[arg(long)]
     strength: Option<f32>,
 }

@@ -64,10 +64,11 @@ pub fn image(a: ImageArgs) -> Result<()> {
     let generator = load_generator(&models_dir(), &device)?;
     let cond = encode_text(&lm, &a.prompt, MAX_TEXT_TOKENS)?;
     let t1 = std::time::Instant::now();
-    let near = generator.neighbour_names(&cond);
+    let near = generator.references(&cond);
     if !near.is_empty() {
         let names: Vec<String> = near.iter().map(|(n, s)| format!("{n} ({s:.2})")).collect();
-        eprintln!("nearest training emoji (the denoiser's references): {}", names.join(", "));
+        let start = if a.opts.strength < 1.0 { format!("; the run starts from the first, noised to {}", a.opts.strength) } else { String::new() };
+        eprintln!("nearest training emoji{start}: {}", names.join(", "));
     }
     let n = a.n.max(1);
     let conds = vec![cond; n];
@@ -142,10 +143,17 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             cells.push(out.reconstructed[k].clone());
             cells.extend(samples[3 * r..3 * r + 3].iter().cloned());
             cells.push(data.image(out.nearest[k]));
-            captions.push(format!("{}. {} (nearest training image: {})", r + 1, data.records[i].captions[0], data.records[out.nearest[k]].captions[0]));
+            let start = match generator.references(bank.primary(i)).first() {
+                Some((name, _)) if a.opts.strength < 1.0 => format!("; generated from: {name}"),
+                _ => String::new(),
+            };
+            captions.push(format!("{}. {} (nearest training image: {}{start})", r + 1, data.records[i].captions[0], data.records[out.nearest[k]].captions[0]));
         }
-        let header = "Columns: real held-out image | autoencoder reconstruction | generated, seeds 1, 2, 3 | nearest training image by caption (baseline)";
-        write_grid(p, &cells, 6, header, &captions)?;
+        let header = format!(
+            "Columns: real held-out image | autoencoder reconstruction | generated, seeds 1, 2, 3 (strength {}: from the retrieved training emoji noised that far) | nearest training image by caption (baseline)",
+            a.opts.strength
+        );
+        write_grid(p, &cells, 6, &header, &captions)?;
     }
     Ok(())
 }

@@ -24,33 +24,16 @@ pub enum TrainCmd {
         #[arg(long, default_value = "models/emoji-autoencoder.safetensors")]
         out: PathBuf,
     },
-    /// Stage 2: the latent denoiser on text alone (needs the autoencoder export and the caption
-    /// embeddings); its export starts stage 3.
+    /// Stage 2: the latent denoiser (needs the autoencoder export and the caption embeddings).
     Diffusion {
         #[command(flatten)]
         run: RunArgs,
         #[arg(long, default_value = "models/emoji-autoencoder.safetensors")]
         autoencoder: PathBuf,
-        #[arg(long, default_value = "runs/diffusion/denoiser.safetensors")]
-        out: PathBuf,
-    },
-    /// Stage 3: the denoiser continued with retrieved neighbours: the latents of the training
-    /// emoji nearest to the caption become extra input channels (the shipped denoiser).
-    Retrieval {
-        #[command(flatten)]
-        run: RunArgs,
-        #[arg(long, default_value = "models/emoji-autoencoder.safetensors")]
-        autoencoder: PathBuf,
-        /// The stage-2 export to start from.
-        #[arg(long, default_value = "runs/diffusion/denoiser.safetensors")]
-        init: PathBuf,
-        /// Neighbours per caption.
-        #[arg(long, default_value_t = 3)]
-        neighbours: usize,
         #[arg(long, default_value = "models/emoji-denoiser.safetensors")]
         out: PathBuf,
     },
-    /// Stage 4: the image-text scorer (needs the caption embeddings; the autoencoder for reconstructions).
+    /// Stage 3: the image-text scorer (needs the caption embeddings; the autoencoder for reconstructions).
     Scorer {
         #[command(flatten)]
         run: RunArgs,
@@ -59,7 +42,7 @@ pub enum TrainCmd {
         #[arg(long, default_value = "models/emoji-scorer.safetensors")]
         out: PathBuf,
     },
-    /// Stage 5: PMG's implicit-preference soft prompt (needs the LLM, the caption embeddings,
+    /// Stage 4: PMG's implicit-preference soft prompt (needs the LLM, the caption embeddings,
     /// the autoencoder and the denoiser; both stay frozen).
     SoftPrompt {
         #[command(flatten)]
@@ -107,13 +90,10 @@ pub struct RunArgs {
 
 /// The recipe's defaults per stage: (steps, batch, lr, learning-rate cycle).
 pub const AUTOENCODER: (usize, usize, f64, Option<usize>) = (1000, 32, 1e-3, None);
-/// The text-only denoiser (emoji-v1 shipped it as it is).
-pub const DIFFUSION: (usize, usize, f64, Option<usize>) = (3000, 32, 5e-4, None);
-/// Its continuation with neighbours, at half the peak learning rate.
-pub const RETRIEVAL: (usize, usize, f64, Option<usize>) = (3000, 32, 2.5e-4, None);
+/// Two cosine cycles of 3,000 steps: emoji-v1 shipped after the first, emoji-v2 after both.
+pub const DIFFUSION: (usize, usize, f64, Option<usize>) = (6000, 32, 5e-4, Some(3000));
 pub const SCORER: (usize, usize, f64, Option<usize>) = (800, 64, 5e-4, None);
-/// 1,000 steps: the loss of the 2,400-step emoji-v2 run had levelled off by step 500.
-pub const SOFT_PROMPT: (usize, usize, f64, Option<usize>) = (1000, 8, 2e-3, None);
+pub const SOFT_PROMPT: (usize, usize, f64, Option<usize>) = (2400, 8, 2e-3, None);
 
 impl RunArgs {
     fn config(self, stage: &str, (steps, batch, lr, cycle): (usize, usize, f64, Option<usize>)) -> RunConfig {
@@ -146,11 +126,7 @@ pub fn run(cmd: TrainCmd, read_model: impl Fn(&Option<PathBuf>) -> Result<Vec<u8
             eprintln!("wrote {} ({} captions)", data.join(BANK_FILE).display(), bank.conds.len());
         }
         TrainCmd::Autoencoder { run, out } => stages::autoencoder(run.config("autoencoder", AUTOENCODER), AutoencoderConfig::default(), &out)?,
-        TrainCmd::Diffusion { run, autoencoder, out } => stages::diffusion(run.config("diffusion", DIFFUSION), UNetConfig::default(), &autoencoder, &out, None)?,
-        TrainCmd::Retrieval { run, autoencoder, init, neighbours, out } => {
-            let unet = UNetConfig { neighbours: neighbours.max(1), ..UNetConfig::default() };
-            stages::diffusion(run.config("retrieval", RETRIEVAL), unet, &autoencoder, &out, Some(&init))?
-        }
+        TrainCmd::Diffusion { run, autoencoder, out } => stages::diffusion(run.config("diffusion", DIFFUSION), UNetConfig::default(), &autoencoder, &out)?,
         TrainCmd::Scorer { run, autoencoder, out } => {
             let ae = autoencoder.exists().then_some(autoencoder.as_path());
             stages::scorer(run.config("scorer", SCORER), ScorerConfig::default(), ae, &out)?

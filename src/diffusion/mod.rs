@@ -32,6 +32,8 @@ pub const TEXT_PREFIX: &str = "Emoji:";
 /// [`MAX_TEXT_TOKENS`].
 pub const TRAIN_TEXT_TOKENS: usize = 16;
 pub const MAX_TEXT_TOKENS: usize = 32;
+/// Training emoji listed by [`Generator::references`].
+pub const REFERENCES: usize = 3;
 
 /// A conditioning sequence: `len` rows of LLM hidden states, `width` wide.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,15 +136,16 @@ pub struct SampleOptions {
     /// Classifier-free guidance scale (1 = none).
     pub guidance: f32,
     pub sampler: SamplerKind,
-    /// How much noise the run starts from, in (0, 1]: 1 is pure noise; below 1 (with a retrieval
-    /// denoiser) the start is the nearest reference's latent noised to that fraction of the
-    /// schedule and the steps cover only that fraction (SDEdit, Meng et al. 2022).
+    /// How much noise the run starts from, in (0, 1]: 1 is pure noise; below 1 (with a denoiser
+    /// file that has a retrieval bank) the start is the nearest training emoji's latent noised to
+    /// that fraction of the schedule, and the steps cover only that fraction (SDEdit, Meng et al.
+    /// 2022; [`retrieval`]).
     pub strength: f32,
 }
 
 impl Default for SampleOptions {
     fn default() -> Self {
-        SampleOptions { steps: 20, guidance: 3.0, sampler: SamplerKind::Ddim, strength: 1.0 }
+        SampleOptions { steps: 20, guidance: 3.0, sampler: SamplerKind::Ddim, strength: 0.6 }
     }
 }
 
@@ -168,7 +171,7 @@ pub struct Generator {
     pub encoder: Option<Encoder>,
     pub unet: UNet,
     pub unet_config: UNetConfig,
-    /// The bank of training latents the denoiser's neighbours come from (when it reads any).
+    /// The training latents a run with `strength < 1` starts from (when the file has them).
     pub retrieval: Option<Retrieval>,
     pub ae_config: AutoencoderConfig,
     pub schedule: NoiseSchedule,
@@ -191,7 +194,7 @@ impl Generator {
         }
         let side = 64 / ae_config.factor;
         let per = unet_config.latent_channels * side * side;
-        let retrieval = Retrieval::take_from(&mut uw, fu, unet_config.neighbours, unet_config.d_text, per)?;
+        let retrieval = Retrieval::take_from(&mut uw, fu, unet_config.d_text, per)?;
         let dev = &device.device;
         let decoder = ae_config.load_decoder(&aw, fa, dev)?;
         let has_encoder = aw.tensors.keys().any(|k| k.starts_with("encoder."));
@@ -213,50 +216,33 @@ impl Generator {
     }
 
     /// The guided v prediction for a batch, conditional and unconditional rows in one forward.
-    fn guided_v(&self, x: Tensor<4>, t: usize, ctx: &Context, guidance: f32) -> Tensor<4> {
+    fn guided_v(&self, x: Tensor<4>, t: usize, ctx: &(Tensor<3>, Tensor<2, Bool>), guidance: f32) -> Tensor<4> {
         let b = x.dims()[0];
         if guidance == 1.0 {
-            return self.unet.forward(x, ctx.refs.clone(), &vec![t as f32; b], ctx.text.clone(), ctx.mask.clone());
+            return self.unet.forward(x, &vec![t as f32; b], ctx.0.clone(), ctx.1.clone());
         }
         let xx = Tensor::cat(vec![x.clone(), x], 0);
-        let v = self.unet.forward(xx, ctx.refs.clone(), &vec![t as f32; 2 * b], ctx.text.clone(), ctx.mask.clone());
+        let v = self.unet.forward(xx, &vec![t as f32; 2 * b], ctx.0.clone(), ctx.1.clone());
         let vc = v.clone().narrow(0, 0, b);
         let vu = v.narrow(0, b, b);
         vu.clone() + (vc - vu) * guidance
     }
 
-    /// The retrieved neighbours of a conditioning (best first, with their cosine); empty for a
-    /// denoiser without retrieval.
-    pub fn neighbours(&self, cond: &Conditioning) -> Vec<(usize, f32)> {
-        self.retrieval.as_ref().map(|r| r.nearest(cond, &|_| false)).unwrap_or_default()
-    }
-
-    /// The names of [`neighbours`](Self::neighbours).
-    pub fn neighbour_names(&self, cond: &Conditioning) -> Vec<(String, f32)> {
-        let Some(r) = &self.retrieval else { return Vec::new() };
-        self.neighbours(cond).into_iter().map(|(i, s)| (r.names[i].clone(), s)).collect()
-    }
-
-    /// The denoiser's inputs besides the latents for `conds`; with guidance, followed by as many
-    /// unconditional rows (null text, no references).
-    fn context(&self, conds: &[Conditioning], guidance: f32) -> Context {
+    /// The context tensors for `conds`; with guidance, followed by as many null rows.
+    fn context(&self, conds: &[Conditioning], guidance: f32) -> (Tensor<3>, Tensor<2, Bool>) {
         let null = Conditioning::null(self.unet_config.d_text);
         let mut all: Vec<&Conditioning> = conds.iter().collect();
-        let uncond = if guidance != 1.0 { conds.len() } else { 0 };
-        all.extend(std::iter::repeat_n(&null, uncond));
-        let (text, mask) = context_batch(&all, &self.device.device);
-        let refs = self.retrieval.as_ref().map(|r| {
-            let mut data = Vec::with_capacity(all.len() * r.k * r.per);
-            for c in conds {
-                data.extend(r.references(Some(&self.neighbours(c))));
-            }
-            for _ in 0..uncond {
-                data.extend(r.references(None));
-            }
-            let [c, h, w] = self.latent_shape();
-            Tensor::from_data(TensorData::new(data, [all.len(), r.k * c, h, w]), &self.device.device)
-        });
-        Context { text, mask, refs }
+        if guidance != 1.0 {
+            all.extend(std::iter::repeat_n(&null, conds.len()));
+        }
+        context_batch(&all, &self.device.device)
+    }
+
+    /// The training emoji nearest to a conditioning (best first, with their cosine), from the
+    /// denoiser file's retrieval bank; empty for a file without one.
+    pub fn references(&self, cond: &Conditioning) -> Vec<(String, f32)> {
+        let Some(r) = &self.retrieval else { return Vec::new() };
+        r.nearest(cond, REFERENCES).into_iter().map(|(i, s)| (r.names[i].clone(), s)).collect()
     }
 
     fn check(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions) -> Result<()> {
@@ -285,13 +271,14 @@ impl Generator {
         let mut ts = sched.timesteps(opts.steps);
         let mut x = self.noise(seeds);
         if let (Some(r), true) = (&self.retrieval, opts.strength < 1.0) {
-            // Start at the same fraction of every trailing timestep, from the top reference.
+            // SDEdit: the same fraction of every trailing timestep, starting from the nearest
+            // training emoji's latent noised to the first of them.
             ts = ts.iter().map(|&t| (((t + 1) as f32 * opts.strength).round() as usize).max(1) - 1).collect();
             ts.dedup();
             let (a, s) = self.schedule.coefficients(ts[0]);
             let [c, h, w] = self.latent_shape();
-            let refs: Vec<f32> = conds.iter().flat_map(|cd| r.references(Some(&self.neighbours(cd)))[..r.per].to_vec()).collect();
-            let z = Tensor::<4>::from_data(TensorData::new(refs, [conds.len(), c, h, w]), &self.device.device);
+            let start: Vec<f32> = conds.iter().flat_map(|cd| r.latent(r.nearest(cd, 1)[0].0).to_vec()).collect();
+            let z = Tensor::<4>::from_data(TensorData::new(start, [conds.len(), c, h, w]), &self.device.device);
             x = z * a + x * s;
         }
         Ok(Sampling { generator: self, ctx, sched, ts, done: 0, x, guidance: opts.guidance })
@@ -349,17 +336,10 @@ impl StepHost for BlockingSteps<'_> {
     }
 }
 
-/// What the denoiser reads besides the latents.
-struct Context {
-    text: Tensor<3>,
-    mask: Tensor<2, Bool>,
-    refs: Option<Tensor<4>>,
-}
-
 /// A denoising run in progress.
 pub struct Sampling<'g> {
     generator: &'g Generator,
-    ctx: Context,
+    ctx: (Tensor<3>, Tensor<2, Bool>),
     sched: Box<dyn Scheduler + 'g>,
     ts: Vec<usize>,
     done: usize,

@@ -21,14 +21,11 @@ pub struct UNetConfig {
     /// Width the text is projected to before cross-attention.
     pub d_context: usize,
     pub heads: usize,
-    /// Retrieved training latents given as extra input channels ([`super::retrieval`]); 0: none.
-    #[serde(default)]
-    pub neighbours: usize,
 }
 
 impl Default for UNetConfig {
     fn default() -> Self {
-        UNetConfig { latent_channels: 4, channels: [64, 128], d_text: 576, d_context: 256, heads: 4, neighbours: 0 }
+        UNetConfig { latent_channels: 4, channels: [64, 128], d_text: 576, d_context: 256, heads: 4 }
     }
 }
 
@@ -55,7 +52,6 @@ pub struct UNet {
     out_norm: GroupNorm,
     conv_out: Conv2d,
     time_dim: usize,
-    ref_channels: usize,
 }
 
 /// Sinusoidal embedding of (fractional) timesteps, `[n, dim]` row-major (DDPM's, cos then sin).
@@ -80,7 +76,7 @@ impl UNetConfig {
             text_proj: LinearConfig::new(self.d_text, dc).init(dev),
             time1: LinearConfig::new(c0, t).init(dev),
             time2: LinearConfig::new(t, t).init(dev),
-            conv_in: conv3(self.latent_channels * (1 + self.neighbours), c0, 1, dev),
+            conv_in: conv3(self.latent_channels, c0, 1, dev),
             down0: ResBlock::new(c0, c0, Some(t), dev),
             down0_attn: AttnBlock::new(c0, dc, h, false, dev),
             down: conv3(c0, c0, 2, dev),
@@ -97,30 +93,16 @@ impl UNetConfig {
             out_norm: group_norm(c0, dev),
             conv_out: conv3(c0, self.latent_channels, 1, dev),
             time_dim: c0,
-            ref_channels: self.latent_channels * self.neighbours,
         }
     }
 }
 
 impl UNet {
-    /// The first convolution's weight `[c0, c * (1 + neighbours), 3, 3]` (tests).
-    #[cfg(test)]
-    pub(crate) fn input_weight(&self) -> Tensor<4> {
-        self.conv_in.weight.val()
-    }
-
     /// Predict v for noisy latents `x` `[b, c, 16, 16]` at timesteps `t` (one per row, 0..1000),
-    /// given text hidden states `text` `[b, l, d_text]` with `mask` `[b, l]` (true = padding) and,
-    /// for a denoiser with neighbours, the retrieved latents `refs` `[b, k * c, 16, 16]` (zeros when
-    /// `None`).
-    pub fn forward(&self, x: Tensor<4>, refs: Option<Tensor<4>>, t: &[f32], text: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<4> {
+    /// given text hidden states `text` `[b, l, d_text]` with `mask` `[b, l]` (true = padding).
+    pub fn forward(&self, x: Tensor<4>, t: &[f32], text: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<4> {
         let dev = x.device();
-        let [b, _, h, w] = x.dims();
-        let x = match (self.ref_channels, refs) {
-            (0, _) => x,
-            (_, Some(r)) => Tensor::cat(vec![x, r], 1),
-            (n, None) => Tensor::cat(vec![x, Tensor::zeros([b, n, h, w], &dev)], 1),
-        };
+        let b = x.dims()[0];
         let temb = Tensor::<2>::from_data(TensorData::new(timestep_embedding(t, self.time_dim), [b, self.time_dim]), &dev);
         let temb = self.time2.forward(silu(self.time1.forward(temb)));
         let ctx = self.text_proj.forward(self.text_norm.forward(text));

@@ -24,7 +24,7 @@ use super::data::{BANK_FILE, CaptionBank, EmojiData};
 use super::personalize_eval::{User, history_events, theme_query};
 use super::stages::{encode_all, facts, read_autoencoder, write_export};
 use super::{RunConfig, Trainer, io_err, step_rng, train_device};
-use crate::diffusion::{Conditioning, NoiseSchedule, Retrieval, TRAIN_STEPS, UNet, UNetConfig};
+use crate::diffusion::{Conditioning, NoiseSchedule, TRAIN_STEPS, UNet, UNetConfig};
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::llm::dense::{DenseLlama, HistoryKv, HostKv};
@@ -189,50 +189,8 @@ fn context(soft: Tensor<3>, captions: &[Option<&Conditioning>], width: usize, de
     (Tensor::cat(vec![soft, caps], 1), Tensor::from_data(TensorData::new(mask, [b, k + l]), dev))
 }
 
-/// The denoiser's retrieval bank during soft-prompt training. As at inference, the neighbours
-/// come from all the conditioning rows (soft rows and caption); as in the denoiser's training, a
-/// target never sees its own base emoji among them.
-struct TrainRetrieval {
-    bank: Retrieval,
-    /// Base emoji of each bank entry, and of each record.
-    entry_base: Vec<String>,
-    record_base: Vec<String>,
-}
-
-impl TrainRetrieval {
-    fn new(bank: Retrieval, data: &EmojiData) -> Result<Self> {
-        let by_name: BTreeMap<&str, &str> = data.records.iter().map(|r| (r.name.as_str(), r.base.as_str())).collect();
-        let entry_base = bank
-            .names
-            .iter()
-            .map(|n| by_name.get(n.as_str()).map(|b| b.to_string()).ok_or_else(|| Error::InvalidArgument(format!("retrieval entry `{n}` is not in the dataset"))))
-            .collect::<Result<_>>()?;
-        Ok(TrainRetrieval { bank, entry_base, record_base: data.records.iter().map(|r| r.base.clone()).collect() })
-    }
-
-    fn references(&self, soft: Option<&Tensor<3>>, caps: &[Option<&Conditioning>], recs: &[usize], s: [usize; 3], dev: &Device) -> Result<Tensor<4>> {
-        let w = self.bank.width;
-        let soft = soft.map(|t| crate::device::read_f32(t.clone().detach())).transpose()?;
-        let k_soft = soft.as_ref().map_or(0, |v| v.len() / (recs.len() * w));
-        let mut data = Vec::with_capacity(recs.len() * self.bank.k * self.bank.per);
-        for (i, (cap, &rec)) in caps.iter().zip(recs).enumerate() {
-            let mut rows = soft.as_ref().map(|v| v[i * k_soft * w..][..k_soft * w].to_vec()).unwrap_or_default();
-            if let Some(c) = cap {
-                rows.extend_from_slice(&c.rows);
-            }
-            let near = (!rows.is_empty()).then(|| {
-                let cond = Conditioning { len: rows.len() / w, rows, width: w };
-                self.bank.nearest(&cond, &|j| self.entry_base[j] == self.record_base[rec])
-            });
-            data.extend(self.bank.references(near.as_deref()));
-        }
-        Ok(Tensor::from_data(TensorData::new(data, [recs.len(), self.bank.k * s[0], s[1], s[2]]), dev))
-    }
-}
-
 /// Everything a step needs, loaded once.
 struct Setup<'a> {
-    retrieval: Option<TrainRetrieval>,
     lm: &'a LanguageModel,
     dense: DenseLlama,
     unet: UNet,
@@ -250,11 +208,9 @@ impl Setup<'_> {
         let b = idx.len();
         let per: usize = self.shape.iter().product();
         let (mut xt, mut target, mut ts, mut caps) = (Vec::with_capacity(b * per), Vec::with_capacity(b * per), Vec::with_capacity(b), Vec::with_capacity(b));
-        let mut recs = Vec::with_capacity(b);
         for &u in idx {
             let p = &pool[u];
             let rec = p.targets[rng.below(p.targets.len())];
-            recs.push(rec);
             let r = &self.bank.by_record[rec];
             let cap = &self.bank.conds[r.start + rng.below(r.len())];
             caps.push(if rng.uniform() < CAPTION_DROP { None } else { Some(cap) });
@@ -268,31 +224,24 @@ impl Setup<'_> {
             }
         }
         let w = self.bank.width;
-        let soft = match net {
+        let (ctx, mask) = match net {
             Some(net) => {
                 let hist = batch_kv(pool, idx, self.lm, dev)?;
                 let k = net.tokens.dims()[0];
                 let x = net.tokens.val().unsqueeze::<3>().expand([b, k, w]);
-                Some(net.adapt(self.dense.forward(x, &hist)?))
+                let soft = net.adapt(self.dense.forward(x, &hist)?);
+                context(soft, &caps, w, dev)
             }
-            None => None,
-        };
-        let s = self.shape;
-        let refs = match &self.retrieval {
-            Some(rt) => Some(rt.references(soft.as_ref(), &caps, &recs, s, dev)?),
-            None => None,
-        };
-        let (ctx, mask) = match soft {
-            Some(soft) => context(soft, &caps, w, dev),
             None => {
                 let null = Conditioning::null(w);
                 let conds: Vec<&Conditioning> = caps.iter().map(|c| c.unwrap_or(&null)).collect();
                 crate::diffusion::context_batch(&conds, dev)
             }
         };
+        let s = self.shape;
         let xt = Tensor::<4>::from_data(TensorData::new(xt, [b, s[0], s[1], s[2]]), dev);
         let target = Tensor::<4>::from_data(TensorData::new(target, [b, s[0], s[1], s[2]]), dev);
-        let pred = self.unet.forward(xt, refs, &ts, ctx, mask);
+        let pred = self.unet.forward(xt, &ts, ctx, mask);
         Ok((pred - target).powf_scalar(2.0).mean())
     }
 }
@@ -329,7 +278,7 @@ fn heldout_eval(setup: &Setup, net: &SoftPromptNet, data: &EmojiData, seed: u64,
     Ok(SoftEval { users: users.len(), batches: n, loss_without: without / n as f64, loss_with: with / n as f64 })
 }
 
-/// Stage 5: train the soft tokens and the adapter; export them with the held-out check.
+/// Stage 4: train the soft tokens and the adapter; export them with the held-out check.
 pub fn soft_prompt(cfg: RunConfig, sp: SoftPromptConfig, lm: &LanguageModel, ae_path: &Path, unet_path: &Path, out: &Path) -> Result<()> {
     let data = EmojiData::load(&cfg.data)?;
     let bank = CaptionBank::load(&cfg.data.join(BANK_FILE), &data)?;
@@ -341,14 +290,11 @@ pub fn soft_prompt(cfg: RunConfig, sp: SoftPromptConfig, lm: &LanguageModel, ae_
     let all: Vec<usize> = (0..data.records.len()).collect();
     let latents = encode_all(&encoder, &data.images, &all, scale)?;
     let side = 64 / ae.factor;
-    let mut uw = Weights::from_bytes("denoiser", &std::fs::read(unet_path).map_err(|e| io_err(unet_path, e))?)?;
+    let uw = Weights::from_bytes("denoiser", &std::fs::read(unet_path).map_err(|e| io_err(unet_path, e))?)?;
     let unet_config: UNetConfig = uw.config("denoiser")?;
-    let per = ae.latent_channels * side * side;
-    let retrieval = Retrieval::take_from(&mut uw, "denoiser", unet_config.neighbours, unet_config.d_text, per)?.map(|r| TrainRetrieval::new(r, &data)).transpose()?;
     let dev = train_device(cfg.seed);
     eprintln!("dequantizing the LLM's blocks to f32 for the soft positions");
     let setup = Setup {
-        retrieval,
         lm,
         dense: DenseLlama::from_llama(&lm.model, &dev)?,
         unet: load_module(unet_config.init(&dev), &uw, "denoiser")?.no_grad(),

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::data::{BANK_FILE, CaptionBank, EmojiData};
 use super::{RunConfig, Trainer, io_err, step_rng, train_device};
 use crate::device::read_f32;
-use crate::diffusion::{AutoencoderConfig, Conditioning, Encoder, NoiseSchedule, Retrieval, TRAIN_STEPS, UNet, UNetConfig, context_batch};
+use crate::diffusion::{AutoencoderConfig, Conditioning, Encoder, NoiseSchedule, Retrieval, TRAIN_STEPS, UNetConfig, context_batch};
 use crate::error::Result;
 use crate::scorer::ScorerConfig;
 use crate::tensor_io::{Dtype, Weights, module_weights};
@@ -33,8 +33,18 @@ pub(super) fn facts(w: &mut Weights, cfg: &RunConfig, seconds: f64, final_loss: 
     w.metadata.insert("lr".into(), cfg.lr.to_string());
     w.metadata.insert("seed".into(), cfg.seed.to_string());
     w.metadata.insert("train_seconds_last_process".into(), format!("{seconds:.0}"));
-    w.metadata.insert("final_loss".into(), format!("{final_loss:.5}"));
+    // A complete run re-exported (resumed at its last step) ran no step here: its last logged loss.
+    let final_loss = if final_loss.is_finite() { Some(final_loss) } else { last_logged_loss(&cfg.run) };
+    if let Some(l) = final_loss {
+        w.metadata.insert("final_loss".into(), format!("{l:.5}"));
+    }
     w.metadata.insert("format".into(), "pmg".into());
+}
+
+fn last_logged_loss(run: &Path) -> Option<f64> {
+    let log = std::fs::read_to_string(run.join("loss.jsonl")).ok()?;
+    let line: serde_json::Value = serde_json::from_str(log.lines().last()?).ok()?;
+    line["loss"].as_f64()
 }
 
 /// Stage 1: the autoencoder on the training images (L1 + L2 reconstruction, a small latent
@@ -95,15 +105,10 @@ pub fn read_autoencoder(path: &Path) -> Result<(Weights, AutoencoderConfig, f32)
 /// Fraction of training captions replaced by the null conditioning (for classifier-free guidance).
 pub const CAPTION_DROPOUT: f64 = 0.1;
 
-/// Stage 2 (and 3, with `unet.neighbours`): the denoiser on the autoencoder's latents of the training images, v-prediction on the
+/// Stage 2: the denoiser on the autoencoder's latents of the training images, v-prediction on the
 /// cosine schedule, random caption per image, 10% null captions; the export holds the EMA
-/// weights (decay 0.999 with warm-up).
-///
-/// With `unet.neighbours > 0` each caption also gets the latents of its nearest training emoji
-/// ([`Retrieval`]; never its own base emoji), and the export carries that bank. `init` starts the
-/// run from another denoiser export (a run without neighbours): the extra input channels start at
-/// zero, so step 0 predicts exactly what that denoiser does.
-pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path, init: Option<&Path>) -> Result<()> {
+/// weights (decay 0.999 with warm-up) and the sampler's retrieval bank of training latents.
+pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path) -> Result<()> {
     let data = EmojiData::load(&cfg.data)?;
     let bank = CaptionBank::load(&cfg.data.join(BANK_FILE), &data)?;
     let train = data.split("train");
@@ -114,13 +119,8 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path, i
     let per = shape.iter().product::<usize>();
     let schedule = NoiseSchedule::cosine(TRAIN_STEPS);
     let null = Conditioning::null(bank.width);
-    let retrieval = (unet.neighbours > 0).then(|| retrieval_bank(&data, &bank, &train, &latents, unet.neighbours)).transpose()?;
     let dev = train_device(cfg.seed);
-    let model = match init {
-        Some(p) => init_from(unet, p, &dev)?,
-        None => unet.init(&dev),
-    };
-    let mut tr = Trainer::new(model, cfg.clone())?;
+    let mut tr = Trainer::new(unet.init(&dev), cfg.clone())?;
     let ema_path = cfg.run.join("ema.safetensors");
     let mut ema = if tr.step > 0 && ema_path.exists() {
         Weights::from_bytes("ema", &std::fs::read(&ema_path).map_err(|e| io_err(&ema_path, e))?)?
@@ -132,17 +132,10 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path, i
         let mut rng = step_rng(cfg.seed, 2, tr.step);
         let pos: Vec<usize> = (0..cfg.batch).map(|_| rng.below(train.len())).collect();
         let mut conds = Vec::with_capacity(cfg.batch);
-        let mut refs = Vec::new();
         let (mut xt, mut target, mut ts) = (Vec::with_capacity(cfg.batch * per), Vec::with_capacity(cfg.batch * per), Vec::new());
         for &p in &pos {
             let r = &bank.by_record[train[p]];
-            let cond = (rng.uniform() >= CAPTION_DROPOUT).then(|| &bank.conds[r.start + rng.below(r.len())]);
-            conds.push(cond.unwrap_or(&null));
-            if let Some((rb, entries)) = &retrieval {
-                let own = &data.records[train[p]].base;
-                let near = cond.map(|c| rb.nearest(c, &|i| data.records[entries[i]].base == *own));
-                refs.extend(rb.references(near.as_deref()));
-            }
+            conds.push(if rng.uniform() < CAPTION_DROPOUT { &null } else { &bank.conds[r.start + rng.below(r.len())] });
             let t = rng.below(TRAIN_STEPS);
             ts.push(t as f32);
             let (a, s) = schedule.coefficients(t);
@@ -155,8 +148,7 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path, i
         let (ctx, mask) = context_batch(&conds, &dev);
         let xt = Tensor::<4>::from_data(TensorData::new(xt, [cfg.batch, shape[0], shape[1], shape[2]]), &dev);
         let target = Tensor::<4>::from_data(TensorData::new(target, [cfg.batch, shape[0], shape[1], shape[2]]), &dev);
-        let refs = retrieval.as_ref().map(|(rb, _)| Tensor::<4>::from_data(TensorData::new(std::mem::take(&mut refs), [cfg.batch, rb.k * shape[0], shape[1], shape[2]]), &dev));
-        let pred = tr.model.forward(xt, refs, &ts, ctx, mask);
+        let pred = tr.model.forward(xt, &ts, ctx, mask);
         last = tr.update((pred - target).powf_scalar(2.0).mean())?;
         let decay = (0.999f32).min((1 + tr.step) as f32 / (10 + tr.step) as f32);
         let now = module_weights(&tr.model);
@@ -176,51 +168,24 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path, i
     w.metadata.insert("prediction".into(), "v".into());
     w.metadata.insert("schedule".into(), format!("cosine-{TRAIN_STEPS}"));
     w.metadata.insert("text_prefix".into(), crate::diffusion::TEXT_PREFIX.into());
-    if let Some(p) = init {
-        w.metadata.insert("init".into(), p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
-    }
-    if let Some((rb, _)) = &retrieval {
-        rb.insert_into(&mut w);
-    }
+    retrieval_bank(&data, &bank, &train, &latents)?.insert_into(&mut w);
     facts(&mut w, &cfg, tr.elapsed(), last);
     write_export(&w, out)
 }
 
-/// The retrieval bank of the training split: one entry per base emoji (its first training
-/// record: name caption and latent), and the record of each entry.
-fn retrieval_bank(data: &EmojiData, bank: &CaptionBank, train: &[usize], latents: &[Vec<f32>], k: usize) -> Result<(Retrieval, Vec<usize>)> {
+/// The sampler's retrieval bank ([`Retrieval`]): one entry per base emoji of the training split
+/// (its first training record: name caption and latent).
+fn retrieval_bank(data: &EmojiData, bank: &CaptionBank, train: &[usize], latents: &[Vec<f32>]) -> Result<Retrieval> {
     let mut seen = std::collections::HashSet::new();
-    let (mut entries, mut lats) = (Vec::new(), Vec::new());
+    let (mut conds, mut lats, mut names) = (Vec::new(), Vec::new(), Vec::new());
     for (p, &i) in train.iter().enumerate() {
         if seen.insert(data.records[i].base.as_str()) {
-            entries.push(i);
+            conds.push(bank.primary(i));
             lats.push(latents[p].as_slice());
+            names.push(data.records[i].name.clone());
         }
     }
-    let conds: Vec<&Conditioning> = entries.iter().map(|&i| bank.primary(i)).collect();
-    let names = entries.iter().map(|&i| data.records[i].name.clone()).collect();
-    Ok((Retrieval::build(k, &conds, &lats, names)?, entries))
-}
-
-/// A denoiser initialised from `path`'s export; input channels the export lacks (references)
-/// start at zero.
-fn init_from(unet: UNetConfig, path: &Path, dev: &Device) -> Result<UNet> {
-    let file = path.display().to_string();
-    let mut w = Weights::from_bytes(&file, &std::fs::read(path).map_err(|e| io_err(path, e))?)?;
-    let from: UNetConfig = w.config(&file)?;
-    if (UNetConfig { neighbours: unet.neighbours, ..from }) != unet || from.neighbours > unet.neighbours {
-        return Err(crate::error::Error::InvalidArgument(format!("{file}: a denoiser of another shape ({from:?})")));
-    }
-    Retrieval::take_from(&mut w, &file, from.neighbours, from.d_text, 0).ok();
-    let t = w.tensors.get_mut("conv_in.weight").ok_or_else(|| crate::error::Error::InvalidArgument(format!("{file}: no conv_in.weight")))?;
-    let [o, i, kh, kw] = t.shape[..] else { return Err(crate::error::Error::InvalidArgument(format!("{file}: conv_in.weight is not 4-d"))) };
-    let wide = unet.latent_channels * (1 + unet.neighbours);
-    let mut data = vec![0.0f32; o * wide * kh * kw];
-    for (dst, src) in data.chunks_exact_mut(wide * kh * kw).zip(t.data.chunks_exact(i * kh * kw)) {
-        dst[..src.len()].copy_from_slice(src);
-    }
-    *t = crate::tensor_io::NamedTensor { shape: vec![o, wide, kh, kw], data };
-    crate::tensor_io::load_module(unet.init(dev), &w, &file)
+    Retrieval::build(&conds, &lats, names)
 }
 
 fn log_sum_exp(x: Tensor<2>, dim: usize) -> Tensor<2> {
@@ -228,7 +193,7 @@ fn log_sum_exp(x: Tensor<2>, dim: usize) -> Tensor<2> {
     m.clone() + (x - m).exp().sum_dim(dim).log()
 }
 
-/// Stage 4: the scorer, CLIP's symmetric InfoNCE over batches of distinct base emoji, on real
+/// Stage 3: the scorer, CLIP's symmetric InfoNCE over batches of distinct base emoji, on real
 /// images and (half the time) their autoencoder reconstructions, so generated images are in
 /// its domain.
 pub fn scorer(cfg: RunConfig, sc: ScorerConfig, ae_path: Option<&Path>, out: &Path) -> Result<()> {
@@ -314,30 +279,11 @@ mod tests {
         let c1 = Conditioning { rows: vec![0.5; 3 * 576], len: 3, width: 576 };
         let c2 = Conditioning::null(576);
         let (ctx, mask) = context_batch(&[&c1, &c2], &dev);
-        let v = unet.forward(x.clone(), None, &[10.0, 900.0], ctx, mask);
+        let v = unet.forward(x.clone(), &[10.0, 900.0], ctx, mask);
         assert_eq!(v.dims(), [b, 4, 16, 16]);
-        let loss = (v - x.clone()).powf_scalar(2.0).mean();
+        let loss = (v - x).powf_scalar(2.0).mean();
         let grads = GradientsParams::from_grads(loss.backward(), &unet);
         assert!(grads.len() > 50, "{} parameters got gradients", grads.len());
-
-        // A retrieval denoiser started from a plain export predicts exactly what that export does,
-        // whatever the references (their input channels start at zero), and learns from them.
-        let mut export = module_weights(&unet);
-        export.metadata.insert("config".into(), serde_json::to_string(&UNetConfig::default()).unwrap());
-        let path = std::env::temp_dir().join(format!("pmg-init-{}.safetensors", std::process::id()));
-        std::fs::write(&path, export.to_bytes(Dtype::F32)).unwrap();
-        let with_refs = init_from(UNetConfig { neighbours: 2, ..Default::default() }, &path, &dev).unwrap();
-        std::fs::remove_file(&path).ok();
-        let (ctx, mask) = context_batch(&[&c1, &c2], &dev);
-        let refs = Tensor::<4>::random([b, 8, 16, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
-        let plain = read_f32(unet.forward(x.clone(), None, &[10.0, 900.0], ctx.clone(), mask.clone())).unwrap();
-        let r = with_refs.forward(x.clone(), Some(refs), &[10.0, 900.0], ctx, mask);
-        let got = read_f32(r.clone()).unwrap();
-        assert!(plain.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-5), "zero-initialised reference channels change the output");
-        let grads = (r - x.clone()).powf_scalar(2.0).mean().backward();
-        let g = read_f32(with_refs.input_weight().grad(&grads).expect("conv_in gets a gradient")).unwrap();
-        // [64, 12, 3, 3]: input channels 4.. are the references.
-        assert!(g.chunks_exact(12 * 9).all(|o| o[4 * 9..].iter().any(|v| *v != 0.0)), "reference weights learn");
 
         let ae = AutoencoderConfig::default().init(&dev);
         let img = Tensor::<4>::random([b, 4, 64, 64], burn::tensor::Distribution::Uniform(-1.0, 1.0), &dev);

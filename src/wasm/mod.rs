@@ -171,6 +171,7 @@ struct JsPersonalizeOptions {
     steps: Option<usize>,
     guidance: Option<f32>,
     sampler: Option<crate::diffusion::SamplerKind>,
+    strength: Option<f32>,
     domain: Option<crate::history::render::Domain>,
     mode: Option<crate::preference::PromptMode>,
     n_keywords: Option<usize>,
@@ -191,6 +192,7 @@ impl JsPersonalizeOptions {
         o.sample.steps = self.steps.unwrap_or(o.sample.steps);
         o.sample.guidance = self.guidance.unwrap_or(o.sample.guidance);
         o.sample.sampler = self.sampler.unwrap_or(o.sample.sampler);
+        o.sample.strength = self.strength.unwrap_or(o.sample.strength);
         o.extract.domain = self.domain.unwrap_or(o.extract.domain);
         o.extract.mode = self.mode.unwrap_or(o.extract.mode);
         o.extract.n_keywords = self.n_keywords.unwrap_or(o.extract.n_keywords);
@@ -360,7 +362,8 @@ impl Llm {
     /// Generate `n` images (seeds `seed`, `seed + 1`, ...) for `prompt`. `on_step(i, n)` runs after
     /// each denoising step; returning `false` (or a promise of it, or throwing) cancels with an `AbortError`.
     /// Returns `{ images: [{ width, height, rgba: Uint8Array }], seed, steps, guidance, strength,
-    /// references: [{ name, similarity }] }` (the training emoji the denoiser was shown).
+    /// references: [{ name, similarity }] }` (the training emoji nearest to the prompt; with
+    /// `strength < 1` the run starts from the first).
     #[wasm_bindgen(js_name = generateImage)]
     pub async fn generate_image(&self, prompt: String, options: JsValue, on_step: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
         use crate::diffusion::{MAX_TEXT_TOKENS, SampleOptions, encode_text_async};
@@ -376,7 +379,7 @@ impl Llm {
         let opts = SampleOptions { steps: o.steps.unwrap_or(d.steps), guidance: o.guidance.unwrap_or(d.guidance), sampler: o.sampler.unwrap_or(d.sampler), strength: o.strength.unwrap_or(d.strength) };
         opts.validate().map_err(js_error)?;
         let cond = encode_text_async(&self.lm, &prompt, MAX_TEXT_TOKENS).await.map_err(js_error)?;
-        let references: Vec<serde_json::Value> = g.neighbour_names(&cond).into_iter().map(|(name, s)| serde_json::json!({ "name": name, "similarity": s })).collect();
+        let references: Vec<serde_json::Value> = g.references(&cond).into_iter().map(|(name, s)| serde_json::json!({ "name": name, "similarity": s })).collect();
         let conds = vec![cond; n];
         let seeds: Vec<u64> = (0..n as u64).map(|i| seed as u64 + i).collect();
         let x = g.denoise(&conds, &seeds, &opts, &mut JsSteps(on_step)).await.map_err(js_error)?;

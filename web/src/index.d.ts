@@ -53,7 +53,7 @@ export interface GenerateImageOptions {
   guidance?: number;
   /** Default `'ddim'`. */
   sampler?: SamplerKind;
-  /** Starting noise, in (0, 1] (default 0.7): below 1 the run starts from the nearest training emoji (see `references`) noised that far; 1 starts from pure noise. */
+  /** Starting noise, in (0, 1] (default 0.6): below 1 the run starts from the nearest training emoji (see `references`) noised that far; 1 starts from pure noise. */
   strength?: number;
   /** Images to generate, 1..16 (default 1). */
   n?: number;
@@ -87,6 +87,8 @@ export interface PersonalizeOptions {
   steps?: number;
   guidance?: number;
   sampler?: SamplerKind;
+  /** As for `generateImage` (default 0.6). */
+  strength?: number;
   /** History rendering and preference prompt (see `preferences()`). */
   domain?: 'stickers' | 'shop' | 'movies';
   mode?: 'direct' | 'per_attribute';
@@ -149,7 +151,7 @@ export interface GeneratedImages {
   steps: number;
   guidance: number;
   strength: number;
-  /** The training emoji nearest to the prompt, best first: the denoiser's references (retrieval augmentation). */
+  /** The training emoji nearest to the prompt, best first; with `strength < 1` the run starts from the first. */
   references: { name: string; similarity: number }[];
   /** Wall time of the generation (text encoding, denoising, decoding), ms. */
   ms: number;

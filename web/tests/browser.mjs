@@ -446,16 +446,16 @@ function imageDiff(a, b, tol = 16) {
 
 test('generateImage: a held-out caption on cpu and webgpu, equal to the native image within tolerance; abort', async () => {
   const page = await harness();
-  const r = await page.evaluate(async ({ prompt, seed, steps, guidance }) => {
+  const r = await page.evaluate(async ({ prompt, seed, steps, guidance, strength }) => {
     const { Pmg } = window.pmgWeb;
     const out = {};
     for (const device of ['cpu', 'webgpu']) {
       const pmg = await Pmg.load({ modelBaseUrl: '/models/', device });
       const progress = [];
       const stepsSeen = [];
-      const art = await pmg.generateImage({ prompt, seed, steps, guidance, onStep: (i, n) => stepsSeen.push(`${i}/${n}`), onProgress: (p) => progress.push(p.phase) });
+      const art = await pmg.generateImage({ prompt, seed, steps, guidance, strength, onStep: (i, n) => stepsSeen.push(`${i}/${n}`), onProgress: (p) => progress.push(p.phase) });
       // Determinism within a backend (SwiftShader takes about a minute per image: cpu only).
-      const again = device === 'cpu' ? await pmg.generateImage({ prompt, seed, steps, guidance }) : art;
+      const again = device === 'cpu' ? await pmg.generateImage({ prompt, seed, steps, guidance, strength }) : art;
       const img = art.images[0];
       const c = document.createElement('canvas');
       c.width = img.width;
@@ -473,7 +473,7 @@ test('generateImage: a held-out caption on cpu and webgpu, equal to the native i
       out[device] = {
         width: img.width, height: img.height, rgba: Array.from(img.data), same: Array.from(again.images[0].data).every((v, i) => v === img.data[i]),
         stepsSeen, downloads: progress.filter((p) => p === 'download').length, ms: art.ms, backend: (await pmg.info()).backend,
-        png: c.toDataURL('image/png'), aborted, after: after.images.length,
+        png: c.toDataURL('image/png'), aborted, after: after.images.length, references: art.references.map((x) => x.name),
       };
       pmg.dispose();
     }
@@ -487,6 +487,7 @@ test('generateImage: a held-out caption on cpu and webgpu, equal to the native i
     assert(o.same, `${device}: the same seed gives the same image`);
     assert(o.downloads > 0, `${device}: the generator weights were fetched with progress`);
     assertEqual([o.aborted, o.after], ['AbortError', 1], `${device}: abort between steps, then a new call works`);
+    assertEqual(o.references, IMAGE_GOLDEN.references, `${device}: the retrieved training emoji are the native ones`);
     const d = imageDiff(o.rgba, golden);
     console.log(`     ${device}: ${o.ms.toFixed(0)} ms for ${IMAGE_GOLDEN.steps} steps; vs native cpu: mean |diff| ${d.mean.toFixed(3)}, ${(100 * d.within).toFixed(2)}% within 16`);
     // Tolerance (0-255 scale, tests/golden/image.json): the wasm CPU kernels (SIMD128) and WebGPU sum
