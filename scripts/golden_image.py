@@ -54,13 +54,16 @@ def main():
         sys.stderr.write(run.stderr)
         # "nearest training emoji (the denoiser's references): name (0.71), name, with comma (0.65), ..."
         line = next(l for l in run.stderr.splitlines() if l.startswith("nearest training emoji"))
-        references = re.findall(r"(.+?) \(-?\d+\.\d+\)(?:, |$)", line.split(": ", 1)[1])
+        references = [{"name": n, "similarity": float(v)}
+                      for n, v in re.findall(r"(.+?) \((-?\d+\.\d+)\)(?:, |$)", line.split(": ", 1)[1])]
         w, h, rgba = decode_png(open(png, "rb").read())
     weights = {f: hashlib.sha256(open(os.path.join(ROOT, "models", f), "rb").read()).hexdigest()
                for f in ("emoji-autoencoder.safetensors", "emoji-denoiser.safetensors")}
     out = {
         "prompt": PROMPT, "seed": SEED, "steps": STEPS, "guidance": GUIDANCE, "strength": STRENGTH, "width": w, "height": h,
-        # The training emoji the retrieval picks for the prompt (every backend must pick the same).
+        # The training emoji the retrieval picks for the prompt, best first (2 decimals). Other backends
+        # must start from the same first one; near-tied later ones may swap, so they are compared by
+        # their similarity at each rank.
         "references": references,
         "weights_sha256": weights,
         # Other backends must match within: mean |difference| over all RGBA bytes (0-255), and the

