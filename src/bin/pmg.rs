@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use pmg::diffusion::SampleOptions;
 use pmg::llm::{GenerateOptions, LanguageModel, SamplingParams};
 use pmg::tokenizer::ChatMessage;
 use pmg::{DeviceChoice, Error, PmgDevice, Result};
@@ -169,24 +170,23 @@ enum Cmd {
 #[derive(Args, Clone, Copy)]
 struct SampleArgs {
     /// Denoising steps (1..=50).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = SampleOptions::default().steps)]
     steps: usize,
     /// Classifier-free guidance scale (1 = off).
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = SampleOptions::default().guidance)]
     guidance: f32,
     /// ddim | dpm-solver2m
     #[arg(long, default_value = "ddim")]
     sampler: pmg::diffusion::SamplerKind,
     /// Starting noise in (0, 1]: below 1 the run starts from the nearest training emoji's latent,
-    /// noised that far (with a retrieval bank; default 0.6).
-    #[arg(long)]
-    strength: Option<f32>,
+    /// noised that far (denoiser files with a retrieval bank).
+    #[arg(long, default_value_t = SampleOptions::default().strength)]
+    strength: f32,
 }
 
 impl SampleArgs {
-    fn options(&self) -> pmg::diffusion::SampleOptions {
-        let d = pmg::diffusion::SampleOptions::default();
-        pmg::diffusion::SampleOptions { steps: self.steps, guidance: self.guidance, sampler: self.sampler, strength: self.strength.unwrap_or(d.strength) }
+    fn options(&self) -> SampleOptions {
+        SampleOptions { steps: self.steps, guidance: self.guidance, sampler: self.sampler, strength: self.strength }
     }
 }
 

@@ -189,10 +189,7 @@ impl JsPersonalizeOptions {
         o.preference_keywords = self.preference_keywords.unwrap_or(o.preference_keywords);
         o.keywords = self.keywords.unwrap_or(o.keywords);
         o.embeddings = self.embeddings.unwrap_or(o.embeddings);
-        o.sample.steps = self.steps.unwrap_or(o.sample.steps);
-        o.sample.guidance = self.guidance.unwrap_or(o.sample.guidance);
-        o.sample.sampler = self.sampler.unwrap_or(o.sample.sampler);
-        o.sample.strength = self.strength.unwrap_or(o.sample.strength);
+        o.sample = sample_options(o.sample, self.steps, self.guidance, self.sampler, self.strength);
         o.extract.domain = self.domain.unwrap_or(o.extract.domain);
         o.extract.mode = self.mode.unwrap_or(o.extract.mode);
         o.extract.n_keywords = self.n_keywords.unwrap_or(o.extract.n_keywords);
@@ -261,6 +258,16 @@ fn image_to_js(img: &crate::image::Image) -> Result<JsValue, JsValue> {
     js_sys::Reflect::set(&o, &"height".into(), &JsValue::from(img.height as u32))?;
     js_sys::Reflect::set(&o, &"rgba".into(), &js_sys::Uint8Array::from(img.rgba.as_slice()))?;
     Ok(o.into())
+}
+
+/// `base` with the sampling options a JS caller gave (`generateImage` and `personalize` take the same).
+fn sample_options(base: crate::diffusion::SampleOptions, steps: Option<usize>, guidance: Option<f32>, sampler: Option<crate::diffusion::SamplerKind>, strength: Option<f32>) -> crate::diffusion::SampleOptions {
+    crate::diffusion::SampleOptions {
+        steps: steps.unwrap_or(base.steps),
+        guidance: guidance.unwrap_or(base.guidance),
+        sampler: sampler.unwrap_or(base.sampler),
+        strength: strength.unwrap_or(base.strength),
+    }
 }
 
 /// `generateImage` options (all optional).
@@ -375,8 +382,7 @@ impl Llm {
         if !(1..=16).contains(&n) {
             return Err(bad_arg(format!("n {n} outside 1..=16")));
         }
-        let d = SampleOptions::default();
-        let opts = SampleOptions { steps: o.steps.unwrap_or(d.steps), guidance: o.guidance.unwrap_or(d.guidance), sampler: o.sampler.unwrap_or(d.sampler), strength: o.strength.unwrap_or(d.strength) };
+        let opts = sample_options(SampleOptions::default(), o.steps, o.guidance, o.sampler, o.strength);
         opts.validate().map_err(js_error)?;
         let cond = encode_text_async(&self.lm, &prompt, MAX_TEXT_TOKENS).await.map_err(js_error)?;
         let references: Vec<serde_json::Value> = g.references(&cond).into_iter().map(|(name, s)| serde_json::json!({ "name": name, "similarity": s })).collect();
