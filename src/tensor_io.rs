@@ -18,6 +18,27 @@ use crate::error::{Error, Result};
 pub enum Dtype {
     F16,
     F32,
+    /// Integers in [-128, 127] (quantized data with its scales in another tensor); values are
+    /// rounded and clamped on write.
+    I8,
+}
+
+impl Dtype {
+    fn width(self) -> usize {
+        match self {
+            Dtype::F16 => 2,
+            Dtype::F32 => 4,
+            Dtype::I8 => 1,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Dtype::F16 => "F16",
+            Dtype::F32 => "F32",
+            Dtype::I8 => "I8",
+        }
+    }
 }
 
 /// One named tensor, always held as f32 in memory.
@@ -72,21 +93,23 @@ impl Weights {
 
     /// Serialize; names are written in sorted order, so equal weights give equal bytes.
     pub fn to_bytes(&self, dtype: Dtype) -> Vec<u8> {
-        let width = match dtype {
-            Dtype::F16 => 2,
-            Dtype::F32 => 4,
-        };
+        self.to_bytes_as(|_| dtype)
+    }
+
+    /// Serialise with a storage type per tensor name.
+    pub fn to_bytes_as(&self, dtype_of: impl Fn(&str) -> Dtype) -> Vec<u8> {
         let mut header = serde_json::Map::new();
         if !self.metadata.is_empty() {
             header.insert("__metadata__".into(), serde_json::to_value(&self.metadata).expect("string map"));
         }
         let mut offset = 0usize;
         for (name, t) in &self.tensors {
-            let len = t.data.len() * width;
+            let dtype = dtype_of(name);
+            let len = t.data.len() * dtype.width();
             header.insert(
                 name.clone(),
                 serde_json::json!({
-                    "dtype": if dtype == Dtype::F16 { "F16" } else { "F32" },
+                    "dtype": dtype.name(),
                     "shape": t.shape,
                     "data_offsets": [offset, offset + len],
                 }),
@@ -101,16 +124,17 @@ impl Weights {
         let mut out = Vec::with_capacity(8 + json.len() + offset);
         out.extend_from_slice(&(json.len() as u64).to_le_bytes());
         out.extend_from_slice(&json);
-        for t in self.tensors.values() {
-            match dtype {
+        for (name, t) in &self.tensors {
+            match dtype_of(name) {
                 Dtype::F16 => t.data.iter().for_each(|&x| out.extend_from_slice(&f16::from_f32(x).to_le_bytes())),
                 Dtype::F32 => t.data.iter().for_each(|&x| out.extend_from_slice(&x.to_le_bytes())),
+                Dtype::I8 => t.data.iter().for_each(|&x| out.push(x.round().clamp(-128.0, 127.0) as i8 as u8)),
             }
         }
         out
     }
 
-    /// Parse a safetensors file (F16, BF16 or F32 tensors). `file` names it in errors.
+    /// Parse a safetensors file (F16, BF16, F32 or I8 tensors). `file` names it in errors.
     pub fn from_bytes(file: &str, bytes: &[u8]) -> Result<Self> {
         if bytes.len() < 8 {
             return Err(bad(file, format!("{} bytes is too short for a safetensors header", bytes.len())));
@@ -132,6 +156,7 @@ impl Weights {
             let width = match dtype {
                 "F16" | "BF16" => 2,
                 "F32" => 4,
+                "I8" => 1,
                 other => return Err(bad(file, format!("`{name}`: unsupported dtype {other}"))),
             };
             let shape: Vec<usize> = serde_json::from_value(v["shape"].clone()).map_err(|e| bad(file, format!("`{name}` shape: {e}")))?;
@@ -145,6 +170,7 @@ impl Weights {
             let values: Vec<f32> = match dtype {
                 "F16" => raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
                 "BF16" => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+                "I8" => raw.iter().map(|&b| b as i8 as f32).collect(),
                 _ => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             };
             if values.iter().any(|x| !x.is_finite()) {
@@ -241,6 +267,14 @@ mod tests {
             let bytes = w.to_bytes(dtype);
             assert_eq!(Weights::from_bytes("t", &bytes).unwrap(), w);
         }
+        // Mixed storage: I8 keeps integers and clamps what does not fit.
+        let mut q = w.clone();
+        q.insert("q", vec![4], vec![-128.0, 127.0, 3.0, 0.0]);
+        let back = Weights::from_bytes("t", &q.to_bytes_as(|n| if n == "q" { Dtype::I8 } else { Dtype::F32 })).unwrap();
+        assert_eq!(back, q);
+        q.insert("q", vec![2], vec![300.0, -2.6]);
+        let back = Weights::from_bytes("t", &q.to_bytes_as(|n| if n == "q" { Dtype::I8 } else { Dtype::F32 })).unwrap();
+        assert_eq!(back.tensors["q"].data, vec![127.0, -3.0]);
         let bytes = w.to_bytes(Dtype::F32);
         for cut in [0, 7, 8, 20, bytes.len() - 1] {
             assert!(matches!(Weights::from_bytes("t", &bytes[..cut]), Err(Error::Weights { .. })), "cut {cut}");

@@ -24,13 +24,31 @@ pub enum TrainCmd {
         #[arg(long, default_value = "models/emoji-autoencoder.safetensors")]
         out: PathBuf,
     },
-    /// Stage 2: the latent denoiser (needs the autoencoder export and the caption embeddings).
+    /// Stage 2: the latent denoiser (needs the autoencoder export and the caption embeddings,
+    /// or a training pack).
     Diffusion {
         #[command(flatten)]
         run: RunArgs,
         #[arg(long, default_value = "models/emoji-autoencoder.safetensors")]
         autoencoder: PathBuf,
+        /// Train from this pack (`pmg train pack`) instead of the dataset and the autoencoder.
+        #[arg(long)]
+        pack: Option<PathBuf>,
+        /// What a batch draws uniformly: record (the recipe of emoji-v1 to v3) | base (a base
+        /// emoji, then one of its skin-tone variations)
+        #[arg(long, default_value = "record")]
+        sample_by: stages::SampleBy,
         #[arg(long, default_value = "models/emoji-denoiser.safetensors")]
+        out: PathBuf,
+    },
+    /// The denoiser stage's inputs as one compact file (training latents in f16, caption hidden
+    /// states deduplicated and in int8): for training on a machine without the dataset or the LLM.
+    Pack {
+        #[arg(long, default_value = "data/emoji")]
+        data: PathBuf,
+        #[arg(long, default_value = "models/emoji-autoencoder.safetensors")]
+        autoencoder: PathBuf,
+        #[arg(long, default_value = "data/emoji/train-pack.safetensors")]
         out: PathBuf,
     },
     /// Stage 3: the image-text scorer (needs the caption embeddings; the autoencoder for reconstructions).
@@ -86,6 +104,9 @@ pub struct RunArgs {
     /// Restart the learning-rate schedule every N steps at half the previous peak (0: never).
     #[arg(long)]
     cycle: Option<usize>,
+    /// cpu (the reference recipe) | wgpu | auto
+    #[arg(long, default_value = "cpu")]
+    device: pmg::DeviceChoice,
 }
 
 /// The recipe's defaults per stage: (steps, batch, lr, learning-rate cycle).
@@ -112,6 +133,7 @@ impl RunArgs {
             resume: self.resume,
             until: self.until,
             cycle,
+            device: self.device,
         }
     }
 }
@@ -126,7 +148,14 @@ pub fn run(cmd: TrainCmd, read_model: impl Fn(&Option<PathBuf>) -> Result<Vec<u8
             eprintln!("wrote {} ({} captions)", data.join(BANK_FILE).display(), bank.conds.len());
         }
         TrainCmd::Autoencoder { run, out } => stages::autoencoder(run.config("autoencoder", AUTOENCODER), AutoencoderConfig::default(), &out)?,
-        TrainCmd::Diffusion { run, autoencoder, out } => stages::diffusion(run.config("diffusion", DIFFUSION), UNetConfig::default(), &autoencoder, &out)?,
+        TrainCmd::Diffusion { run, autoencoder, pack, sample_by, out } => {
+            let input = match &pack {
+                Some(p) => stages::DenoiserInput::Pack(p),
+                None => stages::DenoiserInput::Dataset { autoencoder: &autoencoder },
+            };
+            stages::diffusion(run.config("diffusion", DIFFUSION), UNetConfig::default(), input, sample_by, &out)?
+        }
+        TrainCmd::Pack { data, autoencoder, out } => stages::denoiser_data(&data, &autoencoder)?.save_pack(&out)?,
         TrainCmd::Scorer { run, autoencoder, out } => {
             let ae = autoencoder.exists().then_some(autoencoder.as_path());
             stages::scorer(run.config("scorer", SCORER), ScorerConfig::default(), ae, &out)?

@@ -7,6 +7,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod pack;
 pub mod personalize_eval;
 pub mod soft_prompt;
 pub mod stages;
@@ -19,6 +20,7 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 
+use crate::device::DeviceChoice;
 use crate::diffusion::SeededNoise;
 use crate::error::{Error, Result};
 
@@ -48,6 +50,13 @@ pub struct RunConfig {
     /// a run can be lengthened later by whole cycles and resumed exactly.
     #[serde(default)]
     pub cycle: Option<usize>,
+    /// Where the steps run: the CPU (the reference recipe) or wgpu on a GPU.
+    #[serde(default = "cpu")]
+    pub device: DeviceChoice,
+}
+
+fn cpu() -> DeviceChoice {
+    DeviceChoice::Cpu
 }
 
 pub fn io_err(path: &Path, e: std::io::Error) -> Error {
@@ -77,12 +86,20 @@ pub fn learning_rate(cfg: &RunConfig, step: usize) -> f64 {
     peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
 }
 
-/// The training device: burn's CPU backend with autodiff, its RNG (parameter initialisation)
-/// seeded so that a run starts from the same weights every time.
-pub fn train_device(seed: u64) -> Device {
-    let dev = Device::flex().autodiff();
-    dev.seed(seed);
-    dev
+/// The training device with autodiff: burn's CPU backend (the reference recipe) or wgpu, its RNG
+/// (parameter initialisation) seeded so that a run starts from the same weights every time.
+pub fn train_device(cfg: &RunConfig) -> Result<Device> {
+    let dev = match cfg.device {
+        DeviceChoice::Cpu => Device::flex(),
+        choice => {
+            let d = crate::device::PmgDevice::new(choice)?;
+            eprintln!("training on {}", d.adapter);
+            d.device
+        }
+    }
+    .autodiff();
+    dev.seed(cfg.seed);
+    Ok(dev)
 }
 
 pub fn optimizer() -> ModuleOptimizer {
@@ -191,7 +208,7 @@ mod tests {
     fn cfg(steps: usize, cycle: Option<usize>) -> RunConfig {
         RunConfig {
             data: "d".into(), run: "r".into(), steps, batch: 1, lr: 1e-3, warmup: 10, seed: 1,
-            log_every: 1, checkpoint_every: 1, resume: false, until: None, cycle,
+            log_every: 1, checkpoint_every: 1, resume: false, until: None, cycle, device: DeviceChoice::Cpu,
         }
     }
 

@@ -292,7 +292,10 @@ pub fn soft_prompt(cfg: RunConfig, sp: SoftPromptConfig, lm: &LanguageModel, ae_
     let side = 64 / ae.factor;
     let uw = Weights::from_bytes("denoiser", &std::fs::read(unet_path).map_err(|e| io_err(unet_path, e))?)?;
     let unet_config: UNetConfig = uw.config("denoiser")?;
-    let dev = train_device(cfg.seed);
+    if cfg.device != crate::device::DeviceChoice::Cpu {
+        return Err(Error::InvalidArgument("the soft prompt trains on the CPU, next to the quantized LLM".into()));
+    }
+    let dev = train_device(&cfg)?;
     eprintln!("dequantizing the LLM's blocks to f32 for the soft positions");
     let setup = Setup {
         lm,

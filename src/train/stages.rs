@@ -6,9 +6,10 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::data::{BANK_FILE, CaptionBank, EmojiData};
+use super::pack::DenoiserData;
 use super::{RunConfig, Trainer, io_err, step_rng, train_device};
 use crate::device::read_f32;
-use crate::diffusion::{AutoencoderConfig, Conditioning, Encoder, NoiseSchedule, Retrieval, TRAIN_STEPS, UNetConfig, context_batch};
+use crate::diffusion::{AutoencoderConfig, Conditioning, Encoder, NoiseSchedule, TRAIN_STEPS, UNetConfig, context_batch};
 use crate::error::Result;
 use crate::scorer::ScorerConfig;
 use crate::tensor_io::{Dtype, Weights, module_weights};
@@ -52,7 +53,7 @@ fn last_logged_loss(run: &Path) -> Option<f64> {
 pub fn autoencoder(cfg: RunConfig, ae: AutoencoderConfig, out: &Path) -> Result<()> {
     let data = EmojiData::load(&cfg.data)?;
     let train = data.split("train");
-    let dev = train_device(cfg.seed);
+    let dev = train_device(&cfg)?;
     let mut tr = Trainer::new(ae.init(&dev), cfg.clone())?;
     let mut last = f64::NAN;
     while !tr.done() {
@@ -108,18 +109,63 @@ pub const CAPTION_DROPOUT: f64 = 0.1;
 /// Stage 2: the denoiser on the autoencoder's latents of the training images, v-prediction on the
 /// cosine schedule, random caption per image, 10% null captions; the export holds the EMA
 /// weights (decay 0.999 with warm-up) and the sampler's retrieval bank of training latents.
-pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path) -> Result<()> {
-    let data = EmojiData::load(&cfg.data)?;
-    let bank = CaptionBank::load(&cfg.data.join(BANK_FILE), &data)?;
-    let train = data.split("train");
+const EMA_EVERY_ON_GPU: usize = 8;
+
+/// Where the denoiser stage reads its inputs.
+pub enum DenoiserInput<'a> {
+    /// The dataset (`cfg.data`), its caption bank, and the autoencoder export that encodes the latents.
+    Dataset { autoencoder: &'a Path },
+    /// A training pack (`pmg train pack`): the same inputs, compact, with no dataset or LLM needed.
+    Pack(&'a Path),
+}
+
+/// The dataset's denoiser inputs: training records, their latents (scaled) and caption states.
+pub fn denoiser_data(data_dir: &Path, ae_path: &Path) -> Result<DenoiserData> {
+    let data = EmojiData::load(data_dir)?;
+    let bank = CaptionBank::load(&data_dir.join(BANK_FILE), &data)?;
     let (aw, ae, scale) = read_autoencoder(ae_path)?;
-    let latents = encode_all(&ae.load_encoder(&aw, "autoencoder", &Device::flex())?, &data.images, &train, scale)?;
+    let latents = encode_all(&ae.load_encoder(&aw, "autoencoder", &Device::flex())?, &data.images, &data.split("train"), scale)?;
     let side = 64 / ae.factor;
-    let shape = [ae.latent_channels, side, side];
+    Ok(DenoiserData::from_dataset(&data, &bank, latents, [ae.latent_channels, side, side]))
+}
+
+/// Which training records a denoiser batch draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleBy {
+    /// A base emoji uniformly, then one of its records (skin-tone variations). 294 of the 1,712
+    /// training bases have 6 or 26 variations, 58% of the records; by base they get 17% of the
+    /// batches, and every other emoji about twice the steps it gets by record.
+    Base,
+    /// A record uniformly (the recipe of emoji-v1 to v3).
+    #[default]
+    Record,
+}
+
+impl std::str::FromStr for SampleBy {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "base" => Ok(Self::Base),
+            "record" => Ok(Self::Record),
+            _ => Err(crate::Error::InvalidArgument(format!("unknown sampling `{s}` (base, record)"))),
+        }
+    }
+}
+
+/// Stage 2: the latent denoiser (v-prediction, caption dropout for guidance, EMA export with the
+/// sampler's retrieval bank).
+pub fn diffusion(cfg: RunConfig, unet: UNetConfig, input: DenoiserInput, sample_by: SampleBy, out: &Path) -> Result<()> {
+    let d = match input {
+        DenoiserInput::Dataset { autoencoder } => denoiser_data(&cfg.data, autoencoder)?,
+        DenoiserInput::Pack(path) => DenoiserData::load_pack(path)?,
+    };
+    let shape = d.shape;
     let per = shape.iter().product::<usize>();
+    let width = d.conds.first().map_or(0, |c| c.width);
     let schedule = NoiseSchedule::cosine(TRAIN_STEPS);
-    let null = Conditioning::null(bank.width);
-    let dev = train_device(cfg.seed);
+    let null = Conditioning::null(width);
+    let dev = train_device(&cfg)?;
     let mut tr = Trainer::new(unet.init(&dev), cfg.clone())?;
     let ema_path = cfg.run.join("ema.safetensors");
     let mut ema = if tr.step > 0 && ema_path.exists() {
@@ -127,20 +173,29 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path) -
     } else {
         module_weights(&tr.model)
     };
+    let ema_every = if cfg.device == crate::device::DeviceChoice::Cpu { 1 } else { EMA_EVERY_ON_GPU };
     let mut last = f64::NAN;
     while !tr.done() {
         let mut rng = step_rng(cfg.seed, 2, tr.step);
-        let pos: Vec<usize> = (0..cfg.batch).map(|_| rng.below(train.len())).collect();
+        let pos: Vec<usize> = (0..cfg.batch)
+            .map(|_| match sample_by {
+                SampleBy::Record => rng.below(d.latents.len()),
+                SampleBy::Base => {
+                    let g = &d.groups[rng.below(d.groups.len())];
+                    g[rng.below(g.len())]
+                }
+            })
+            .collect();
         let mut conds = Vec::with_capacity(cfg.batch);
         let (mut xt, mut target, mut ts) = (Vec::with_capacity(cfg.batch * per), Vec::with_capacity(cfg.batch * per), Vec::new());
         for &p in &pos {
-            let r = &bank.by_record[train[p]];
-            conds.push(if rng.uniform() < CAPTION_DROPOUT { &null } else { &bank.conds[r.start + rng.below(r.len())] });
+            let r = &d.captions[p];
+            conds.push(if rng.uniform() < CAPTION_DROPOUT { &null } else { &d.conds[r.start + rng.below(r.len())] });
             let t = rng.below(TRAIN_STEPS);
             ts.push(t as f32);
             let (a, s) = schedule.coefficients(t);
             let noise = rng.normals(per);
-            for (x0, e) in latents[p].iter().zip(&noise) {
+            for (x0, e) in d.latents[p].iter().zip(&noise) {
                 xt.push(a * x0 + s * e);
                 target.push(a * e - s * x0);
             }
@@ -150,11 +205,15 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path) -
         let target = Tensor::<4>::from_data(TensorData::new(target, [cfg.batch, shape[0], shape[1], shape[2]]), &dev);
         let pred = tr.model.forward(xt, &ts, ctx, mask);
         last = tr.update((pred - target).powf_scalar(2.0).mean())?;
-        let decay = (0.999f32).min((1 + tr.step) as f32 / (10 + tr.step) as f32);
-        let now = module_weights(&tr.model);
-        for (k, t) in ema.tensors.iter_mut() {
-            let n = &now.tensors[k].data;
-            t.data.iter_mut().zip(n).for_each(|(e, x)| *e = decay * *e + (1.0 - decay) * x);
+        // On a GPU, reading the weights back every step would cost more than the step: average
+        // every `ema_every` steps with the decay of that many steps.
+        if tr.step % ema_every == 0 || tr.done() {
+            let decay = (0.999f32).min((1 + tr.step) as f32 / (10 + tr.step) as f32).powi(ema_every as i32);
+            let now = module_weights(&tr.model);
+            for (k, t) in ema.tensors.iter_mut() {
+                let n = &now.tensors[k].data;
+                t.data.iter_mut().zip(n).for_each(|(e, x)| *e = decay * *e + (1.0 - decay) * x);
+            }
         }
         if tr.step % cfg.checkpoint_every == 0 || tr.done() {
             std::fs::write(&ema_path, ema.to_bytes(Dtype::F32)).map_err(|e| io_err(&ema_path, e))?;
@@ -168,24 +227,10 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, ae_path: &Path, out: &Path) -
     w.metadata.insert("prediction".into(), "v".into());
     w.metadata.insert("schedule".into(), format!("cosine-{TRAIN_STEPS}"));
     w.metadata.insert("text_prefix".into(), crate::diffusion::TEXT_PREFIX.into());
-    retrieval_bank(&data, &bank, &train, &latents)?.insert_into(&mut w);
+    w.metadata.insert("sample_by".into(), serde_json::to_value(sample_by).expect("json").as_str().unwrap_or_default().into());
+    d.retrieval()?.insert_into(&mut w);
     facts(&mut w, &cfg, tr.elapsed(), last);
     write_export(&w, out)
-}
-
-/// The sampler's retrieval bank ([`Retrieval`]): one entry per base emoji of the training split
-/// (its first training record: name caption and latent).
-fn retrieval_bank(data: &EmojiData, bank: &CaptionBank, train: &[usize], latents: &[Vec<f32>]) -> Result<Retrieval> {
-    let mut seen = std::collections::HashSet::new();
-    let (mut conds, mut lats, mut names) = (Vec::new(), Vec::new(), Vec::new());
-    for (p, &i) in train.iter().enumerate() {
-        if seen.insert(data.records[i].base.as_str()) {
-            conds.push(bank.primary(i));
-            lats.push(latents[p].as_slice());
-            names.push(data.records[i].name.clone());
-        }
-    }
-    Retrieval::build(&conds, &lats, names)
 }
 
 fn log_sum_exp(x: Tensor<2>, dim: usize) -> Tensor<2> {
@@ -218,7 +263,7 @@ pub fn scorer(cfg: RunConfig, sc: ScorerConfig, ae_path: Option<&Path>, out: &Pa
         }
         None => None,
     };
-    let dev = train_device(cfg.seed);
+    let dev = train_device(&cfg)?;
     let mut tr = Trainer::new(sc.init(&dev), cfg.clone())?;
     let b = cfg.batch;
     let eye: Vec<f32> = (0..b * b).map(|i| if i / b == i % b { 1.0 } else { 0.0 }).collect();
@@ -272,7 +317,8 @@ mod tests {
     /// every parameter, and weights survive an f16 export and reload.
     #[test]
     fn one_step_of_each_model() {
-        let dev = train_device(1);
+        let dev = Device::flex().autodiff();
+        dev.seed(1);
         let unet = UNetConfig::default().init(&dev);
         let b = 2;
         let x = Tensor::<4>::random([b, 4, 16, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
