@@ -126,7 +126,7 @@ pub fn denoiser_data(data_dir: &Path, ae_path: &Path) -> Result<DenoiserData> {
     let (aw, ae, scale) = read_autoencoder(ae_path)?;
     let latents = encode_all(&ae.load_encoder(&aw, "autoencoder", &Device::flex())?, &data.images, &data.split("train"), scale)?;
     let side = 64 / ae.factor;
-    Ok(DenoiserData::from_dataset(&data, &bank, latents, [ae.latent_channels, side, side]))
+    Ok(DenoiserData::from_dataset(&data, bank, latents, [ae.latent_channels, side, side]))
 }
 
 /// Which training records a denoiser batch draws.
