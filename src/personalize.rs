@@ -374,7 +374,7 @@ impl Personalizer<'_> {
         let pref_cond = if scored.is_empty() { None } else { Some(self.encode(host, &scored.join(", ")).await?) };
         // The keyword rows in the conditioning (the scorer reads `pref_cond` either way).
         let keyword_rows = pref_cond.as_ref().filter(|_| opts.keywords);
-        let mut conds = Vec::new();
+        let (mut conds, mut queries) = (Vec::new(), Vec::new());
         let mut meta = Vec::new();
         for &w in &weights {
             let mut cond = match (keyword_rows, opts.weighting) {
@@ -382,6 +382,8 @@ impl Personalizer<'_> {
                 (Some(p), Weighting::Rows) => target_cond.with_rows(p, w),
                 _ => target_cond.clone(),
             };
+            // The retrieval start is searched by the text rows alone (Generator::start_from).
+            let query = cond.clone();
             if let (Some(imp), true) = (implicit, w > 0) {
                 cond = cond.with_rows(imp, w);
             }
@@ -395,11 +397,12 @@ impl Personalizer<'_> {
             }
             for s in 0..opts.seeds as u64 {
                 conds.push(cond.clone());
+                queries.push(query.clone());
                 meta.push((w, opts.seed + s, prompt.clone()));
             }
         }
         let seeds: Vec<u64> = meta.iter().map(|m| m.1).collect();
-        let x = self.generator.denoise(&conds, &seeds, &opts.sample, &mut DenoiseSteps(host)).await?;
+        let x = self.generator.denoise_from(&conds, &queries, &seeds, &opts.sample, &mut DenoiseSteps(host)).await?;
         cancel_unless(host, Stage::Score).await?;
         let img_feats = self.scorer.image_features_tensor(x.clone());
         let pixels = self.read(host, x).await?;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use pmg::diffusion::{Conditioning, Generator, MAX_TEXT_TOKENS, SampleOptions, encode_text};
+use pmg::diffusion::{BlockingSteps, Conditioning, Generator, MAX_TEXT_TOKENS, SampleOptions, encode_text};
 use pmg::image::Image;
 use pmg::llm::LanguageModel;
 use pmg::scorer::Scorer;
@@ -108,6 +108,18 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
     let alpha = |x: usize, y: usize| imgs[0].rgba[(y * 64 + x) * 4 + 3];
     assert!([(0, 0), (63, 0), (0, 63), (63, 63)].iter().all(|&(x, y)| alpha(x, y) < 32), "corners are transparent");
     assert!(alpha(32, 32) > 200, "the middle is opaque");
+
+    // The start is searched by the retrieval query: the same conditioning started from another
+    // query's neighbour is another picture, and the conditioning as its own query is the plain run.
+    let from = |query: &Conditioning| {
+        let x = pmg::preference::block_on(g.denoise_from(&[cond.clone()], &[query.clone()], &[seed], &opts, &mut BlockingSteps(&mut |_, _| true))).unwrap();
+        pmg::diffusion::to_images(&pmg::device::read_f32(x).unwrap(), 1).remove(0)
+    };
+    assert_eq!(from(&cond), imgs[0]);
+    let rocket = encode_text(&lm, "rocket", MAX_TEXT_TOKENS).unwrap();
+    assert_eq!(g.references(&rocket)[0].0, "rocket");
+    assert!(diff(&from(&rocket).rgba, &imgs[0].rgba).0 > 5.0, "a rocket start gives another picture");
+    assert!(pmg::preference::block_on(g.denoise_from(&[cond.clone()], &[], &[seed], &opts, &mut BlockingSteps(&mut |_, _| true))).is_err());
 
     // Cancelling stops between steps.
     let mut calls = 0;

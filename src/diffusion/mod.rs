@@ -265,7 +265,17 @@ impl Generator {
 
     /// Begin denoising one image per (conditioning, seed); drive it with [`Sampling::step`].
     pub fn start(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions) -> Result<Sampling<'_>> {
+        self.start_from(conds, conds, seeds, opts)
+    }
+
+    /// [`start`](Self::start), with the training emoji a run starts from (`strength < 1`) searched
+    /// by `queries[i]` rather than by the whole conditioning `conds[i]`: PMG searches by the text
+    /// rows, without the soft rows, which pull every user towards the same generic neighbour.
+    pub fn start_from(&self, conds: &[Conditioning], queries: &[Conditioning], seeds: &[u64], opts: &SampleOptions) -> Result<Sampling<'_>> {
         self.check(conds, seeds, opts)?;
+        if queries.len() != conds.len() || queries.iter().any(|q| q.width != self.unet_config.d_text || q.len == 0) {
+            return Err(Error::InvalidArgument(format!("{} retrieval queries for {} conditionings", queries.len(), conds.len())));
+        }
         let ctx = self.context(conds, opts.guidance);
         let sched = self.scheduler(opts.sampler);
         let mut ts = sched.timesteps(opts.steps);
@@ -277,7 +287,7 @@ impl Generator {
             ts.dedup();
             let (a, s) = self.schedule.coefficients(ts[0]);
             let [c, h, w] = self.latent_shape();
-            let start: Vec<f32> = conds.iter().flat_map(|cd| r.latent(r.nearest(cd, 1)[0].0).to_vec()).collect();
+            let start: Vec<f32> = queries.iter().flat_map(|q| r.latent(r.nearest(q, 1)[0].0).to_vec()).collect();
             let z = Tensor::<4>::from_data(TensorData::new(start, [conds.len(), c, h, w]), &self.device.device);
             x = z * a + x * s;
         }
@@ -289,7 +299,12 @@ impl Generator {
     /// each step is awaited first (a one-value readback), so progress reflects finished GPU work.
     /// Returns decoded images `[b, 4, 64, 64]` on the device.
     pub async fn denoise<H: StepHost>(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions, host: &mut H) -> Result<Tensor<4>> {
-        let mut s = self.start(conds, seeds, opts)?;
+        self.denoise_from(conds, conds, seeds, opts, host).await
+    }
+
+    /// [`denoise`](Self::denoise) with retrieval queries apart from the conditionings ([`start_from`](Self::start_from)).
+    pub async fn denoise_from<H: StepHost>(&self, conds: &[Conditioning], queries: &[Conditioning], seeds: &[u64], opts: &SampleOptions, host: &mut H) -> Result<Tensor<4>> {
+        let mut s = self.start_from(conds, queries, seeds, opts)?;
         while s.step() {
             if !host.blocking() {
                 s.sync_async().await?;
