@@ -135,7 +135,8 @@ pub fn denoiser_data(data_dir: &Path, ae_path: &Path) -> Result<DenoiserData> {
 pub enum SampleBy {
     /// A base emoji uniformly, then one of its records (skin-tone variations). 294 of the 1,712
     /// training bases have 6 or 26 variations, 58% of the records; by base they get 17% of the
-    /// batches, and every other emoji about twice the steps it gets by record.
+    /// batches, and every other emoji about twice the steps it gets by record. Tried for one
+    /// 3,000-step cycle: worse on the held-out emoji, by item and by base (eval/image/RESULTS.md).
     Base,
     /// A record uniformly (the recipe of emoji-v1 to v3).
     #[default]
