@@ -29,7 +29,7 @@ fn tiny_dataset(dir: &Path) {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn config(dir: &Path, run: &str, until: Option<usize>, resume: bool) -> RunConfig {
-    RunConfig { data: dir.to_path_buf(), run: dir.join(run), steps: 4, batch: 2, lr: 1e-3, warmup: 2, seed: 7, log_every: 1, checkpoint_every: 100, resume, until, cycle: Some(3), device: pmg::DeviceChoice::Cpu }
+    RunConfig { data: dir.to_path_buf(), run: dir.join(run), steps: 4, batch: 2, lr: 1e-3, warmup: 2, seed: 7, log_every: 1, checkpoint_every: 100, resume, until, cycle: Some(3), device: pmg::DeviceChoice::Cpu, workers: 1 }
 }
 
 #[test]
@@ -74,8 +74,9 @@ fn tiny_caption_bank(dir: &Path) {
     std::fs::write(dir.join("captions.safetensors"), w.to_bytes(pmg::tensor_io::Dtype::F16)).unwrap();
 }
 
-/// The denoiser trains the same from a pack as from the dataset (up to the pack's int8 rounding),
-/// on the device that a run names, and either export carries the sampler's retrieval bank.
+/// The denoiser trains the same from a pack as from the dataset (up to the pack's int8 rounding) and
+/// with two data-parallel workers as with one (up to float rounding), and every export carries the
+/// sampler's retrieval bank.
 #[test]
 fn denoiser_trains_from_a_pack() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -91,15 +92,25 @@ fn denoiser_trains_from_a_pack() {
     data.save_pack(&pack).unwrap();
 
     let unet = pmg::diffusion::UNetConfig::default();
-    let run = |input: stages::DenoiserInput, name: &str| {
+    let run = |input: stages::DenoiserInput, name: &str, workers: usize| {
         let out = dir.join(format!("{name}.safetensors"));
-        stages::diffusion(config(&dir, name, None, false), unet, input, stages::SampleBy::Base, &out).unwrap();
+        let cfg = RunConfig { workers, ..config(&dir, name, None, false) };
+        stages::diffusion(cfg, unet, input, stages::SampleBy::Base, &out).unwrap();
         let log = std::fs::read_to_string(dir.join(name).join("loss.jsonl")).unwrap();
         let losses: Vec<f64> = log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
         (Weights::from_bytes(name, &std::fs::read(&out).unwrap()).unwrap(), losses)
     };
-    let (from_data, a) = run(stages::DenoiserInput::Dataset { autoencoder: &ae_path }, "from-data");
-    let (from_pack, b) = run(stages::DenoiserInput::Pack(&pack), "from-pack");
+    let (from_data, a) = run(stages::DenoiserInput::Dataset { autoencoder: &ae_path }, "from-data", 1);
+    let (from_pack, b) = run(stages::DenoiserInput::Pack(&pack), "from-pack", 1);
+    // Two data-parallel workers (one half of each batch each) train the same run up to rounding.
+    let (parallel, c) = run(stages::DenoiserInput::Pack(&pack), "from-pack-2", 2);
+    for (x, y) in b.iter().zip(&c) {
+        assert!((x - y).abs() < 1e-4 * x.abs(), "one worker {b:?} vs two {c:?}");
+    }
+    for (name, t) in &from_pack.tensors {
+        let d = t.data.iter().zip(&parallel.tensors[name].data).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+        assert!(d < 1e-3, "{name}: one and two workers differ by {d}");
+    }
     assert_eq!(a.len(), 4);
     for (x, y) in a.iter().zip(&b) {
         assert!((x - y).abs() < 2e-3 * x.abs(), "losses {a:?} vs {b:?}");

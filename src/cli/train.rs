@@ -107,6 +107,9 @@ pub struct RunArgs {
     /// cpu (the reference recipe) | wgpu | auto
     #[arg(long, default_value = "cpu")]
     device: pmg::DeviceChoice,
+    /// Data-parallel CPU workers for the denoiser's steps (each part of the batch on one thread).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
 }
 
 /// The recipe's defaults per stage: (steps, batch, lr, learning-rate cycle).
@@ -134,6 +137,7 @@ impl RunArgs {
             until: self.until,
             cycle,
             device: self.device,
+            workers: self.workers.max(1),
         }
     }
 }

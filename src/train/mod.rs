@@ -53,6 +53,15 @@ pub struct RunConfig {
     /// Where the steps run: the CPU (the reference recipe) or wgpu on a GPU.
     #[serde(default = "cpu")]
     pub device: DeviceChoice,
+    /// Data-parallel workers for the denoiser's steps on the CPU: the batch is split, each part's
+    /// forward and backward run on its own one-thread pool, and the gradients are averaged (burn's
+    /// CPU ops gain little from a second thread; two independent workers nearly double).
+    #[serde(default = "one")]
+    pub workers: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn cpu() -> DeviceChoice {
@@ -109,6 +118,43 @@ pub fn optimizer() -> ModuleOptimizer {
         .init()
 }
 
+/// Parameters as new autodiff leaves (same values, same ids).
+struct FreshLeaves;
+
+impl burn::module::ModuleMapper for FreshLeaves {
+    fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+        param.map(|t| if t.is_require_grad() { t.detach().require_grad() } else { t.detach() })
+    }
+}
+
+/// The mean of per-part gradients, parameter by parameter.
+fn average_grads<M: Module>(model: &M, mut parts: Vec<GradientsParams>) -> GradientsParams {
+    struct Avg<'a> {
+        parts: &'a mut [GradientsParams],
+        out: GradientsParams,
+    }
+    impl burn::module::ModuleVisitor for Avg<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let n = self.parts.len() as f32;
+            let mut sum: Option<Tensor<D>> = None;
+            for g in self.parts.iter_mut() {
+                if let Some(t) = g.remove::<D>(param.id) {
+                    sum = Some(match sum {
+                        Some(s) => s + t,
+                        None => t,
+                    });
+                }
+            }
+            if let Some(s) = sum {
+                self.out.register(param.id, s / n);
+            }
+        }
+    }
+    let mut v = Avg { parts: &mut parts, out: GradientsParams::new() };
+    model.visit(&mut v);
+    v.out
+}
+
 /// A stage's loop state: model, optimizer, step, log.
 pub struct Trainer<M: Module> {
     pub model: M,
@@ -158,10 +204,58 @@ impl<M: Module + Clone> Trainer<M> {
     /// Backpropagate `loss`, update, log and checkpoint.
     pub fn update(&mut self, loss: Tensor<1>) -> Result<f64> {
         let value = loss.clone().into_scalar::<f32>() as f64;
-        if !value.is_finite() {
-            return Err(Error::InvalidArgument(format!("loss became {value} at step {}", self.step)));
-        }
+        self.check_loss(value)?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        self.apply(value, grads)
+    }
+
+    /// A data-parallel step: `loss_of(model, part)` for `parts` equal parts of the batch, each on
+    /// its own thread and one-thread pool, gradients averaged (the mean loss of equal parts is the
+    /// batch's). Each worker differentiates its own copy of the parameters (same values and ids,
+    /// new autodiff leaves): burn locks a whole graph during a backward pass, and workers sharing
+    /// the parameters' nodes would share one graph and run one after the other.
+    pub fn update_parallel(&mut self, parts: usize, loss_of: impl Fn(&M, usize) -> Tensor<1> + Sync) -> Result<f64>
+    where
+        M: Sync + Send,
+    {
+        if parts <= 1 {
+            let loss = loss_of(&self.model, 0);
+            return self.update(loss);
+        }
+        let model = &self.model;
+        let results: Vec<(f64, GradientsParams)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..parts)
+                .map(|k| {
+                    let loss_of = &loss_of;
+                    scope.spawn(move || {
+                        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("thread pool");
+                        pool.install(|| {
+                            let local = model.clone().map(&mut FreshLeaves);
+                            let loss = loss_of(&local, k);
+                            let value = loss.clone().into_scalar::<f32>() as f64;
+                            (value, GradientsParams::from_grads(loss.backward(), &local))
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("training worker")).collect()
+        });
+        let value = results.iter().map(|r| r.0).sum::<f64>() / parts as f64;
+        self.check_loss(value)?;
+        let grads = average_grads(&self.model, results.into_iter().map(|r| r.1).collect());
+        self.apply(value, grads)
+    }
+
+    fn check_loss(&self, value: f64) -> Result<()> {
+        if value.is_finite() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!("loss became {value} at step {}", self.step)))
+        }
+    }
+
+    /// The optimizer step with `grads`, then log and checkpoint.
+    fn apply(&mut self, value: f64, grads: GradientsParams) -> Result<f64> {
         let lr = learning_rate(&self.cfg, self.step);
         self.model = self.optim.step(lr, self.model.clone(), grads);
         self.step += 1;
@@ -208,7 +302,7 @@ mod tests {
     fn cfg(steps: usize, cycle: Option<usize>) -> RunConfig {
         RunConfig {
             data: "d".into(), run: "r".into(), steps, batch: 1, lr: 1e-3, warmup: 10, seed: 1,
-            log_every: 1, checkpoint_every: 1, resume: false, until: None, cycle, device: DeviceChoice::Cpu,
+            log_every: 1, checkpoint_every: 1, resume: false, until: None, cycle, device: DeviceChoice::Cpu, workers: 1,
         }
     }
 

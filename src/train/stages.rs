@@ -201,11 +201,18 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, input: DenoiserInput, sample_
                 target.push(a * e - s * x0);
             }
         }
-        let (ctx, mask) = context_batch(&conds, &dev);
-        let xt = Tensor::<4>::from_data(TensorData::new(xt, [cfg.batch, shape[0], shape[1], shape[2]]), &dev);
-        let target = Tensor::<4>::from_data(TensorData::new(target, [cfg.batch, shape[0], shape[1], shape[2]]), &dev);
-        let pred = tr.model.forward(xt, &ts, ctx, mask);
-        last = tr.update((pred - target).powf_scalar(2.0).mean())?;
+        // Equal parts of the batch, one per worker (the mean of their losses is the batch's).
+        let parts = if cfg.device == crate::device::DeviceChoice::Cpu && cfg.batch % cfg.workers == 0 { cfg.workers } else { 1 };
+        let rows = cfg.batch / parts;
+        last = tr.update_parallel(parts, |model, k| {
+            let r = k * rows..(k + 1) * rows;
+            let (ctx, mask) = context_batch(&conds[r.clone()], &dev);
+            let dims = [rows, shape[0], shape[1], shape[2]];
+            let xt = Tensor::<4>::from_data(TensorData::new(xt[r.start * per..r.end * per].to_vec(), dims), &dev);
+            let target = Tensor::<4>::from_data(TensorData::new(target[r.start * per..r.end * per].to_vec(), dims), &dev);
+            let pred = model.forward(xt, &ts[r], ctx, mask);
+            (pred - target).powf_scalar(2.0).mean()
+        })?;
         // On a GPU, reading the weights back every step would cost more than the step: average
         // every `ema_every` steps with the decay of that many steps.
         if tr.step % ema_every == 0 || tr.done() {
