@@ -32,12 +32,18 @@ fn config(dir: &Path, run: &str, until: Option<usize>, resume: bool) -> RunConfi
     RunConfig { data: dir.to_path_buf(), run: dir.join(run), steps: 4, batch: 2, lr: 1e-3, warmup: 2, seed: 7, log_every: 1, checkpoint_every: 100, resume, until, cycle: Some(3), device: pmg::DeviceChoice::Cpu, workers: 1 }
 }
 
+/// A fresh temporary folder holding the tiny dataset.
+fn dataset_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    tiny_dataset(&dir);
+    dir
+}
+
 #[test]
 fn autoencoder_run_resumes_exactly() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("pmg-train-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    tiny_dataset(&dir);
+    let dir = dataset_dir("pmg-train-test");
     let ae = AutoencoderConfig { width: 16, ..Default::default() };
     let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
     stages::autoencoder(config(&dir, "run-a", None, false), ae, &a).unwrap();
@@ -80,9 +86,7 @@ fn tiny_caption_bank(dir: &Path) {
 #[test]
 fn denoiser_trains_from_a_pack() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("pmg-pack-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    tiny_dataset(&dir);
+    let dir = dataset_dir("pmg-pack-test");
     tiny_caption_bank(&dir);
     let ae_path = dir.join("ae.safetensors");
     stages::autoencoder(config(&dir, "ae", None, false), AutoencoderConfig { width: 16, ..Default::default() }, &ae_path).unwrap();

@@ -161,6 +161,8 @@ pub struct Trainer<M: Module> {
     pub optim: ModuleOptimizer,
     pub step: usize,
     pub cfg: RunConfig,
+    /// One single-thread pool per data-parallel worker, built on the first parallel step.
+    pools: Vec<rayon::ThreadPool>,
     log: std::fs::File,
     started: Instant,
     start_step: usize,
@@ -188,7 +190,7 @@ impl<M: Module + Clone> Trainer<M> {
         let lp = cfg.run.join("loss.jsonl");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&lp).map_err(|e| io_err(&lp, e))?;
         std::fs::write(cfg.run.join("config.json"), serde_json::to_vec_pretty(&cfg).expect("json")).map_err(|e| io_err(&cfg.run, e))?;
-        Ok(Trainer { model, optim, step, start_step: step, cfg, log, started: Instant::now(), window: Vec::new() })
+        Ok(Trainer { model, optim, step, start_step: step, cfg, pools: Vec::new(), log, started: Instant::now(), window: Vec::new() })
     }
 
     /// This process should stop: the run is complete or `until` is reached.
@@ -222,13 +224,18 @@ impl<M: Module + Clone> Trainer<M> {
             let loss = loss_of(&self.model, 0);
             return self.update(loss);
         }
+        while self.pools.len() < parts {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(|e| Error::InvalidArgument(format!("worker thread: {e}")))?;
+            self.pools.push(pool);
+        }
         let model = &self.model;
         let results: Vec<(f64, GradientsParams)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..parts)
-                .map(|k| {
+            let handles: Vec<_> = self.pools[..parts]
+                .iter()
+                .enumerate()
+                .map(|(k, pool)| {
                     let loss_of = &loss_of;
                     scope.spawn(move || {
-                        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("thread pool");
                         pool.install(|| {
                             let local = model.clone().map(&mut FreshLeaves);
                             let loss = loss_of(&local, k);

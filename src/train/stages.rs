@@ -106,9 +106,7 @@ pub fn read_autoencoder(path: &Path) -> Result<(Weights, AutoencoderConfig, f32)
 /// Fraction of training captions replaced by the null conditioning (for classifier-free guidance).
 pub const CAPTION_DROPOUT: f64 = 0.1;
 
-/// Stage 2: the denoiser on the autoencoder's latents of the training images, v-prediction on the
-/// cosine schedule, random caption per image, 10% null captions; the export holds the EMA
-/// weights (decay 0.999 with warm-up) and the sampler's retrieval bank of training latents.
+/// On a GPU the EMA is updated every this many steps (reading the weights back costs more than a step).
 const EMA_EVERY_ON_GPU: usize = 8;
 
 /// Where the denoiser stage reads its inputs.
@@ -130,8 +128,7 @@ pub fn denoiser_data(data_dir: &Path, ae_path: &Path) -> Result<DenoiserData> {
 }
 
 /// Which training records a denoiser batch draws.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SampleBy {
     /// A base emoji uniformly, then one of its records (skin-tone variations). 294 of the 1,712
     /// training bases have 6 or 26 variations, 58% of the records; by base they get 17% of the
@@ -143,19 +140,29 @@ pub enum SampleBy {
     Record,
 }
 
-impl std::str::FromStr for SampleBy {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "base" => Ok(Self::Base),
-            "record" => Ok(Self::Record),
-            _ => Err(crate::Error::InvalidArgument(format!("unknown sampling `{s}` (base, record)"))),
+impl SampleBy {
+    /// The name on the command line and in the export's metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Base => "base",
+            Self::Record => "record",
         }
     }
 }
 
-/// Stage 2: the latent denoiser (v-prediction, caption dropout for guidance, EMA export with the
-/// sampler's retrieval bank).
+impl std::str::FromStr for SampleBy {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [Self::Base, Self::Record]
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| crate::Error::InvalidArgument(format!("unknown sampling `{s}` (base, record)")))
+    }
+}
+
+/// Stage 2: the denoiser on the autoencoder's latents of the training images, v-prediction on the
+/// cosine schedule, random caption per image, 10% null captions; the export holds the EMA
+/// weights (decay 0.999 with warm-up) and the sampler's retrieval bank of training latents.
 pub fn diffusion(cfg: RunConfig, unet: UNetConfig, input: DenoiserInput, sample_by: SampleBy, out: &Path) -> Result<()> {
     let d = match input {
         DenoiserInput::Dataset { autoencoder } => denoiser_data(&cfg.data, autoencoder)?,
@@ -213,8 +220,7 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, input: DenoiserInput, sample_
             let pred = model.forward(xt, &ts[r], ctx, mask);
             (pred - target).powf_scalar(2.0).mean()
         })?;
-        // On a GPU, reading the weights back every step would cost more than the step: average
-        // every `ema_every` steps with the decay of that many steps.
+        // Every `ema_every` steps, with the decay of that many steps.
         if tr.step % ema_every == 0 || tr.done() {
             let decay = (0.999f32).min((1 + tr.step) as f32 / (10 + tr.step) as f32).powi(ema_every as i32);
             let now = module_weights(&tr.model);
@@ -235,7 +241,7 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, input: DenoiserInput, sample_
     w.metadata.insert("prediction".into(), "v".into());
     w.metadata.insert("schedule".into(), format!("cosine-{TRAIN_STEPS}"));
     w.metadata.insert("text_prefix".into(), crate::diffusion::TEXT_PREFIX.into());
-    w.metadata.insert("sample_by".into(), serde_json::to_value(sample_by).expect("json").as_str().unwrap_or_default().into());
+    w.metadata.insert("sample_by".into(), sample_by.name().into());
     d.retrieval()?.insert_into(&mut w);
     facts(&mut w, &cfg, tr.elapsed(), last);
     write_export(&w, out)
