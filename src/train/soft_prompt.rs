@@ -290,8 +290,12 @@ pub fn soft_prompt(cfg: RunConfig, sp: SoftPromptConfig, lm: &LanguageModel, ae_
     let all: Vec<usize> = (0..data.records.len()).collect();
     let latents = encode_all(&encoder, &data.images, &all, scale)?;
     let side = 64 / ae.factor;
-    let uw = Weights::from_bytes("denoiser", &std::fs::read(unet_path).map_err(|e| io_err(unet_path, e))?)?;
+    let mut uw = Weights::from_bytes("denoiser", &std::fs::read(unet_path).map_err(|e| io_err(unet_path, e))?)?;
     let unet_config: UNetConfig = uw.config("denoiser")?;
+    // A denoiser export carries the sampler's retrieval bank next to the UNet (emoji-v3 on): not
+    // part of the module, and not used here (the loss starts from the target's own latent).
+    let per = ae.latent_channels * side * side;
+    crate::diffusion::Retrieval::take_from(&mut uw, "denoiser", unet_config.d_text, per)?;
     if cfg.device != crate::device::DeviceChoice::Cpu {
         return Err(Error::InvalidArgument("the soft prompt trains on the CPU, next to the quantized LLM".into()));
     }
