@@ -16,8 +16,10 @@ stage embed
 stage autoencoder
 [ -f runs/autoencoder/done ] || { "$pmg" train autoencoder --resume && touch runs/autoencoder/done; }
 stage diffusion
-# Two data-parallel workers: one half of each batch per core (the same run, 1.5x faster).
-[ -f runs/diffusion/done ] || { "$pmg" train diffusion --resume --workers 2 && touch runs/diffusion/done; }
+# From a training pack (latents and deduplicated int8 caption states in one file, read faster than
+# the dataset), with two data-parallel workers, one half of each batch per core: ~0.7 s per step.
+[ -f data/emoji/train-pack.safetensors ] || "$pmg" train pack
+[ -f runs/diffusion/done ] || { "$pmg" train diffusion --resume --workers 2 --pack data/emoji/train-pack.safetensors && touch runs/diffusion/done; }
 stage scorer
 [ -f runs/scorer/done ] || { "$pmg" train scorer --resume && touch runs/scorer/done; }
 stage soft-prompt

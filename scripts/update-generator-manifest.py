@@ -20,7 +20,7 @@ def entry(name):
 
 
 # Bump the id whenever the weights change (it names the model set in pages and notes).
-gen = {"id": "emoji-v3", "license": "Apache-2.0", "card": "EMOJI-MODELS.md"}
+gen = {"id": "emoji-v4", "license": "Apache-2.0", "card": "EMOJI-MODELS.md"}
 gen.update({k: entry(f) for k, f in FILES.items()})
 mpath = os.path.join(ROOT, "models/manifest.json")
 manifest = json.load(open(mpath))

@@ -114,8 +114,9 @@ pub struct RunArgs {
 
 /// The recipe's defaults per stage: (steps, batch, lr, learning-rate cycle).
 pub const AUTOENCODER: (usize, usize, f64, Option<usize>) = (1000, 32, 1e-3, None);
-/// Two cosine cycles of 3,000 steps: emoji-v1 shipped after the first, emoji-v2 after both.
-pub const DIFFUSION: (usize, usize, f64, Option<usize>) = (6000, 32, 5e-4, Some(3000));
+/// Three cosine cycles of 3,000 steps: emoji-v1 shipped after the first, emoji-v2 (and v3, the
+/// same tensors) after two, emoji-v4 after three.
+pub const DIFFUSION: (usize, usize, f64, Option<usize>) = (9000, 32, 5e-4, Some(3000));
 pub const SCORER: (usize, usize, f64, Option<usize>) = (800, 64, 5e-4, None);
 pub const SOFT_PROMPT: (usize, usize, f64, Option<usize>) = (2400, 8, 2e-3, None);
 

@@ -16,12 +16,12 @@ export const models = {
 // The image generator and scorer trained by this project (models/EMOJI-MODELS.md); the weights ship in
 // this package under models/ (copied there by scripts/build-web.sh).
 export const generator = {
-  id: 'emoji-v3',
+  id: 'emoji-v4',
   license: 'Apache-2.0',
   card: 'EMOJI-MODELS.md',
   files: {
     autoencoder: { file: 'emoji-autoencoder.safetensors', bytes: 1908528, sha256: 'dbbde9329dbbd3f618cd4c12b82dbca38e04f642f1a209480f00603dd773b8e1' },
-    denoiser: { file: 'emoji-denoiser.safetensors', bytes: 11626312, sha256: '9fef466e1578dd316c7ac405353b3809980d516e67059bd7184321a285fc8b54' },
+    denoiser: { file: 'emoji-denoiser.safetensors', bytes: 11626336, sha256: 'e1222e5717551e3292748288c851c969344b57a203b2252d27847d4c9e12f666' },
     scorer: { file: 'emoji-scorer.safetensors', bytes: 3692434, sha256: '0fb7304f1860d4f7bc7965fa8b69dfb814ed59eee0c21d92355a9af1c0c17724' },
     softPrompt: { file: 'emoji-soft-prompt.safetensors', bytes: 669936, sha256: 'ce63cf23c496ecca453ce3704f357f19f24c52a9659f254952930d3259d2245c' },
   },
