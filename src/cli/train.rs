@@ -107,7 +107,8 @@ pub struct RunArgs {
     /// cpu (the reference recipe) | wgpu | auto
     #[arg(long, default_value = "cpu")]
     device: pmg::DeviceChoice,
-    /// Data-parallel CPU workers for the denoiser's steps (each part of the batch on one thread).
+    /// Data-parallel CPU workers for the denoiser's steps (each part of the batch on one thread;
+    /// the batch must divide by it).
     #[arg(long, default_value_t = 1)]
     workers: usize,
 }

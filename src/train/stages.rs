@@ -164,6 +164,12 @@ impl std::str::FromStr for SampleBy {
 /// cosine schedule, random caption per image, 10% null captions; the export holds the EMA
 /// weights (decay 0.999 with warm-up) and the sampler's retrieval bank of training latents.
 pub fn diffusion(cfg: RunConfig, unet: UNetConfig, input: DenoiserInput, sample_by: SampleBy, out: &Path) -> Result<()> {
+    if cfg.workers > 1 && (cfg.device != crate::device::DeviceChoice::Cpu || cfg.batch % cfg.workers != 0) {
+        return Err(crate::Error::InvalidArgument(format!(
+            "--workers {} needs --device cpu and a batch divisible by it (batch {}, device {:?})",
+            cfg.workers, cfg.batch, cfg.device
+        )));
+    }
     let d = match input {
         DenoiserInput::Dataset { autoencoder } => denoiser_data(&cfg.data, autoencoder)?,
         DenoiserInput::Pack(path) => DenoiserData::load_pack(path)?,
@@ -209,7 +215,7 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, input: DenoiserInput, sample_
             }
         }
         // Equal parts of the batch, one per worker (the mean of their losses is the batch's).
-        let parts = if cfg.device == crate::device::DeviceChoice::Cpu && cfg.batch % cfg.workers == 0 { cfg.workers } else { 1 };
+        let parts = cfg.workers;
         let rows = cfg.batch / parts;
         last = tr.update_parallel(parts, |model, k| {
             let r = k * rows..(k + 1) * rows;
