@@ -23,6 +23,6 @@ export const generator = {
     autoencoder: { file: 'emoji-autoencoder.safetensors', bytes: 1908528, sha256: 'dbbde9329dbbd3f618cd4c12b82dbca38e04f642f1a209480f00603dd773b8e1' },
     denoiser: { file: 'emoji-denoiser.safetensors', bytes: 11626336, sha256: 'e1222e5717551e3292748288c851c969344b57a203b2252d27847d4c9e12f666' },
     scorer: { file: 'emoji-scorer.safetensors', bytes: 3692434, sha256: '0fb7304f1860d4f7bc7965fa8b69dfb814ed59eee0c21d92355a9af1c0c17724' },
-    softPrompt: { file: 'emoji-soft-prompt.safetensors', bytes: 669936, sha256: 'ce63cf23c496ecca453ce3704f357f19f24c52a9659f254952930d3259d2245c' },
+    softPrompt: { file: 'emoji-soft-prompt.safetensors', bytes: 669936, sha256: '80233e700af48676e3a9d9c448ac017fac442b323b692caddb667a1959a4a4e0' },
   },
 };
