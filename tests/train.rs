@@ -111,14 +111,14 @@ fn denoiser_trains_from_a_pack() {
     for (x, y) in b.iter().zip(&c) {
         assert!((x - y).abs() < 1e-4 * x.abs(), "one worker {b:?} vs two {c:?}");
     }
-    // Workers that cannot split the batch evenly (batch 2 here) are refused, not quietly dropped.
-    let odd = RunConfig { workers: 3, ..config(&dir, "odd-workers", None, false) };
-    let err = stages::diffusion(odd, unet, stages::DenoiserInput::Pack(&pack), stages::SampleBy::Base, &dir.join("odd.safetensors")).unwrap_err();
-    assert!(err.to_string().contains("--workers 3"), "{err}");
     for (name, t) in &from_pack.tensors {
         let d = t.data.iter().zip(&parallel.tensors[name].data).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
         assert!(d < 1e-3, "{name}: one and two workers differ by {d}");
     }
+    // Workers that cannot split the batch evenly (batch 2 here) are refused, not quietly dropped.
+    let odd = RunConfig { workers: 3, ..config(&dir, "odd-workers", None, false) };
+    let err = stages::diffusion(odd, unet, stages::DenoiserInput::Pack(&pack), stages::SampleBy::Base, &dir.join("odd.safetensors")).unwrap_err();
+    assert!(err.to_string().contains("--workers 3"), "{err}");
     assert_eq!(a.len(), 4);
     for (x, y) in a.iter().zip(&b) {
         assert!((x - y).abs() < 2e-3 * x.abs(), "losses {a:?} vs {b:?}");

@@ -164,6 +164,21 @@ impl SampleOptions {
     }
 }
 
+/// A denoiser export (`file` names it in errors): the UNet on `dev`, its config, and the sampler's
+/// retrieval bank when the file carries one (the diffusion stage writes it into every export). `ae`
+/// is the autoencoder it works with: the latent channels must match, and its latent size sizes the
+/// bank. Every reader of a denoiser file goes through here, so none trips over the bank's tensors.
+pub fn load_denoiser(bytes: &[u8], file: &str, ae: &AutoencoderConfig, dev: &Device) -> Result<(UNet, UNetConfig, Option<Retrieval>)> {
+    let mut w = Weights::from_bytes(file, bytes)?;
+    let config: UNetConfig = w.config(file)?;
+    if ae.latent_channels != config.latent_channels {
+        return Err(Error::Weights { file: file.into(), problem: "latent channels differ from the autoencoder's".into() });
+    }
+    let side = 64 / ae.factor;
+    let retrieval = Retrieval::take_from(&mut w, file, config.d_text, config.latent_channels * side * side)?;
+    Ok((load_module(config.init(dev), &w, file)?, config, retrieval))
+}
+
 /// The generator: decoder, denoiser, schedule, on one device.
 pub struct Generator {
     pub decoder: Decoder,
@@ -184,22 +199,14 @@ pub struct Generator {
 impl Generator {
     /// Load from the autoencoder and denoiser safetensors files.
     pub fn from_bytes(autoencoder: &[u8], unet: &[u8], device: &PmgDevice) -> Result<Self> {
-        let (fa, fu) = ("autoencoder", "denoiser");
+        let fa = "autoencoder";
         let aw = Weights::from_bytes(fa, autoencoder)?;
-        let mut uw = Weights::from_bytes(fu, unet)?;
         let (ae_config, latent_scale) = AutoencoderConfig::from_weights(&aw, fa)?;
-        let unet_config: UNetConfig = uw.config(fu)?;
-        if ae_config.latent_channels != unet_config.latent_channels {
-            return Err(Error::Weights { file: fu.into(), problem: "latent channels differ from the autoencoder's".into() });
-        }
-        let side = 64 / ae_config.factor;
-        let per = unet_config.latent_channels * side * side;
-        let retrieval = Retrieval::take_from(&mut uw, fu, unet_config.d_text, per)?;
         let dev = &device.device;
+        let (unet_module, unet_config, retrieval) = load_denoiser(unet, "denoiser", &ae_config, dev)?;
         let decoder = ae_config.load_decoder(&aw, fa, dev)?;
         let has_encoder = aw.tensors.keys().any(|k| k.starts_with("encoder."));
         let encoder = if has_encoder { Some(ae_config.load_encoder(&aw, fa, dev)?) } else { None };
-        let unet_module = load_module(unet_config.init(dev), &uw, fu)?;
         Ok(Generator { decoder, encoder, unet: unet_module, unet_config, retrieval, ae_config, schedule: NoiseSchedule::cosine(TRAIN_STEPS), latent_scale, device: device.clone() })
     }
 

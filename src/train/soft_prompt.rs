@@ -24,14 +24,14 @@ use super::data::{BANK_FILE, CaptionBank, EmojiData};
 use super::personalize_eval::{User, history_events, theme_query};
 use super::stages::{encode_all, facts, read_autoencoder, write_export};
 use super::{RunConfig, Trainer, io_err, step_rng, train_device};
-use crate::diffusion::{Conditioning, NoiseSchedule, TRAIN_STEPS, UNet, UNetConfig};
+use crate::diffusion::{Conditioning, NoiseSchedule, TRAIN_STEPS, UNet, load_denoiser};
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::llm::dense::{DenseLlama, HistoryKv, HostKv};
 use crate::llm::{LanguageModel, Rows};
 use crate::preference::ExtractOptions;
 use crate::soft_prompt::{SoftPromptConfig, SoftPromptNet, prompt};
-use crate::tensor_io::{Weights, load_module, module_weights};
+use crate::tensor_io::module_weights;
 
 /// Probability that a training target's caption is left out of the conditioning.
 pub const CAPTION_DROP: f64 = 0.5;
@@ -290,12 +290,7 @@ pub fn soft_prompt(cfg: RunConfig, sp: SoftPromptConfig, lm: &LanguageModel, ae_
     let all: Vec<usize> = (0..data.records.len()).collect();
     let latents = encode_all(&encoder, &data.images, &all, scale)?;
     let side = 64 / ae.factor;
-    let mut uw = Weights::from_bytes("denoiser", &std::fs::read(unet_path).map_err(|e| io_err(unet_path, e))?)?;
-    let unet_config: UNetConfig = uw.config("denoiser")?;
-    // A denoiser export carries the sampler's retrieval bank next to the UNet (emoji-v3 on): not
-    // part of the module, and not used here (the loss starts from the target's own latent).
-    let per = ae.latent_channels * side * side;
-    crate::diffusion::Retrieval::take_from(&mut uw, "denoiser", unet_config.d_text, per)?;
+    let unet_bytes = std::fs::read(unet_path).map_err(|e| io_err(unet_path, e))?;
     if cfg.device != crate::device::DeviceChoice::Cpu {
         return Err(Error::InvalidArgument("the soft prompt trains on the CPU, next to the quantized LLM".into()));
     }
@@ -304,7 +299,8 @@ pub fn soft_prompt(cfg: RunConfig, sp: SoftPromptConfig, lm: &LanguageModel, ae_
     let setup = Setup {
         lm,
         dense: DenseLlama::from_llama(&lm.model, &dev)?,
-        unet: load_module(unet_config.init(&dev), &uw, "denoiser")?.no_grad(),
+        // The retrieval bank is not used here: the loss starts from the target's own latent.
+        unet: load_denoiser(&unet_bytes, "denoiser", &ae, &dev)?.0.no_grad(),
         latents,
         bank,
         schedule: NoiseSchedule::cosine(TRAIN_STEPS),
