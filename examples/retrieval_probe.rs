@@ -1,7 +1,9 @@
 //! Which training emoji does each way of searching pick for a held-out caption? For every held-out
 //! base emoji (its name caption as the query), the nearest training base emoji under several
 //! searches, and how often that neighbour shares the held-out emoji's subcategory and category
-//! (emoji.json's, e.g. "animal-mammal", "drink") -- a measure independent of the scorer.
+//! (emoji.json's, e.g. "animal-mammal", "drink") -- a measure independent of the scorer -- and the
+//! paired wins and losses against the shipped search (A). eval/image/RESULTS.md has the numbers;
+//! search C2 was built as a bank format and tried on the whole evaluation (commit 08d4935, reverted).
 //!
 //!     cargo run --release --example retrieval_probe
 //!
@@ -100,13 +102,18 @@ fn main() -> pmg::Result<()> {
         ("D  B + C2", &q_s, &keys_d),
         ("E  A2 + C2", &q_e, &keys_e),
     ];
-    let mut picks = Vec::new();
-    println!("{} held-out base emoji; neighbour shares subcategory / category:", held.len());
+    let mut picks: Vec<Vec<usize>> = Vec::new();
+    println!("{} held-out base emoji; neighbour shares subcategory / category; subcategory won / lost against A:", held.len());
+    let same_sub = |h: usize, n: usize| data.records[h].subcategory == data.records[n].subcategory;
     for (name, q, keys) in &methods {
         let p: Vec<usize> = q.iter().map(|q| train[argmax(q, keys)]).collect();
         let sub = held.iter().zip(&p).filter(|(h, n)| data.records[**h].subcategory == data.records[**n].subcategory).count();
         let cat = held.iter().zip(&p).filter(|(h, n)| data.records[**h].category == data.records[**n].category).count();
-        println!("{name:<42} {:5.1}% / {:5.1}%", 100.0 * sub as f64 / held.len() as f64, 100.0 * cat as f64 / held.len() as f64);
+        let (won, lost) = match picks.first() {
+            Some(a) => held.iter().zip(&p).zip(a).fold((0, 0), |(w, l), ((&h, &n), &m)| (w + (same_sub(h, n) && !same_sub(h, m)) as usize, l + (!same_sub(h, n) && same_sub(h, m)) as usize)),
+            None => (0, 0),
+        };
+        println!("{name:<42} {:5.1}% / {:5.1}%   +{won} / -{lost}", 100.0 * sub as f64 / held.len() as f64, 100.0 * cat as f64 / held.len() as f64);
         picks.push(p);
     }
     if std::env::args().any(|a| a == "--list") {

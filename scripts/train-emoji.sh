@@ -2,8 +2,7 @@
 # The generator and scorer training recipe, CPU reference (see models/EMOJI-MODELS.md for times):
 #   scripts/train-emoji.sh            # every stage; a rerun resumes from the run folders' checkpoints
 # Stages: fetch the emoji data (npm registry), embed every caption with the LLM, train the
-# autoencoder, the denoiser, the scorer, the sampler's retrieval bank (in the scorer's text space)
-# and PMG's implicit-preference soft prompt (on the frozen
+# autoencoder, the denoiser, the scorer and PMG's implicit-preference soft prompt (on the frozen
 # LLM and denoiser). Exports land in models/emoji-*.safetensors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +22,6 @@ stage diffusion
 [ -f runs/diffusion/done ] || { "$pmg" train diffusion --resume --workers 2 --pack data/emoji/train-pack.safetensors && touch runs/diffusion/done; }
 stage scorer
 [ -f runs/scorer/done ] || { "$pmg" train scorer --resume && touch runs/scorer/done; }
-stage retrieval
-# Seconds: re-key the denoiser's retrieval bank in the scorer's text space (idempotent).
-"$pmg" train retrieval
 stage soft-prompt
 [ -f runs/soft-prompt/done ] || { "$pmg" train soft-prompt --resume && touch runs/soft-prompt/done; }
 stage done

@@ -60,16 +60,6 @@ pub enum TrainCmd {
         #[arg(long, default_value = "models/emoji-scorer.safetensors")]
         out: PathBuf,
     },
-    /// After the scorer: search the denoiser's retrieval bank in the scorer's text space (keys from
-    /// all of each training emoji's captions); rewrites the denoiser file in place, in seconds.
-    Retrieval {
-        #[arg(long, default_value = "data/emoji")]
-        data: PathBuf,
-        #[arg(long, default_value = "models/emoji-denoiser.safetensors")]
-        denoiser: PathBuf,
-        #[arg(long, default_value = "models/emoji-scorer.safetensors")]
-        scorer: PathBuf,
-    },
     /// Stage 4: PMG's implicit-preference soft prompt (needs the LLM, the caption embeddings,
     /// the autoencoder and the denoiser; both stay frozen).
     SoftPrompt {
@@ -176,7 +166,6 @@ pub fn run(cmd: TrainCmd, read_model: impl Fn(&Option<PathBuf>) -> Result<Vec<u8
             let ae = autoencoder.exists().then_some(autoencoder.as_path());
             stages::scorer(run.config("scorer", SCORER), ScorerConfig::default(), ae, &out)?
         }
-        TrainCmd::Retrieval { data, denoiser, scorer } => stages::retrieval(&data, &denoiser, &scorer)?,
         TrainCmd::SoftPrompt { run, model, autoencoder, denoiser, out } => {
             let bytes = read_model(&model)?;
             let lm = pmg::llm::LanguageModel::from_gguf_bytes(&bytes, &pmg::PmgDevice::cpu(), 1024)?;

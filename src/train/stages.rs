@@ -253,34 +253,6 @@ pub fn diffusion(cfg: RunConfig, unet: UNetConfig, input: DenoiserInput, sample_
     write_export(&w, out)
 }
 
-/// After the scorer: move the denoiser file's retrieval bank into the scorer's text space
-/// (`diffusion::retrieval`), each training emoji keyed by all of its captions. Rewrites `denoiser`
-/// in place; the UNet's tensors are untouched. Rerunning it gives the same file.
-pub fn retrieval(data_dir: &Path, denoiser: &Path, scorer: &Path) -> Result<()> {
-    use crate::diffusion::retrieval::TextHead;
-    let read = |p: &Path| std::fs::read(p).map_err(|e| io_err(p, e));
-    let (fd, fs) = (denoiser.display().to_string(), scorer.display().to_string());
-    let mut w = Weights::from_bytes(&fd, &read(denoiser)?)?;
-    let unet: UNetConfig = w.config(&fd)?;
-    let per = w.get(&fd, "retrieval.latents")?.shape.get(1).copied().unwrap_or(0);
-    let mut bank = crate::diffusion::Retrieval::take_from(&mut w, &fd, unet.d_text, per)?
-        .ok_or_else(|| crate::Error::InvalidArgument(format!("{fd} has no retrieval bank (export it with `pmg train diffusion`)")))?;
-    let head = TextHead::from_scorer(&Weights::from_bytes(&fs, &read(scorer)?)?, &fs, unet.d_text)?;
-    let data = EmojiData::load(data_dir)?;
-    let captions = CaptionBank::load(&data_dir.join(BANK_FILE), &data)?;
-    // The bank's entries are the first training record of each base emoji, in dataset order.
-    let mut seen = std::collections::HashSet::new();
-    let firsts: Vec<usize> = data.split("train").into_iter().filter(|&i| seen.insert(data.records[i].base.as_str())).collect();
-    if firsts.len() != bank.len() || firsts.iter().zip(&bank.names).any(|(&i, n)| &data.records[i].name != n) {
-        return Err(crate::Error::InvalidArgument(format!("{fd}: its retrieval bank was built from another dataset than {}", data_dir.display())));
-    }
-    let caps: Vec<Vec<&Conditioning>> = firsts.iter().map(|&i| captions.conds[captions.by_record[i].clone()].iter().collect()).collect();
-    bank.rekey(head, &caps)?;
-    bank.insert_into(&mut w);
-    w.metadata.insert("retrieval_space".into(), bank.space().into());
-    write_export(&w, denoiser)
-}
-
 fn log_sum_exp(x: Tensor<2>, dim: usize) -> Tensor<2> {
     let m = x.clone().max_dim(dim).detach();
     m.clone() + (x - m).exp().sum_dim(dim).log()
