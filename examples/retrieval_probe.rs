@@ -7,11 +7,13 @@
 //!
 //!     cargo run --release --example retrieval_probe
 //!
-//! Needs `data/emoji` (scripts/fetch-emoji.sh, `pmg train embed`) and the scorer in `models/`.
+//! Needs `data/emoji` (scripts/fetch-emoji.sh, `pmg train embed`) and the shipped models in `models/`;
+//! search A is the shipped denoiser's own retrieval bank.
 
 use pmg::PmgDevice;
-use pmg::diffusion::Conditioning;
+use pmg::diffusion::{AutoencoderConfig, Conditioning, Retrieval, load_denoiser};
 use pmg::scorer::{Scorer, dot};
+use pmg::tensor_io::Weights;
 use pmg::train::{CaptionBank, EmojiData};
 
 fn read(path: &str) -> Vec<u8> {
@@ -24,16 +26,20 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
-fn centred(rows: &[Vec<f32>]) -> (Vec<f32>, Vec<Vec<f32>>) {
-    let d = rows[0].len();
-    let mut c = vec![0.0f32; d];
-    rows.iter().for_each(|r| c.iter_mut().zip(r).for_each(|(a, b)| *a += b / rows.len() as f32));
-    let keys = rows.iter().map(|r| unit(r.iter().zip(&c).map(|(a, b)| a - b).collect())).collect();
-    (c, keys)
+/// Cosine of a query against every key.
+fn cosines(q: &[f32], keys: &[Vec<f32>]) -> Vec<f32> {
+    keys.iter().map(|k| dot(q, k)).collect()
 }
 
-fn argmax(q: &[f32], keys: &[Vec<f32>]) -> usize {
-    (0..keys.len()).max_by(|&a, &b| dot(q, &keys[a]).total_cmp(&dot(q, &keys[b]))).expect("keys")
+/// A bank's cosines for `cond`, entry `j` of the bank at position `at[j]`.
+fn bank_cosines(r: &Retrieval, cond: &Conditioning, at: &[usize]) -> Vec<f32> {
+    let mut s = vec![f32::NEG_INFINITY; at.len()];
+    r.nearest(cond, r.len()).into_iter().for_each(|(j, c)| s[at[j]] = c);
+    s
+}
+
+fn argmax(s: &[f32]) -> usize {
+    (0..s.len()).max_by(|&a, &b| s[a].total_cmp(&s[b])).expect("keys")
 }
 
 fn main() -> pmg::Result<()> {
@@ -42,12 +48,16 @@ fn main() -> pmg::Result<()> {
     let data = EmojiData::load(dir)?;
     let bank = CaptionBank::load(&dir.join(pmg::train::data::BANK_FILE), &data)?;
     let scorer = Scorer::from_bytes(&read("models/emoji-scorer.safetensors"), &dev)?;
+    let (ae, _) = AutoencoderConfig::from_weights(&Weights::from_bytes("autoencoder", &read("models/emoji-autoencoder.safetensors"))?, "autoencoder")?;
+    let shipped = load_denoiser(&read("models/emoji-denoiser.safetensors"), "denoiser", &ae, &dev.device)?.2.expect("a denoiser with a retrieval bank");
     // One record per base emoji (the first), as in the generator's bank.
     let firsts = |split: &str| {
         let mut seen = std::collections::HashSet::new();
         data.split(split).into_iter().filter(|&i| seen.insert(data.records[i].base.clone())).collect::<Vec<_>>()
     };
     let (train, held) = (firsts("train"), firsts("heldout"));
+    let position: std::collections::HashMap<&str, usize> = train.iter().enumerate().map(|(k, &i)| (data.records[i].name.as_str(), k)).collect();
+    let shipped_at: Vec<usize> = shipped.names.iter().map(|n| position[n.as_str()]).collect();
     let enc = |recs: &[usize], all: bool| -> Vec<Vec<Conditioning>> {
         recs.iter()
             .map(|&i| {
@@ -59,18 +69,17 @@ fn main() -> pmg::Result<()> {
     };
     let train_c = enc(&train, true);
     let held_c = enc(&held, false);
-    let mean_of = |cs: &[Conditioning]| {
-        let d = cs[0].width;
-        let mut m = vec![0.0f32; d];
+    // A2's keys: one row, the mean over all of a training emoji's captions.
+    let mean_row = |cs: &[Conditioning]| {
+        let mut m = vec![0.0f32; cs[0].width];
         cs.iter().for_each(|c| m.iter_mut().zip(c.mean()).for_each(|(a, b)| *a += b / cs.len() as f32));
-        m
+        Conditioning { rows: m, len: 1, width: cs[0].width }
     };
-    // A: the shipped search (centred LLM mean of the name caption).
-    let (center, keys_a) = centred(&train_c.iter().map(|c| c[0].mean()).collect::<Vec<_>>());
-    let q_a: Vec<Vec<f32>> = held_c.iter().map(|c| unit(c[0].mean().iter().zip(&center).map(|(a, b)| a - b).collect())).collect();
-    // A2: the same, keys the mean over all of a training emoji's captions.
-    let (center2, keys_a2) = centred(&train_c.iter().map(|c| mean_of(c)).collect::<Vec<_>>());
-    let q_a2: Vec<Vec<f32>> = held_c.iter().map(|c| unit(c[0].mean().iter().zip(&center2).map(|(a, b)| a - b).collect())).collect();
+    let all_caption_keys: Vec<Conditioning> = train_c.iter().map(|c| mean_row(c)).collect();
+    let no_latents = vec![&[][..]; train.len()];
+    let names: Vec<String> = train.iter().map(|&i| data.records[i].name.clone()).collect();
+    let a2 = Retrieval::build(&all_caption_keys.iter().collect::<Vec<_>>(), &no_latents, names)?;
+    let in_order: Vec<usize> = (0..train.len()).collect();
     // B: scorer text -> scorer image of the training emoji (CLIP-style text-to-image retrieval).
     let q_s = scorer.text_features(&held_c.iter().map(|c| &c[0]).collect::<Vec<_>>())?;
     let imgs: Vec<_> = train.iter().map(|&i| data.image(i)).collect();
@@ -87,27 +96,27 @@ fn main() -> pmg::Result<()> {
         f.iter().for_each(|r| m.iter_mut().zip(r).for_each(|(a, b)| *a += b));
         keys_c2.push(unit(m));
     }
-    // D: B + C2 (sum of the two cosines).
-    let keys_d: Vec<Vec<f32>> = keys_b.iter().zip(&keys_c2).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x + y).collect()).collect();
 
-    // E: A2 + C2, both spaces (queries and keys concatenated: the sum of the two cosines).
-    let cat = |a: &Vec<Vec<f32>>, b: &Vec<Vec<f32>>| -> Vec<Vec<f32>> { a.iter().zip(b).map(|(x, y)| x.iter().chain(y).copied().collect()).collect() };
-    let (q_e, keys_e) = (cat(&q_a2, &q_s), cat(&keys_a2, &keys_c2));
-    let methods: Vec<(&str, &Vec<Vec<f32>>, &Vec<Vec<f32>>)> = vec![
-        ("A  shipped: centred LLM mean, name keys", &q_a, &keys_a),
-        ("A2 centred LLM mean, all-caption keys", &q_a2, &keys_a2),
-        ("B  scorer text -> training image", &q_s, &keys_b),
-        ("C  scorer text -> name text", &q_s, &keys_c),
-        ("C2 scorer text -> all-caption text", &q_s, &keys_c2),
-        ("D  B + C2", &q_s, &keys_d),
-        ("E  A2 + C2", &q_e, &keys_e),
+    // Per method, per held-out emoji: its cosine against every training emoji (in `train` order).
+    let sum = |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(x, y)| x + y).collect() };
+    let per_query = |f: &dyn Fn(usize) -> Vec<f32>| -> Vec<Vec<f32>> { (0..held.len()).map(f).collect() };
+    let score_a2 = |k: usize| bank_cosines(&a2, &held_c[k][0], &in_order);
+    let score_c2 = |k: usize| cosines(&q_s[k], &keys_c2);
+    let methods: Vec<(&str, Vec<Vec<f32>>)> = vec![
+        ("A  shipped: centred LLM mean, name keys", per_query(&|k| bank_cosines(&shipped, &held_c[k][0], &shipped_at))),
+        ("A2 centred LLM mean, all-caption keys", per_query(&score_a2)),
+        ("B  scorer text -> training image", per_query(&|k| cosines(&q_s[k], &keys_b))),
+        ("C  scorer text -> name text", per_query(&|k| cosines(&q_s[k], &keys_c))),
+        ("C2 scorer text -> all-caption text", per_query(&score_c2)),
+        ("D  B + C2", per_query(&|k| sum(&cosines(&q_s[k], &keys_b), &score_c2(k)))),
+        ("E  A2 + C2", per_query(&|k| sum(&score_a2(k), &score_c2(k)))),
     ];
     let mut picks: Vec<Vec<usize>> = Vec::new();
     println!("{} held-out base emoji; neighbour shares subcategory / category; subcategory won / lost against A:", held.len());
     let same_sub = |h: usize, n: usize| data.records[h].subcategory == data.records[n].subcategory;
-    for (name, q, keys) in &methods {
-        let p: Vec<usize> = q.iter().map(|q| train[argmax(q, keys)]).collect();
-        let sub = held.iter().zip(&p).filter(|(h, n)| data.records[**h].subcategory == data.records[**n].subcategory).count();
+    for (name, scores) in &methods {
+        let p: Vec<usize> = scores.iter().map(|s| train[argmax(s)]).collect();
+        let sub = held.iter().zip(&p).filter(|(h, n)| same_sub(**h, **n)).count();
         let cat = held.iter().zip(&p).filter(|(h, n)| data.records[**h].category == data.records[**n].category).count();
         let (won, lost) = match picks.first() {
             Some(a) => held.iter().zip(&p).zip(a).fold((0, 0), |(w, l), ((&h, &n), &m)| (w + (same_sub(h, n) && !same_sub(h, m)) as usize, l + (!same_sub(h, n) && same_sub(h, m)) as usize)),
