@@ -102,7 +102,10 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
     assert_ne!(imgs[0], imgs[2], "another seed, another image");
     let want = hex(gold["rgba_hex"].as_str().unwrap());
     let d = diff(&imgs[0].rgba, &want);
-    assert!(d.0 <= 0.5 && d.1 >= 0.999, "native CPU image vs tests/golden/image.json: {d:?}");
+    // The golden was rendered on one CPU model; another one's matrix kernels round differently and 20
+    // steps carry it: an AMD EPYC (no AVX-512) measured 0.53 mean |diff| against the golden (Intel
+    // Xeon). Another seed differs by tens.
+    assert!(d.0 <= CPU_MEAN_ABS && d.1 >= 0.999, "native CPU image vs tests/golden/image.json: {d:?}");
 
     // Emoji-like: transparent corners, an opaque middle.
     let alpha = |x: usize, y: usize| imgs[0].rgba[(y * 64 + x) * 4 + 3];
@@ -156,6 +159,9 @@ fn same_seed_same_image_on_wgpu() {
 
 /// The run starts from the golden first reference, and the similarity at each rank is the golden one
 /// (2 decimals; float rounding may swap near-tied later names, not change these values).
+/// Mean |difference| (0-255 bytes) allowed between a native CPU render and the golden.
+const CPU_MEAN_ABS: f64 = 1.0;
+
 fn check_references(near: &[(String, f32)], gold: &serde_json::Value) {
     let want = gold["references"].as_array().expect("golden references");
     assert_eq!(near.len(), want.len());
