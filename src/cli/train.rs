@@ -10,6 +10,11 @@ use pmg::train::{RunConfig, data::BANK_FILE, stages};
 
 #[derive(Subcommand)]
 pub enum TrainCmd {
+    /// Render the fetched Iconify emoji sets (`scripts/fetch-emoji.sh`) into data/emoji/img/<set>/64/.
+    Styles {
+        #[arg(long, default_value = "data/emoji")]
+        data: PathBuf,
+    },
     /// Encode every caption of the dataset with the LLM once (data/emoji/captions.safetensors).
     Embed {
         #[arg(long, default_value = "data/emoji")]
@@ -146,6 +151,12 @@ impl RunArgs {
 
 pub fn run(cmd: TrainCmd, read_model: impl Fn(&Option<PathBuf>) -> Result<Vec<u8>>) -> Result<()> {
     match cmd {
+        TrainCmd::Styles { data } => {
+            for &(set, naming) in pmg::train::styles::SETS {
+                let r = pmg::train::styles::render_set(&data, set, naming)?;
+                eprintln!("{set}: {} images rendered, {} emoji.json images not in the set, {} failed", r.rendered, r.not_in_set, r.failed);
+            }
+        }
         TrainCmd::Embed { data, model } => {
             let bytes = read_model(&model)?;
             let lm = pmg::llm::LanguageModel::from_gguf_bytes(&bytes, &pmg::PmgDevice::cpu(), 64)?;

@@ -28,6 +28,9 @@ pub struct Record {
     pub split: String,
     #[serde(default)]
     pub style: String,
+    /// Images under a share-alike licence (CC-BY-SA): for evaluation only, never trained on.
+    #[serde(default)]
+    pub share_alike: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -35,7 +38,8 @@ struct DatasetFile {
     records: Vec<Record>,
 }
 
-/// The records (in file order) and their images in model space.
+/// The records (in file order) and their images in model space; share-alike records are left out
+/// (no shipped model trains on them).
 pub struct EmojiData {
     pub dir: PathBuf,
     pub records: Vec<Record>,
@@ -49,7 +53,8 @@ impl EmojiData {
         let bytes = std::fs::read(&path).map_err(|e| {
             Error::InvalidArgument(format!("{}: {e} (run scripts/fetch-emoji.sh first)", path.display()))
         })?;
-        let file: DatasetFile = serde_json::from_slice(&bytes).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+        let mut file: DatasetFile = serde_json::from_slice(&bytes).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+        file.records.retain(|r| !r.share_alike);
         let mut images = Vec::with_capacity(file.records.len());
         for r in &file.records {
             let p = dir.join(&r.image);
@@ -84,20 +89,26 @@ pub const BANK_FILE: &str = "captions.safetensors";
 
 impl CaptionBank {
     /// Encode every caption of every record with the LLM (`TRAIN_TEXT_TOKENS` tokens at most).
+    /// The styles of one emoji share their captions: each distinct caption is encoded once.
     pub fn build(lm: &LanguageModel, data: &EmojiData, out: &Path) -> Result<Self> {
         let width = lm.model.config.n_embd;
-        let total: usize = data.records.iter().map(|r| r.captions.len()).sum();
+        let distinct: std::collections::HashSet<&String> = data.records.iter().flat_map(|r| &r.captions).collect();
+        let total = distinct.len();
         let started = std::time::Instant::now();
+        let mut done: std::collections::HashMap<&String, Conditioning> = std::collections::HashMap::new();
         let (mut captions, mut conds, mut by_record) = (Vec::new(), Vec::new(), Vec::new());
         for r in &data.records {
             let start = captions.len();
             for c in &r.captions {
-                conds.push(encode_text(lm, c, TRAIN_TEXT_TOKENS)?);
-                captions.push(c.clone());
-                if captions.len() % 1000 == 0 {
-                    let per = started.elapsed().as_secs_f64() / captions.len() as f64;
-                    eprintln!("embedded {}/{total} captions ({:.1} ms each, {:.0} s left)", captions.len(), per * 1e3, per * (total - captions.len()) as f64);
+                if !done.contains_key(c) {
+                    done.insert(c, encode_text(lm, c, TRAIN_TEXT_TOKENS)?);
+                    if done.len() % 1000 == 0 {
+                        let per = started.elapsed().as_secs_f64() / done.len() as f64;
+                        eprintln!("embedded {}/{total} captions ({:.1} ms each, {:.0} s left)", done.len(), per * 1e3, per * (total - done.len()) as f64);
+                    }
                 }
+                conds.push(done[c].clone());
+                captions.push(c.clone());
             }
             by_record.push(start..captions.len());
         }
