@@ -1,7 +1,7 @@
 //! The `pmg` command line: chat with and complete from a GGUF model, inspect model files.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -192,6 +192,20 @@ impl SampleArgs {
 
 #[derive(Subcommand)]
 enum EvalCmd {
+    /// What the independent judge (eval/judge/, evaluation only) sees in each image: its top-5
+    /// base emoji (code points, name, probability), with the judge's own accuracy on a style it
+    /// never trained on.
+    Judge {
+        /// PNG files (64x64, or a multiple such as `pmg image --scale 4`).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/judge/judge.safetensors"))]
+        judge: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// The generator and scorer on the held-out emoji: retrieval top-1/top-5 and Frechet distance,
     /// against baselines (needs data/emoji and `pmg train embed`).
     Image {
@@ -207,6 +221,32 @@ enum EvalCmd {
         /// Write a sample grid PNG (and a .txt with its captions) here.
         #[arg(long)]
         grid: Option<PathBuf>,
+    },
+    /// Does the generator draw the catalog? By the judge: 300 sampled training concepts from their
+    /// names and every held-out concept, at strength 1 and the default, beside real images and
+    /// the nearest training image (needs data/emoji).
+    Generator {
+        #[arg(long, default_value = "data/emoji")]
+        data: PathBuf,
+        #[command(flatten)]
+        sample: SampleArgs,
+        /// Training concepts to sample (a fixed seeded sample).
+        #[arg(long, default_value_t = pmg::train::concepts::TRAIN_CONCEPTS)]
+        concepts: usize,
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/judge/judge.safetensors"))]
+        judge: PathBuf,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Grid PNGs: PATH's stem + `-training.png` and `-heldout.png` (with a .txt of the judge's reading).
+        #[arg(long)]
+        grid: Option<PathBuf>,
+        /// Concepts per grid.
+        #[arg(long, default_value_t = 40)]
+        grid_rows: usize,
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     /// PMG against the target-only baseline on synthetic users built from held-out emoji
     /// (accuracy and preference scores, distance to the history; needs data/emoji).
@@ -579,6 +619,33 @@ fn run(lm: &LanguageModel, session: &mut pmg::llm::Session<'_>, prompt: &[u32], 
     Ok(text)
 }
 
+fn eval_judge(images: &[PathBuf], judge: &Path, top: usize, json: bool) -> Result<()> {
+    let read = |p: &Path| std::fs::read(p).map_err(|source| Error::Io { path: p.display().to_string(), source });
+    let j = pmg::train::judge::Judge::from_bytes(&judge.display().to_string(), &read(judge)?, &PmgDevice::cpu().device)?;
+    let decoded = images.iter().map(|p| pmg::image::Image::decode_png(&read(p)?).map_err(|e| Error::InvalidArgument(format!("{}: {e}", p.display())))).collect::<Result<Vec<_>>>()?;
+    let guesses = j.top(&decoded, top)?;
+    let i = &j.info;
+    if json {
+        let rows: Vec<_> = images.iter().zip(&guesses).map(|(p, g)| serde_json::json!({ "image": p.display().to_string(), "top": g })).collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "judge": i, "images": rows })).expect("json"));
+        return Ok(());
+    }
+    println!(
+        "judge {} (evaluation only; on {}, a style it never trained on: {:.1}% top-1, {:.1}% top-5)",
+        i.version,
+        i.unseen_style,
+        100.0 * i.unseen_top1,
+        100.0 * i.unseen_top5
+    );
+    for (p, g) in images.iter().zip(&guesses) {
+        println!("{}", p.display());
+        for (k, x) in g.iter().enumerate() {
+            println!("  {}. {:<24} {:<40} {:.3}", k + 1, x.code, x.name, x.probability);
+        }
+    }
+    Ok(())
+}
+
 fn main_inner(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Complete { prompt, opts } => {
@@ -673,6 +740,18 @@ fn main_inner(cli: Cli) -> Result<()> {
             embeddings: !no_embeddings,
             llm: read_model(&model)?,
         })?,
+        Cmd::Eval { cmd: EvalCmd::Generator { data, sample, concepts, judge, json, grid, grid_rows, device, model } } => image_cli::eval_generator(image_cli::GeneratorEvalArgs {
+            data,
+            opts: sample.options(),
+            concepts,
+            judge,
+            json,
+            grid,
+            grid_rows,
+            device,
+            llm: read_model(&model)?,
+        })?,
+        Cmd::Eval { cmd: EvalCmd::Judge { images, judge, top, json } } => eval_judge(&images, &judge, top, json)?,
         Cmd::Eval { cmd: EvalCmd::Preferences { set, n, model, device, json, mode } } => eval_preferences(&set, n, &model, device, json, mode)?,
         Cmd::Preferences { history, domain, mode, n, target, model, device, temperature, seed, json, show_prompt } => {
             let events = read_history(&history)?;

@@ -171,3 +171,40 @@ pub fn write_grid(path: &Path, cells: &[Image], cols: usize, header: &str, capti
     eprintln!("wrote {} and {}", path.display(), txt.display());
     Ok(())
 }
+
+pub struct GeneratorEvalArgs {
+    pub data: PathBuf,
+    pub opts: SampleOptions,
+    pub concepts: usize,
+    pub judge: PathBuf,
+    pub json: Option<PathBuf>,
+    pub grid: Option<PathBuf>,
+    pub grid_rows: usize,
+    pub device: DeviceChoice,
+    pub llm: Vec<u8>,
+}
+
+/// `pmg eval generator`: training and held-out concepts drawn from their names, by the judge.
+pub fn eval_generator(a: GeneratorEvalArgs) -> Result<()> {
+    let device = PmgDevice::new(a.device)?;
+    let cpu = PmgDevice::cpu();
+    let lm = LanguageModel::from_gguf_bytes(&a.llm, &cpu, 256)?;
+    let generator = load_generator(&models_dir(), &device)?;
+    let judge = pmg::train::judge::Judge::from_bytes(&a.judge.display().to_string(), &read(&a.judge)?, &cpu.device)?;
+    let out = pmg::train::concepts::evaluate(&a.data, &lm, &generator, &judge, &a.opts, a.concepts, a.grid_rows)?;
+    println!("{}", out.report.markdown());
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&out.report).expect("json")).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+    }
+    if let Some(prefix) = &a.grid {
+        for ((_, grid, caption), part) in out.grids.iter().zip(["training", "heldout"]) {
+            let stem = prefix.with_file_name(format!("{}-{part}", prefix.file_stem().and_then(|s| s.to_str()).unwrap_or("generator")));
+            let png = stem.with_extension("png");
+            std::fs::write(&png, upscale(grid, 2).encode_png()).map_err(|source| Error::Io { path: png.display().to_string(), source })?;
+            let txt = stem.with_extension("txt");
+            std::fs::write(&txt, caption).map_err(|source| Error::Io { path: txt.display().to_string(), source })?;
+            eprintln!("wrote {} and {}", png.display(), txt.display());
+        }
+    }
+    Ok(())
+}

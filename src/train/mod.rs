@@ -5,12 +5,15 @@
 //! Batches, noise and timesteps at step `s` come from `SeededNoise(seed, s)`, so a resumed run
 //! sees exactly the batches an unbroken one would.
 
+pub mod concepts;
 pub mod data;
 pub mod eval;
+pub mod judge;
 pub mod pack;
 pub mod personalize_eval;
 pub mod soft_prompt;
 pub mod stages;
+pub mod styles;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
