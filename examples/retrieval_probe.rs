@@ -63,7 +63,7 @@ fn main() -> pmg::Result<()> {
             .map(|&i| {
                 let r = bank.by_record[i].clone();
                 let r = if all { r } else { r.start..r.start + 1 };
-                bank.conds[r].to_vec()
+                r.map(|c| bank.cond(c).clone()).collect::<Vec<_>>()
             })
             .collect()
     };

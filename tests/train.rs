@@ -77,6 +77,7 @@ fn tiny_caption_bank(dir: &Path) {
     w.insert("len", vec![3], vec![2.0; 3]);
     w.metadata.insert("captions".into(), serde_json::to_string(&["thing 0", "thing 1", "thing 2"]).unwrap());
     w.metadata.insert("by_record".into(), "[[0,1],[1,2],[2,3]]".into());
+    w.metadata.insert("distinct".into(), "[0,1,2]".into());
     std::fs::write(dir.join("captions.safetensors"), w.to_bytes(pmg::tensor_io::Dtype::F16)).unwrap();
 }
 

@@ -162,7 +162,7 @@ pub fn run(cmd: TrainCmd, read_model: impl Fn(&Option<PathBuf>) -> Result<Vec<u8
             let lm = pmg::llm::LanguageModel::from_gguf_bytes(&bytes, &pmg::PmgDevice::cpu(), 64)?;
             let d = pmg::train::EmojiData::load(&data)?;
             let bank = pmg::train::CaptionBank::build(&lm, &d, &data.join(BANK_FILE))?;
-            eprintln!("wrote {} ({} captions)", data.join(BANK_FILE).display(), bank.conds.len());
+            eprintln!("wrote {} ({} captions, {} distinct)", data.join(BANK_FILE).display(), bank.captions.len(), bank.conds.len());
         }
         TrainCmd::Autoencoder { run, out } => stages::autoencoder(run.config("autoencoder", AUTOENCODER), AutoencoderConfig::default(), &out)?,
         TrainCmd::Diffusion { run, autoencoder, pack, sample_by, out } => {

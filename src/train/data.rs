@@ -77,10 +77,14 @@ impl EmojiData {
     }
 }
 
-/// Hidden states of every caption: `rows[c]` is caption `c`, `by_record[r]` its caption range.
+/// Hidden states of every caption. Captions are numbered in record order (`by_record[r]` is
+/// record `r`'s range, `captions[c]` caption `c`); the styles of one emoji share their captions,
+/// so each distinct caption's states are held once (`conds`) and caption `c` reads
+/// `conds[distinct[c]]` ([`cond`](Self::cond)).
 pub struct CaptionBank {
     pub width: usize,
     pub captions: Vec<String>,
+    pub distinct: Vec<usize>,
     pub conds: Vec<Conditioning>,
     pub by_record: Vec<std::ops::Range<usize>>,
 }
@@ -95,24 +99,25 @@ impl CaptionBank {
         let distinct: std::collections::HashSet<&String> = data.records.iter().flat_map(|r| &r.captions).collect();
         let total = distinct.len();
         let started = std::time::Instant::now();
-        let mut done: std::collections::HashMap<&String, Conditioning> = std::collections::HashMap::new();
-        let (mut captions, mut conds, mut by_record) = (Vec::new(), Vec::new(), Vec::new());
+        let mut index: std::collections::HashMap<&String, usize> = std::collections::HashMap::new();
+        let (mut captions, mut distinct, mut conds, mut by_record) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for r in &data.records {
             let start = captions.len();
             for c in &r.captions {
-                if !done.contains_key(c) {
-                    done.insert(c, encode_text(lm, c, TRAIN_TEXT_TOKENS)?);
-                    if done.len() % 1000 == 0 {
-                        let per = started.elapsed().as_secs_f64() / done.len() as f64;
-                        eprintln!("embedded {}/{total} captions ({:.1} ms each, {:.0} s left)", done.len(), per * 1e3, per * (total - done.len()) as f64);
+                if !index.contains_key(c) {
+                    index.insert(c, conds.len());
+                    conds.push(encode_text(lm, c, TRAIN_TEXT_TOKENS)?);
+                    if conds.len() % 1000 == 0 {
+                        let per = started.elapsed().as_secs_f64() / conds.len() as f64;
+                        eprintln!("embedded {}/{total} captions ({:.1} ms each, {:.0} s left)", conds.len(), per * 1e3, per * (total - conds.len()) as f64);
                     }
                 }
-                conds.push(done[c].clone());
+                distinct.push(index[c]);
                 captions.push(c.clone());
             }
             by_record.push(start..captions.len());
         }
-        let bank = CaptionBank { width, captions, conds, by_record };
+        let bank = CaptionBank { width, captions, distinct, conds, by_record };
         bank.save(out)?;
         Ok(bank)
     }
@@ -129,6 +134,7 @@ impl CaptionBank {
         w.metadata.insert("captions".into(), serde_json::to_string(&self.captions).expect("json"));
         let ranges: Vec<[usize; 2]> = self.by_record.iter().map(|r| [r.start, r.end]).collect();
         w.metadata.insert("by_record".into(), serde_json::to_string(&ranges).expect("json"));
+        w.metadata.insert("distinct".into(), serde_json::to_string(&self.distinct).expect("json"));
         w.metadata.insert("prefix".into(), crate::diffusion::TEXT_PREFIX.into());
         std::fs::write(path, w.to_bytes(Dtype::F16)).map_err(|e| io_err(path, e))
     }
@@ -141,6 +147,7 @@ impl CaptionBank {
         let bad = |p: &str| Error::Weights { file: file.clone(), problem: p.to_string() };
         let captions: Vec<String> = serde_json::from_str(w.meta("captions").ok_or_else(|| bad("no captions"))?).map_err(|e| bad(&e.to_string()))?;
         let ranges: Vec<[usize; 2]> = serde_json::from_str(w.meta("by_record").ok_or_else(|| bad("no by_record"))?).map_err(|e| bad(&e.to_string()))?;
+        let distinct: Vec<usize> = serde_json::from_str(w.meta("distinct").ok_or_else(|| bad("no distinct (an older bank): rerun `pmg train embed`"))?).map_err(|e| bad(&e.to_string()))?;
         let expected: Vec<&String> = data.records.iter().flat_map(|r| &r.captions).collect();
         if ranges.len() != data.records.len() || captions.iter().collect::<Vec<_>>() != expected {
             return Err(bad("built from another dataset.json: rerun `pmg train embed`"));
@@ -148,8 +155,8 @@ impl CaptionBank {
         let hidden = w.get(&file, "hidden")?;
         let lens = w.get(&file, "len")?;
         let [n, l, width] = hidden.shape[..] else { return Err(bad("hidden is not 3-d")) };
-        if n != captions.len() {
-            return Err(bad("row count differs from the captions"));
+        if distinct.len() != captions.len() || distinct.iter().any(|&d| d >= n) {
+            return Err(bad("caption index out of range"));
         }
         let conds = (0..n)
             .map(|i| {
@@ -157,11 +164,16 @@ impl CaptionBank {
                 Conditioning { rows: hidden.data[i * l * width..][..len * width].to_vec(), len, width }
             })
             .collect();
-        Ok(CaptionBank { width, captions, conds, by_record: ranges.into_iter().map(|[a, b]| a..b).collect() })
+        Ok(CaptionBank { width, captions, distinct, conds, by_record: ranges.into_iter().map(|[a, b]| a..b).collect() })
+    }
+
+    /// Caption `c`'s hidden states.
+    pub fn cond(&self, c: usize) -> &Conditioning {
+        &self.conds[self.distinct[c]]
     }
 
     /// The record's first caption (its name).
     pub fn primary(&self, record: usize) -> &Conditioning {
-        &self.conds[self.by_record[record].start]
+        self.cond(self.by_record[record].start)
     }
 }

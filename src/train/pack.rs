@@ -40,15 +40,13 @@ pub struct DenoiserData {
 
 impl DenoiserData {
     /// From the dataset: the records of the training split, their latents and captions.
-    pub fn from_dataset(data: &EmojiData, mut captions: CaptionBank, latents: Vec<Vec<f32>>, shape: [usize; 3]) -> Self {
+    pub fn from_dataset(data: &EmojiData, captions: CaptionBank, latents: Vec<Vec<f32>>, shape: [usize; 3]) -> Self {
         let train = data.split("train");
         let mut conds = Vec::new();
         let mut ranges = Vec::with_capacity(train.len());
         for &i in &train {
             let start = conds.len();
-            // Each caption belongs to one record: move it out of the bank.
-            let empty = || Conditioning { rows: Vec::new(), len: 0, width: 0 };
-            conds.extend(captions.by_record[i].clone().map(|c| std::mem::replace(&mut captions.conds[c], empty())));
+            conds.extend(captions.by_record[i].clone().map(|c| captions.cond(c).clone()));
             ranges.push(start..conds.len());
         }
         let mut group_of: HashMap<&str, usize> = HashMap::new();

@@ -307,6 +307,7 @@ mod tests {
             keywords: vec!["k".into()],
             split: split.into(),
             style: "google".into(),
+            share_alike: false,
         }
     }
 

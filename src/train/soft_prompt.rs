@@ -212,7 +212,7 @@ impl Setup<'_> {
             let p = &pool[u];
             let rec = p.targets[rng.below(p.targets.len())];
             let r = &self.bank.by_record[rec];
-            let cap = &self.bank.conds[r.start + rng.below(r.len())];
+            let cap = self.bank.cond(r.start + rng.below(r.len()));
             caps.push(if rng.uniform() < CAPTION_DROP { None } else { Some(cap) });
             let t = rng.below(TRAIN_STEPS);
             ts.push(t as f32);

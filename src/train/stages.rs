@@ -305,7 +305,7 @@ pub fn scorer(cfg: RunConfig, sc: ScorerConfig, ae_path: Option<&Path>, out: &Pa
             let use_recon = recon.as_ref().is_some_and(|_| rng.uniform() < 0.5);
             pix.extend_from_slice(if use_recon { &recon.as_ref().expect("recon")[i] } else { &data.images[i] });
             let r = &bank.by_record[i];
-            text.extend(bank.conds[r.start + rng.below(r.len())].mean());
+            text.extend(bank.cond(r.start + rng.below(r.len())).mean());
         }
         let x = Tensor::<4>::from_data(TensorData::new(pix, [b, 4, 64, 64]), &dev);
         let t = Tensor::<2>::from_data(TensorData::new(text, [b, bank.width]), &dev);
