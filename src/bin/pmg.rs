@@ -271,6 +271,9 @@ enum EvalCmd {
         /// Leave out the implicit-embedding systems (they need models/emoji-soft-prompt.safetensors).
         #[arg(long)]
         no_embeddings: bool,
+        /// The independent judge (evaluation only): adds the target's judge rank.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/judge/judge.safetensors"))]
+        judge: PathBuf,
         #[arg(long)]
         model: Option<PathBuf>,
     },
@@ -729,7 +732,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             let p = personalize_cli::feedback(&result, chosen, up, &mut store)?;
             println!("recorded {} on candidate {chosen} in {}; your alpha is now {:.2} ({} ratings)", if up { "thumbs up" } else { "thumbs down" }, store.path().display(), p.alpha, p.feedback);
         }
-        Cmd::Eval { cmd: EvalCmd::Personalize { data, sample, seeds, alpha, limit, json, grid, no_embeddings, model } } => personalize_cli::eval(personalize_cli::EvalArgs {
+        Cmd::Eval { cmd: EvalCmd::Personalize { data, sample, seeds, alpha, limit, json, grid, no_embeddings, judge, model } } => personalize_cli::eval(personalize_cli::EvalArgs {
             data,
             sample: sample.options(),
             seeds,
@@ -738,6 +741,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             json,
             grid,
             embeddings: !no_embeddings,
+            judge: judge.exists().then_some(judge),
             llm: read_model(&model)?,
         })?,
         Cmd::Eval { cmd: EvalCmd::Generator { data, sample, concepts, judge, json, grid, grid_rows, device, model } } => image_cli::eval_generator(image_cli::GeneratorEvalArgs {

@@ -158,6 +158,8 @@ pub struct EvalArgs {
     pub grid: Option<PathBuf>,
     /// Include the implicit-embedding systems (needs the soft prompt).
     pub embeddings: bool,
+    /// The independent judge (eval/judge/), when its file is there.
+    pub judge: Option<PathBuf>,
     pub llm: Vec<u8>,
 }
 
@@ -169,7 +171,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let generator = load_generator(&models_dir(), &device)?;
     let scorer = load_scorer(&models_dir(), &device)?;
     let soft = if a.embeddings { Some(load_soft_prompt(&models_dir(), &device)?) } else { None };
-    let out = pmg::train::personalize_eval::evaluate(&data, &lm, &generator, &scorer, soft.as_ref(), &a.sample, a.seeds, a.alpha, a.limit)?;
+    let judge = match &a.judge {
+        Some(p) => Some(pmg::train::judge::Judge::from_bytes(&p.display().to_string(), &std::fs::read(p).map_err(|source| pmg::Error::Io { path: p.display().to_string(), source })?, &device.device)?),
+        None => None,
+    };
+    let out = pmg::train::personalize_eval::evaluate(&data, &lm, &generator, &scorer, soft.as_ref(), judge.as_ref(), &a.sample, a.seeds, a.alpha, a.limit)?;
     println!("{}", out.report.markdown());
     if let Some(p) = &a.json {
         write_file(p, serde_json::to_vec_pretty(&out.report).expect("json"))?;

@@ -38,6 +38,10 @@ struct DatasetFile {
     records: Vec<Record>,
 }
 
+/// The style the product draws in and the evaluations compare against: emoji-datasource's Google
+/// PNGs (Noto Emoji). The retrieval bank shows it.
+pub const HOUSE_STYLE: &str = "google";
+
 /// The records (in file order) and their images in model space; share-alike records are left out
 /// (no shipped model trains on them).
 pub struct EmojiData {
@@ -70,6 +74,11 @@ impl EmojiData {
     /// Indices of records in `split` ("train" or "heldout").
     pub fn split(&self, split: &str) -> Vec<usize> {
         (0..self.records.len()).filter(|&i| self.records[i].split == split).collect()
+    }
+
+    /// Indices of records in `split` drawn in the house style.
+    pub fn house(&self, split: &str) -> Vec<usize> {
+        (0..self.records.len()).filter(|&i| self.records[i].split == split && self.records[i].style == HOUSE_STYLE).collect()
     }
 
     pub fn image(&self, i: usize) -> Image {

@@ -1,6 +1,6 @@
 //! `pmg eval image`: the generator and scorer on the held-out emoji (never trained on).
 //!
-//! Every held-out record is one item, described by its first caption (its name). Systems:
+//! Every held-out record of the house style (Google PNGs) is one item, described by its first caption (its name). Systems:
 //! - real held-out images and their autoencoder reconstructions (ceilings),
 //! - the generator (one image per item, seed = item index),
 //! - nearest training image: the training image whose caption is closest to the item's in the
@@ -77,11 +77,11 @@ pub struct EvalOutput {
 }
 
 pub fn evaluate(data: &EmojiData, bank: &CaptionBank, generator: &Generator, scorer: &Scorer, opts: &SampleOptions, limit: Option<usize>) -> Result<EvalOutput> {
-    let mut items = data.split("heldout");
+    let mut items = data.house("heldout");
     if let Some(n) = limit {
         items.truncate(n);
     }
-    let train = data.split("train");
+    let train = data.house("train");
     let distractors = 99.min(items.len().saturating_sub(1));
 
     // Generated images, a batch at a time.

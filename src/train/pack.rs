@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
-use super::data::{CaptionBank, EmojiData};
+use super::data::{CaptionBank, EmojiData, HOUSE_STYLE};
 use super::io_err;
 use crate::diffusion::{Conditioning, Retrieval};
 use crate::error::{Error, Result};
@@ -59,6 +59,12 @@ impl DenoiserData {
                 groups.len() - 1
             });
             groups[g].push(p);
+            // The bank shows each base emoji in the house style (Noto, as the Google PNGs), the
+            // image a default-strength run starts from.
+            let current = &data.records[train[bank[g].0]];
+            if r.style == HOUSE_STYLE && r.id == r.base.to_lowercase() && (current.style != HOUSE_STYLE || current.id != current.base.to_lowercase()) {
+                bank[g] = (p, r.name.clone());
+            }
         }
         DenoiserData { latents, shape, conds, captions: ranges, bank, groups }
     }

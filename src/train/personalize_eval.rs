@@ -11,11 +11,14 @@
 //! Metrics of the chosen image `x` (scorer `s = (1 + cos) / 2`, mean over users):
 //! - accuracy: `s(x, target caption)` and `s(x, target image)` (image features on both sides);
 //! - preference: `s(x, history images)` (mean over the 5) and `s(x, preference keywords)`;
-//! - distance: mean |pixel difference| (0-255, RGBA) between `x` and the history images.
+//! - distance: mean |pixel difference| (0-255, RGBA) between `x` and the history images;
+//! - with the independent judge (`eval/judge/`): whether the target's base emoji is the judge's
+//!   first guess for `x` (top-1) or among its first five (top-5).
 
 use std::collections::BTreeMap;
 
 use super::data::EmojiData;
+use super::judge::{Judge, rank};
 use crate::diffusion::{Generator, SampleOptions};
 use crate::error::Result;
 use crate::history::{Event, EventKind, Item};
@@ -41,7 +44,7 @@ pub struct User {
 pub fn users(data: &EmojiData, per_taste: usize) -> Vec<User> {
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut seen = std::collections::HashSet::new();
-    for i in data.split("heldout") {
+    for i in data.house("heldout") {
         let r = &data.records[i];
         if seen.insert(r.base.clone()) {
             groups.entry(format!("{} / {}", r.category, r.subcategory)).or_default().push(i);
@@ -126,6 +129,9 @@ pub struct Metrics {
     pub pixel_distance: f64,
     /// Fraction of users whose chosen candidate had w > 0.
     pub personalized: f64,
+    /// By the judge: the target is its first guess / among its first five (NaN without a judge).
+    pub judge_top1: f64,
+    pub judge_top5: f64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -161,12 +167,14 @@ impl PersonalizeEval {
             "{} held-out users, {} seeds per weight, {} steps, guidance {}; mean over users of the chosen image (relative change to the baseline in brackets)\n\n",
             self.users, self.seeds, self.options.steps, self.options.guidance
         );
-        s += "| system | s(x, target text) | s(x, target image) | s(x, history images) | s(x, preference keywords) | pixel distance to history | chose w > 0 |\n|---|---|---|---|---|---|---|\n";
+        s += "| system | judge: target top-1 | judge: target top-5 | s(x, target text) | s(x, target image) | s(x, history images) | s(x, preference keywords) | pixel distance to history | chose w > 0 |\n|---|---|---|---|---|---|---|---|---|\n";
         for r in &self.systems {
             let m = &r.mean;
             s += &format!(
-                "| {} | {:.4} ({:+.1}%) | {:.4} ({:+.1}%) | {:.4} ({:+.1}%) | {:.4} ({:+.1}%) | {:.1} ({:+.1}%) | {:.0}% |\n",
+                "| {} | {:.0}% | {:.0}% | {:.4} ({:+.1}%) | {:.4} ({:+.1}%) | {:.4} ({:+.1}%) | {:.4} ({:+.1}%) | {:.1} ({:+.1}%) | {:.0}% |\n",
                 r.system.name,
+                100.0 * m.judge_top1,
+                100.0 * m.judge_top5,
                 m.acc_text,
                 rel(m.acc_text, base.acc_text),
                 m.acc_image,
@@ -196,7 +204,7 @@ fn pixel_distance(a: &Image, b: &Image) -> f64 {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn evaluate(data: &EmojiData, lm: &LanguageModel, generator: &Generator, scorer: &Scorer, soft: Option<&SoftPrompt>, sample: &SampleOptions, seeds: usize, alpha: f32, limit: Option<usize>) -> Result<Output> {
+pub fn evaluate(data: &EmojiData, lm: &LanguageModel, generator: &Generator, scorer: &Scorer, soft: Option<&SoftPrompt>, judge: Option<&Judge>, sample: &SampleOptions, seeds: usize, alpha: f32, limit: Option<usize>) -> Result<Output> {
     let started = std::time::Instant::now();
     let mut us = users(data, 3);
     if let Some(n) = limit {
@@ -243,7 +251,19 @@ pub fn evaluate(data: &EmojiData, lm: &LanguageModel, generator: &Generator, sco
             let c = &r.candidates[r.chosen];
             let f = scorer.image_features(&[&c.image])?.remove(0);
             let s = |a: &[f32]| score_from_cosine(dot(&f, a)) as f64;
+            let judged = match judge {
+                Some(j) => {
+                    let probs = j.probabilities(std::slice::from_ref(&c.image))?.remove(0);
+                    let base = &data.records[user.target].base;
+                    let k = j.class_of(base).ok_or_else(|| crate::error::Error::InvalidArgument(format!("the judge has no class {base}")))?;
+                    let r = rank(&probs, k);
+                    (f64::from(u8::from(r == 1)), f64::from(u8::from(r <= 5)))
+                }
+                None => (f64::NAN, f64::NAN),
+            };
             metrics.push(Metrics {
+                judge_top1: judged.0,
+                judge_top5: judged.1,
                 acc_text: c.accuracy.exp() as f64,
                 acc_image: s(&target_feat),
                 pref_image: hist_feats.iter().map(|h| s(h)).sum::<f64>() / hist_feats.len() as f64,
@@ -277,6 +297,8 @@ pub fn evaluate(data: &EmojiData, lm: &LanguageModel, generator: &Generator, sco
                 m.pref_text += x.pref_text / n;
                 m.pixel_distance += x.pixel_distance / n;
                 m.personalized += x.personalized / n;
+                m.judge_top1 += x.judge_top1 / n;
+                m.judge_top5 += x.judge_top5 / n;
             }
             SystemResult { system: sys.clone(), mean: m }
         })

@@ -71,7 +71,7 @@ pub type Taste = (String, String, Vec<usize>);
 /// emoji): name, search query and members; themes, colours and motifs with at least `min` emoji.
 pub fn tastes(data: &EmojiData, split: &str, min: usize) -> Vec<Taste> {
     let mut seen = HashSet::new();
-    let items: Vec<usize> = data.split(split).into_iter().filter(|&i| seen.insert(data.records[i].base.clone())).collect();
+    let items: Vec<usize> = data.house(split).into_iter().filter(|&i| seen.insert(data.records[i].base.clone())).collect();
     let mut theme: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut colour: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut motif: BTreeMap<String, Vec<usize>> = BTreeMap::new();
