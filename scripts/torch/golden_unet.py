@@ -2,7 +2,7 @@
 input batch, and the PyTorch mirror's output on it. tests/unet_torch.rs loads the weights with
 `pmg::diffusion::load_denoiser`, runs burn's `UNet::forward` on the CPU and compares.
 
-    /var/cache/pmg/torch-venv/bin/python scripts/torch/golden_unet.py
+    "$(scripts/torch-env.sh)" scripts/torch/golden_unet.py
 
 With `--check DENOISER OUT` it writes only inputs and the mirror's output for an existing denoiser file
 (the shipped one, or an export of train_denoiser.py) to OUT, for the ignored test
