@@ -3,7 +3,7 @@
 //! (`img/<set>/64/1f355.png`), so `scripts/build_emoji_dataset.py` adds them as styles of the
 //! same records.
 //!
-//! Iconify's JSON format (https://iconify.design/docs/types/iconify-json.html): `icons` holds SVG
+//! Iconify's JSON format (<https://iconify.design/docs/types/iconify-json.html>): `icons` holds SVG
 //! bodies on the set's (or the icon's) `left top width height` viewBox, `aliases` point at a parent
 //! with optional `hFlip`/`vFlip`/`rotate` (quarter turns), `hidden` marks deprecated names. A set's
 //! `chars.json` maps lower-case code points joined by `-`, FE0F removed, to icon names. Sets that
