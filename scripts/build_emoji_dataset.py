@@ -502,8 +502,11 @@ def card_text(styles, bases, heldout, records, no_keywords, ambiguous):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.parse_args()
-    styles = ["google"] + [s for s in ICONIFY if os.path.isdir(os.path.join(DATA, "img", s, "64"))]
+    ap.add_argument("--google-only", action="store_true", help="the Google style alone, even where Iconify sets are rendered")
+    args = ap.parse_args()
+    styles = ["google"]
+    if not args.google_only:
+        styles += [s for s in ICONIFY if os.path.isdir(os.path.join(DATA, "img", s, "64"))]
     build(styles)
 
 

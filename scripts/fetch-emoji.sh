@@ -130,4 +130,6 @@ if [ "$iconify" = 1 ]; then
         printf '%s' "$want" >"$stamp"
     fi
 fi
-python3 "$root/scripts/build_emoji_dataset.py"
+build_args=()
+[ "$iconify" = 0 ] && build_args+=(--google-only)
+python3 "$root/scripts/build_emoji_dataset.py" "${build_args[@]}"

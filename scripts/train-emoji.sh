@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pmg=${PMG_BIN:-target/release/pmg}
 [ -x "$pmg" ] || cargo build --release
-[ -f data/emoji/dataset.json ] || scripts/fetch-emoji.sh
+# emoji-v4 (shipped) was trained on the Google style alone: the multi-style dataset
+# (scripts/fetch-emoji.sh without --google-only) is the next generator's, trained with scripts/torch/.
+[ -f data/emoji/dataset.json ] || scripts/fetch-emoji.sh --google-only
 [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ] || scripts/fetch-models.sh
 stage() { echo "== $1 ($(date -u +%H:%M:%S))"; }
 stage embed
