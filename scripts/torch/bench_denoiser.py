@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pmg_unet as P  # noqa: E402
-from train_denoiser import clip_per_tensor, ema_decay  # noqa: E402
+from train_denoiser import make_optimizer, train_step  # noqa: E402
 
 
 def inputs(b: int, d_text: int, device, g: torch.Generator):
@@ -47,27 +47,16 @@ def bench(channels, batch, device, steps, warmup, bf16, d_text=576):
     cfg = P.UNetConfig(channels=list(channels), d_text=d_text)
     model = P.UNet(cfg).to(device)
     params = list(model.parameters())
-    kw = dict(lr=1e-4, betas=(0.9, 0.999), eps=1e-5, weight_decay=1e-4)
-    opt = torch.optim.AdamW(params, fused=True, **kw) if device.type == "cuda" else torch.optim.AdamW(params, foreach=True, **kw)
+    opt = make_optimizer(params, 1e-4, device.type)
     ema = [p.detach().clone() for p in params]
     g = torch.Generator().manual_seed(1)
     data = [inputs(batch, d_text, device, g) for _ in range(2)]
     times = []
     for i in range(warmup + steps):
-        x, t, text, mask, v = data[i % 2]
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-            pred = model(x, t, text, mask)
-        loss = torch.mean((pred.float() - v) ** 2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_per_tensor(params)
-        opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - ema_decay(i + 1))
-        loss.item()
+        train_step(model, opt, params, ema, data[i % 2], i + 1, bf16, device.type).item()
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:

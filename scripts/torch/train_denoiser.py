@@ -227,6 +227,28 @@ def ema_decay(step: int) -> float:
 # ----------------------------------------------------------------------------------- checkpoint
 
 
+def make_optimizer(params: list, lr: float, device_type: str):
+    """AdamW as burn's (betas 0.9/0.999, eps 1e-5, weight decay 1e-4); fused on CUDA."""
+    kw = dict(lr=lr, betas=(0.9, 0.999), eps=1e-5, weight_decay=1e-4)
+    return torch.optim.AdamW(params, fused=True, **kw) if device_type == "cuda" else torch.optim.AdamW(params, foreach=True, **kw)
+
+
+def train_step(net, opt, params: list, ema: list, batch, step: int, bf16: bool, device_type: str):
+    """One step: v-MSE, backward, per-tensor clipping, AdamW, then the EMA at its decay for `step`
+    (the step count after this one). Returns the loss on the device (no sync)."""
+    xt, t, text, mask, v = batch
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bf16):
+        pred = net(xt, t, text, mask)
+    loss = torch.mean((pred.float() - v) ** 2)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    clip_per_tensor(params)
+    opt.step()
+    with torch.no_grad():
+        torch._foreach_lerp_(ema, [p.detach().float() for p in params], 1.0 - ema_decay(step))
+    return loss
+
+
 def save_checkpoint(run: str, model, ema, opt, step: int, args, extra: dict) -> None:
     state = {
         "model": model.state_dict(),
@@ -352,8 +374,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)  # initial weights
     model = P.UNet(cfg).to(device)
     params = [p for p in model.parameters()]
-    opt_kw = dict(lr=args.lr, betas=(0.9, 0.999), eps=1e-5, weight_decay=1e-4)
-    opt = torch.optim.AdamW(params, fused=True, **opt_kw) if args.device == "cuda" else torch.optim.AdamW(params, foreach=True, **opt_kw)
+    opt = make_optimizer(params, args.lr, args.device)
     step = 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -397,17 +418,8 @@ def main(argv=None):
         lr = learning_rate(args.lr, args.steps, args.warmup, args.cycle or None, step)
         for g in opt.param_groups:
             g["lr"] = lr
-        xt, t, text, mask, v = batches.draw(args.seed, step, args.batch)
-        with torch.autocast(device_type=args.device, dtype=torch.bfloat16, enabled=bf16):
-            pred = net(xt, t, text, mask)
-        loss = torch.mean((pred.float() - v) ** 2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_per_tensor(params)
-        opt.step()
+        loss = train_step(net, opt, params, ema, batches.draw(args.seed, step, args.batch), step + 1, bf16, args.device)
         step += 1
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach().float() for p in params], 1.0 - ema_decay(step))
         # The loss stays on the device until a log line (no sync per step on CUDA).
         window.append(loss.detach())
         last = step == args.steps or (args.until is not None and step >= args.until)
