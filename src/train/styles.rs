@@ -53,6 +53,14 @@ struct IconSet {
     icons: BTreeMap<String, Icon>,
     #[serde(default)]
     aliases: BTreeMap<String, Alias>,
+    /// The set's default box.
+    #[serde(flatten)]
+    view: ViewBox,
+}
+
+/// `left top width height`, each optional: an icon's or alias's own, else the set's.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+struct ViewBox {
     #[serde(default)]
     left: Option<f32>,
     #[serde(default)]
@@ -61,48 +69,42 @@ struct IconSet {
     width: Option<f32>,
     #[serde(default)]
     height: Option<f32>,
+}
+
+impl ViewBox {
+    /// Each side from `self`, where missing from `other`.
+    fn or(self, other: ViewBox) -> ViewBox {
+        ViewBox { left: self.left.or(other.left), top: self.top.or(other.top), width: self.width.or(other.width), height: self.height.or(other.height) }
+    }
+}
+
+/// What an icon and an alias may both say about drawing it.
+#[derive(serde::Deserialize)]
+struct Props {
+    #[serde(flatten)]
+    view: ViewBox,
+    #[serde(default)]
+    hidden: bool,
+    #[serde(default, rename = "hFlip")]
+    h_flip: bool,
+    #[serde(default, rename = "vFlip")]
+    v_flip: bool,
+    #[serde(default)]
+    rotate: u32,
 }
 
 #[derive(serde::Deserialize)]
 struct Icon {
     body: String,
-    #[serde(default)]
-    left: Option<f32>,
-    #[serde(default)]
-    top: Option<f32>,
-    #[serde(default)]
-    width: Option<f32>,
-    #[serde(default)]
-    height: Option<f32>,
-    #[serde(default)]
-    hidden: bool,
-    #[serde(default, rename = "hFlip")]
-    h_flip: bool,
-    #[serde(default, rename = "vFlip")]
-    v_flip: bool,
-    #[serde(default)]
-    rotate: u32,
+    #[serde(flatten)]
+    props: Props,
 }
 
 #[derive(serde::Deserialize)]
 struct Alias {
     parent: String,
-    #[serde(default)]
-    left: Option<f32>,
-    #[serde(default)]
-    top: Option<f32>,
-    #[serde(default)]
-    width: Option<f32>,
-    #[serde(default)]
-    height: Option<f32>,
-    #[serde(default)]
-    hidden: bool,
-    #[serde(default, rename = "hFlip")]
-    h_flip: bool,
-    #[serde(default, rename = "vFlip")]
-    v_flip: bool,
-    #[serde(default)]
-    rotate: u32,
+    #[serde(flatten)]
+    props: Props,
 }
 
 /// One icon with its aliases applied: what to draw and on which box.
@@ -125,52 +127,37 @@ impl IconSet {
     /// wins); `None` for an unknown or hidden name.
     fn resolve(&self, name: &str) -> Option<Resolved> {
         let (mut h_flip, mut v_flip, mut rotate) = (false, false, 0u32);
-        let mut box_: [Option<f32>; 4] = [None; 4];
-        let mut take = |b: [Option<f32>; 4]| {
-            for (slot, v) in box_.iter_mut().zip(b) {
-                if slot.is_none() {
-                    *slot = v;
-                }
-            }
+        let mut view = ViewBox::default();
+        let mut apply = |p: &Props| {
+            view = view.or(p.view);
+            h_flip ^= p.h_flip;
+            v_flip ^= p.v_flip;
+            rotate += p.rotate;
         };
         let mut name = name;
         // An alias chain longer than the alias table is a cycle.
         for _ in 0..=self.aliases.len() {
             if let Some(icon) = self.icons.get(name) {
-                if icon.hidden {
+                if icon.props.hidden {
                     return None;
                 }
-                take([icon.left, icon.top, icon.width, icon.height]);
-                let [l, t, w, h] = box_;
-                let view = [
-                    l.or(self.left).unwrap_or(0.0),
-                    t.or(self.top).unwrap_or(0.0),
-                    w.or(self.width).unwrap_or(16.0),
-                    h.or(self.height).unwrap_or(16.0),
-                ];
-                return Some(Resolved {
-                    body: icon.body.clone(),
-                    view,
-                    h_flip: h_flip ^ icon.h_flip,
-                    v_flip: v_flip ^ icon.v_flip,
-                    rotate: (rotate + icon.rotate) % 4,
-                });
+                apply(&icon.props);
+                let v = view.or(self.view);
+                let view = [v.left.unwrap_or(0.0), v.top.unwrap_or(0.0), v.width.unwrap_or(16.0), v.height.unwrap_or(16.0)];
+                return Some(Resolved { body: icon.body.clone(), view, h_flip, v_flip, rotate: rotate % 4 });
             }
             let alias = self.aliases.get(name)?;
-            if alias.hidden {
+            if alias.props.hidden {
                 return None;
             }
-            take([alias.left, alias.top, alias.width, alias.height]);
-            h_flip ^= alias.h_flip;
-            v_flip ^= alias.v_flip;
-            rotate += alias.rotate;
+            apply(&alias.props);
             name = &alias.parent;
         }
         None
     }
 
     fn names(&self) -> impl Iterator<Item = &String> {
-        self.icons.iter().filter(|(_, i)| !i.hidden).map(|(n, _)| n).chain(self.aliases.iter().filter(|(_, a)| !a.hidden).map(|(n, _)| n))
+        self.icons.iter().filter(|(_, i)| !i.props.hidden).map(|(n, _)| n).chain(self.aliases.iter().filter(|(_, a)| !a.props.hidden).map(|(n, _)| n))
     }
 }
 
