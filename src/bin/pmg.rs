@@ -190,6 +190,9 @@ impl SampleArgs {
     }
 }
 
+/// The independent judge's weights (evaluation only).
+const JUDGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/judge/judge.safetensors");
+
 #[derive(Subcommand)]
 enum EvalCmd {
     /// What the independent judge (eval/judge/, evaluation only) sees in each image: its top-5
@@ -199,7 +202,7 @@ enum EvalCmd {
         /// PNG files (64x64, or a multiple such as `pmg image --scale 4`).
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/judge/judge.safetensors"))]
+        #[arg(long, default_value = JUDGE)]
         judge: PathBuf,
         #[arg(long, default_value_t = 5)]
         top: usize,
@@ -233,7 +236,7 @@ enum EvalCmd {
         /// Training concepts to sample (a fixed seeded sample).
         #[arg(long, default_value_t = pmg::train::concepts::TRAIN_CONCEPTS)]
         concepts: usize,
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/judge/judge.safetensors"))]
+        #[arg(long, default_value = JUDGE)]
         judge: PathBuf,
         #[arg(long)]
         json: Option<PathBuf>,
@@ -272,7 +275,7 @@ enum EvalCmd {
         #[arg(long)]
         no_embeddings: bool,
         /// The independent judge (evaluation only): adds the target's judge rank.
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/judge/judge.safetensors"))]
+        #[arg(long, default_value = JUDGE)]
         judge: PathBuf,
         #[arg(long)]
         model: Option<PathBuf>,
@@ -623,8 +626,8 @@ fn run(lm: &LanguageModel, session: &mut pmg::llm::Session<'_>, prompt: &[u32], 
 }
 
 fn eval_judge(images: &[PathBuf], judge: &Path, top: usize, json: bool) -> Result<()> {
+    let j = image_cli::load_judge(judge)?;
     let read = |p: &Path| std::fs::read(p).map_err(|source| Error::Io { path: p.display().to_string(), source });
-    let j = pmg::train::judge::Judge::from_bytes(&judge.display().to_string(), &read(judge)?, &PmgDevice::cpu().device)?;
     let decoded = images.iter().map(|p| pmg::image::Image::decode_png(&read(p)?).map_err(|e| Error::InvalidArgument(format!("{}: {e}", p.display())))).collect::<Result<Vec<_>>>()?;
     let guesses = j.top(&decoded, top)?;
     let i = &j.info;

@@ -29,6 +29,11 @@ pub fn load_scorer(dir: &Path, device: &PmgDevice) -> Result<Scorer> {
     Scorer::from_bytes(&read(&dir.join(SCORER_FILE))?, device)
 }
 
+/// The independent judge (evaluation only), always on the CPU.
+pub fn load_judge(path: &Path) -> Result<pmg::train::judge::Judge> {
+    pmg::train::judge::Judge::from_bytes(&path.display().to_string(), &read(path)?, &PmgDevice::cpu().device)
+}
+
 pub fn load_soft_prompt(dir: &Path, device: &PmgDevice) -> Result<pmg::soft_prompt::SoftPrompt> {
     pmg::soft_prompt::SoftPrompt::from_bytes(&read(&dir.join(SOFT_PROMPT_FILE))?, device)
 }
@@ -190,19 +195,19 @@ pub fn eval_generator(a: GeneratorEvalArgs) -> Result<()> {
     let cpu = PmgDevice::cpu();
     let lm = LanguageModel::from_gguf_bytes(&a.llm, &cpu, 256)?;
     let generator = load_generator(&models_dir(), &device)?;
-    let judge = pmg::train::judge::Judge::from_bytes(&a.judge.display().to_string(), &read(&a.judge)?, &cpu.device)?;
+    let judge = load_judge(&a.judge)?;
     let out = pmg::train::concepts::evaluate(&a.data, &lm, &generator, &judge, &a.opts, a.concepts, a.grid_rows)?;
     println!("{}", out.report.markdown());
     if let Some(p) = &a.json {
-        std::fs::write(p, serde_json::to_string_pretty(&out.report).expect("json")).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+        write_file(p, serde_json::to_string_pretty(&out.report).expect("json"))?;
     }
     if let Some(prefix) = &a.grid {
         for ((_, grid, caption), part) in out.grids.iter().zip(["training", "heldout"]) {
             let stem = prefix.with_file_name(format!("{}-{part}", prefix.file_stem().and_then(|s| s.to_str()).unwrap_or("generator")));
             let png = stem.with_extension("png");
-            std::fs::write(&png, upscale(grid, 2).encode_png()).map_err(|source| Error::Io { path: png.display().to_string(), source })?;
+            write_file(&png, upscale(grid, 2).encode_png())?;
             let txt = stem.with_extension("txt");
-            std::fs::write(&txt, caption).map_err(|source| Error::Io { path: txt.display().to_string(), source })?;
+            write_file(&txt, caption)?;
             eprintln!("wrote {} and {}", png.display(), txt.display());
         }
     }

@@ -13,7 +13,7 @@ use pmg::personalize::{Personalized, PersonalizeOptions, Personalizer, Profile, 
 use pmg::preference::ExtractOptions;
 use pmg::{DeviceChoice, Error, PmgDevice, Result};
 
-use crate::image_cli::{load_generator, load_scorer, load_soft_prompt, models_dir, upscale, write_file, write_grid};
+use crate::image_cli::{load_generator, load_judge, load_scorer, load_soft_prompt, models_dir, upscale, write_file, write_grid};
 
 #[derive(Args)]
 pub struct PersonalizeArgs {
@@ -171,10 +171,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let generator = load_generator(&models_dir(), &device)?;
     let scorer = load_scorer(&models_dir(), &device)?;
     let soft = if a.embeddings { Some(load_soft_prompt(&models_dir(), &device)?) } else { None };
-    let judge = match &a.judge {
-        Some(p) => Some(pmg::train::judge::Judge::from_bytes(&p.display().to_string(), &std::fs::read(p).map_err(|source| pmg::Error::Io { path: p.display().to_string(), source })?, &device.device)?),
-        None => None,
-    };
+    let judge = a.judge.as_deref().map(load_judge).transpose()?;
     let out = pmg::train::personalize_eval::evaluate(&data, &lm, &generator, &scorer, soft.as_ref(), judge.as_ref(), &a.sample, a.seeds, a.alpha, a.limit)?;
     println!("{}", out.report.markdown());
     if let Some(p) = &a.json {

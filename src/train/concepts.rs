@@ -164,7 +164,8 @@ fn section(name: &str, concepts: &[Concept], systems: &[Judged]) -> Section {
     Section { name: name.to_string(), scores: systems.iter().map(score).collect(), rows }
 }
 
-fn generate(generator: &Generator, conds: &[Conditioning], opts: &SampleOptions, what: &str) -> Result<Vec<Image>> {
+/// One image per conditioning, 16 at a time, seed = index (every evaluation's convention).
+pub(super) fn generate(generator: &Generator, conds: &[Conditioning], opts: &SampleOptions, what: &str) -> Result<Vec<Image>> {
     let mut out = Vec::with_capacity(conds.len());
     for (k, chunk) in conds.chunks(16).enumerate() {
         let seeds: Vec<u64> = (0..chunk.len()).map(|j| (k * 16 + j) as u64).collect();

@@ -86,13 +86,8 @@ pub fn evaluate(data: &EmojiData, bank: &CaptionBank, generator: &Generator, sco
 
     // Generated images, a batch at a time.
     let started = std::time::Instant::now();
-    let mut generated = Vec::with_capacity(items.len());
-    for (k, chunk) in items.chunks(16).enumerate() {
-        let conds: Vec<_> = chunk.iter().map(|&i| bank.primary(i).clone()).collect();
-        let seeds: Vec<u64> = (0..chunk.len()).map(|j| (k * 16 + j) as u64).collect();
-        generated.extend(generator.generate(&conds, &seeds, opts, &mut |_, _| true)?);
-        eprintln!("generated {}/{}", generated.len(), items.len());
-    }
+    let conds: Vec<_> = items.iter().map(|&i| bank.primary(i).clone()).collect();
+    let generated = super::concepts::generate(generator, &conds, opts, "generated")?;
     let seconds_generating = started.elapsed().as_secs_f64();
 
     // Autoencoder reconstructions.

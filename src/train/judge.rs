@@ -15,9 +15,6 @@ use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::tensor_io::Weights;
 
-/// Where the judge lives in the repository (relative to its root).
-pub const JUDGE_FILE: &str = "eval/judge/judge.safetensors";
-
 struct Conv {
     weight: Tensor<4>,
     bias: Tensor<1>,
