@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the wasm module and its JS bindings into web/pkg/: cargo (release, SIMD128 from
-# .cargo/config.toml), wasm-bindgen, then wasm-opt.
+# Build the wasm module (crate pmg-wasm) and its JS bindings into web/pkg/ as pmg.js/pmg_bg.wasm:
+# cargo (release, SIMD128 from .cargo/config.toml), wasm-bindgen, then wasm-opt.
 #   scripts/build-web.sh
 #   PMG_WASM_OPT=-O2 scripts/build-web.sh     (another wasm-opt level; `none` skips wasm-opt)
 set -euo pipefail
@@ -16,8 +16,8 @@ target=${CARGO_TARGET_DIR:-target}
 opt_level=${PMG_WASM_OPT:--Oz}
 # Toolchain pieces (wasm target, wasm-bindgen CLI, web/node_modules with binaryen) come from
 # scripts/setup.sh.
-cargo build --release --lib --target wasm32-unknown-unknown --no-default-features --features cpu,wgpu
-wasm-bindgen --target web --weak-refs --out-dir web/pkg "$target/wasm32-unknown-unknown/release/pmg.wasm"
+cargo build --release -p pmg-wasm --target wasm32-unknown-unknown
+wasm-bindgen --target web --weak-refs --out-dir web/pkg --out-name pmg "$target/wasm32-unknown-unknown/release/pmg_wasm.wasm"
 if grep -q command_export web/pkg/pmg.js; then
     echo "build-web: command_export shims present: __wasm_call_ctors is not being called" >&2
     exit 1

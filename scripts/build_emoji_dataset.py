@@ -3,11 +3,11 @@
 extracted, with the fixed held-out split of models/emoji-split.json.
 
 Python standard library only. Inputs (under data/emoji/):
-  src/emoji-datasource-google/emoji.json   emoji metadata (iamcal/emoji-data)
-  src/emojilib/dist/emoji-en-US.json       keywords, keyed by the emoji character
+  crates/pmg/src/emoji-datasource-google/emoji.json   emoji metadata (iamcal/emoji-data)
+  crates/pmg/src/emojilib/dist/emoji-en-US.json       keywords, keyed by the emoji character
   img/google/64/*.png                      the 64x64 RGBA images (Noto Emoji)
   img/<set>/64/*.png                       the Iconify sets rendered by `pmg train styles`, where present
-  src/iconify-<set>/info.json              their licence and author
+  crates/pmg/src/iconify-<set>/info.json              their licence and author
 Outputs:
   data/emoji/dataset.json     one record per image on disk, sorted by (id, style)
   data/emoji/LICENSES.md      sources, licences, counts, commands
@@ -76,7 +76,7 @@ PACKAGES = {  # name: (version, sha512 integrity, sha1 shasum); the same pins as
         "abf3b76420992ec5b44afa6ddbed8ae7fb6526eb"),
 }
 
-# The Iconify sets, in the order `pmg train styles` renders them (src/train/styles.rs SETS). A set
+# The Iconify sets, in the order `pmg train styles` renders them (crates/pmg-train/src/styles.rs SETS). A set
 # is a style of the dataset when its images are on disk.
 ICONIFY = ["twemoji", "fluent-emoji-flat", "fluent-emoji", "noto-v1", "emojione", "fxemoji",
            "streamline-emojis", "openmoji"]

@@ -11,7 +11,7 @@
 #   npm/<pkg>-<ver>.tgz                    the verified tarballs
 #   img/google/64/*.png, img/<iconify set>/64/*.png (rendered from SVG)
 #   src/<pkg>/{emoji.json,LICENSE,README.md,package.json,...}   metadata and licence texts
-#   src/iconify-<set>/{icons.json,chars.json,info.json,...}     an Iconify set
+#   crates/pmg/src/iconify-<set>/{icons.json,chars.json,info.json,...}     an Iconify set
 #   dataset.json, LICENSES.md              written by the builder (which also keeps
 #                                          models/emoji-split.json and models/EMOJI-DATA.md)
 set -euo pipefail
@@ -32,7 +32,7 @@ pkgs=(
     "emoji-datasource-google 16.0.0 sha512-ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A== a80ac3e8106cbd4d8648ce758aa099e8827b6157"
     "emojilib 4.0.3 sha512-KbWiYre9aRSaPbHrHZIz9zmoM+21LAsK1VFJtnTh1VCtWE/rNMDviGhQTmselFl95dhqtGlY22iH0leG5BuW0g== 08f79f04955ba0008336335c80997c8ac7365d5f"
 )
-# The Iconify sets `pmg train styles` renders (src/train/styles.rs lists them with how each joins
+# The Iconify sets `pmg train styles` renders (crates/pmg-train/src/styles.rs lists them with how each joins
 # emoji.json). openmoji is share-alike (CC-BY-SA-4.0): it is rendered for evaluation only.
 if [ "$iconify" = 1 ]; then
     pkgs+=(

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Render the reference image of the cross-backend tests natively on the CPU and store its RGBA
-bytes in tests/golden/image.json (read by tests/image.rs and web/tests/browser.mjs).
+bytes in crates/pmg/tests/golden/image.json (read by crates/pmg/tests/image.rs and web/tests/browser.mjs).
 
     python3 scripts/golden_image.py     # after the generator weights in models/ change
 
@@ -69,11 +69,11 @@ def main():
         # Other backends must match within: mean |difference| over all RGBA bytes (0-255), and the
         # fraction of bytes within 16 of the reference. Rounding differences between backends grow
         # over 20 guided steps (measured wgpu/lavapipe vs CPU: 5.3 and 0.948); a different seed
-        # differs by far more, which tests/image.rs also checks.
+        # differs by far more, which crates/pmg/tests/image.rs also checks.
         "tolerance": {"mean_abs": 8.0, "within_16": 0.90},
         "rgba_hex": rgba.hex(),
     }
-    path = os.path.join(ROOT, "tests/golden/image.json")
+    path = os.path.join(ROOT, "crates/pmg/tests/golden/image.json")
     json.dump(out, open(path, "w"), indent=1)
     print(f"wrote {path}: {w}x{h} for {PROMPT!r}", file=sys.stderr)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Golden data from llama.cpp (through llama-cpp-python, an independent implementation) for the
 same GGUF pmg runs: tokenizer ids for a corpus, and greedy 32-token continuations of prompts with
-the top-5 logits at every step. Written to tests/golden/smollm2_llama_cpp.json; tests/llm_golden.rs
+the top-5 logits at every step. Written to crates/pmg/tests/golden/smollm2_llama_cpp.json; crates/pmg/tests/llm_golden.rs
 compares pmg against it.
 
     pip install llama-cpp-python==0.3.36   # builds llama.cpp from source (~20 min on 2 cores)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Write tests/golden/quants.gguf: random blocks of every ggml type pmg reads, each followed by
+"""Write crates/pmg/tests/golden/quants.gguf: random blocks of every ggml type pmg reads, each followed by
 its dequantization computed by the `gguf` Python package (gguf-py's numpy reference), as an F32
-tensor named `<name>.expected`. pmg's dequantizers must reproduce these exactly (tests/gguf.rs).
+tensor named `<name>.expected`. pmg's dequantizers must reproduce these exactly (crates/pmg/tests/gguf.rs).
 
     pip install gguf==0.19.0 numpy && python3 scripts/golden_quants.py
 """

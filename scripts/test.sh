@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: set up what is missing, then run every test: Rust unit, integration and golden
-# tests on the CPU and wgpu backends; then the npm package pmg-web: unit tests of the wrapper, its
+# The test command: set up what is missing, then the habits (rustfmt, clippy with warnings as errors,
+# natively and for wasm32), then every test: Rust unit, integration and golden tests on the CPU and
+# wgpu backends; then the npm package pmg-web: unit tests of the wrapper, its
 # TypeScript types, and the wasm build in headless Chromium on CPU and WebGPU.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,7 +12,10 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
     XDG_RUNTIME_DIR=$(mktemp -d)
     export XDG_RUNTIME_DIR
 fi
-cargo test --release --all-targets
+cargo fmt --all --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+cargo clippy --release -p pmg-wasm --target wasm32-unknown-unknown -- -D warnings
+cargo test --release --workspace --all-targets
 scripts/docs.sh
 scripts/build-web.sh
 cd web

@@ -7,7 +7,7 @@ held-out concepts included, and is never used by the product, by training or by 
 (eval/judge/README.md). Its own accuracy is measured on OpenMoji, a style it never saw.
 
 PyTorch (CPU or CUDA) trains it; `pmg eval judge` runs the exported weights in burn, and
-tests/judge.rs checks that burn's logits equal PyTorch's (golden.json, written by --golden).
+crates/pmg-train/tests/judge.rs checks that burn's logits equal PyTorch's (golden.json, written by --golden).
 
   python eval/judge/train.py                       # train, export eval/judge/judge.safetensors
   python eval/judge/train.py --golden              # only rewrite eval/judge/golden.json from the export
@@ -203,7 +203,7 @@ class Folded(nn.Module):
 
 
 def golden_inputs():
-    """Images both sides can make exactly: RGBA bytes from an integer formula (tests/judge.rs)."""
+    """Images both sides can make exactly: RGBA bytes from an integer formula (crates/pmg-train/tests/judge.rs)."""
     out = []
     for k in range(3):
         px = np.zeros((SIZE, SIZE, 4), np.uint8)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks eval/preferences/histories.json against the event schema of src/history/mod.rs and the
+"""Checks eval/preferences/histories.json against the event schema of crates/pmg/src/history/mod.rs and the
 evaluation set's own rules, then prints counts per domain and theme.
 
     python3 eval/preferences/check.py [path/to/histories.json]
@@ -11,7 +11,7 @@ import os
 import sys
 from collections import Counter
 
-# src/history/mod.rs, `limits`.
+# crates/pmg/src/history/mod.rs, `limits`.
 ID, TITLE, CATEGORY, TAGS, TAG, DESCRIPTION, IMAGE, TEXT, QUERY, SPEAKER = 128, 300, 100, 32, 64, 2000, 2048, 4000, 500, 64
 MAX_AT = 253_402_300_799_999
 
@@ -118,7 +118,7 @@ def check_event(errs, where, e):
 
 
 def stem(w):
-    """As `stem` in src/preference/eval.rs."""
+    """As `stem` in crates/pmg/src/preference/eval.rs."""
     i, j = 0, len(w)
     while i < j and not w[i].isalnum():
         i += 1

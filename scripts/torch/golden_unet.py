@@ -1,12 +1,12 @@
-"""Writes tests/golden/unet_torch.safetensors: a tiny random denoiser in burn's names and format, an
-input batch, and the PyTorch mirror's output on it. tests/unet_torch.rs loads the weights with
+"""Writes crates/pmg/tests/golden/unet_torch.safetensors: a tiny random denoiser in burn's names and format, an
+input batch, and the PyTorch mirror's output on it. crates/pmg/tests/unet_torch.rs loads the weights with
 `pmg::diffusion::load_denoiser`, runs burn's `UNet::forward` on the CPU and compares.
 
     "$(scripts/torch-env.sh)" scripts/torch/golden_unet.py
 
 With `--check DENOISER OUT` it writes only inputs and the mirror's output for an existing denoiser file
 (the shipped one, or an export of train_denoiser.py) to OUT, for the ignored test
-`denoiser_file_matches_the_mirror` in tests/unet_torch.rs (env PMG_DENOISER=DENOISER PMG_UNET_CHECK=OUT).
+`denoiser_file_matches_the_mirror` in crates/pmg/tests/unet_torch.rs (env PMG_DENOISER=DENOISER PMG_UNET_CHECK=OUT).
 
 Contents (all but the weights prefixed `golden.`; the test takes those out before loading):
 - the UNet parameters (burn names and layouts; values rounded to f16 and stored as F16, so the file is

@@ -1,4 +1,4 @@
-"""A small random training pack in the format `pmg train pack` writes (src/train/pack.rs `save_pack`),
+"""A small random training pack in the format `pmg train pack` writes (crates/pmg-train/src/pack.rs `save_pack`),
 for smoke tests of train_denoiser.py and of `pmg train diffusion --pack` where the real pack (which needs
 the caption embeddings, `pmg train embed`) is not at hand. Its latents and captions are noise.
 

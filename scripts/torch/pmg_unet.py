@@ -1,12 +1,12 @@
-"""PyTorch mirror of pmg's denoiser (src/diffusion/unet.rs + src/diffusion/nn.rs), for training only.
+"""PyTorch mirror of pmg's denoiser (crates/pmg/src/diffusion/unet.rs + crates/pmg/src/diffusion/nn.rs), for training only.
 
 burn stays the one implementation that runs the product; this file exists so the denoiser can be
 trained with PyTorch (faster per step on a CPU, far faster on CUDA) and exported to the file that
-`pmg::diffusion::load_denoiser` reads unchanged. tests/unet_torch.rs checks that burn's forward on
+`pmg::diffusion::load_denoiser` reads unchanged. crates/pmg/tests/unet_torch.rs checks that burn's forward on
 weights written here matches this module's output (fixture from scripts/torch/golden_unet.py).
 
 What is mirrored, and where it comes from (burn 0.22.1):
-- Linear (burn-nn src/modules/linear.rs): burn stores the weight as [d_input, d_output] (LinearLayout::Row);
+- Linear (burn-nn crates/pmg/src/modules/linear.rs): burn stores the weight as [d_input, d_output] (LinearLayout::Row);
   torch as [d_output, d_input]. Export/import transpose it. Default init KaimingUniform(gain 1/sqrt(3),
   fan_in) = U(+-1/sqrt(fan_in)) for weight and bias, which is torch's nn.Linear default.
 - Conv2d: same [c_out, c_in, kh, kw] layout and same default init as torch.
@@ -42,7 +42,7 @@ NORM_EPS = 1e-5
 
 @dataclass
 class UNetConfig:
-    """src/diffusion/unet.rs `UNetConfig` (serialised as the `config` metadata of an export)."""
+    """crates/pmg/src/diffusion/unet.rs `UNetConfig` (serialised as the `config` metadata of an export)."""
 
     latent_channels: int = 4
     channels: list = field(default_factory=lambda: [64, 128])
@@ -318,7 +318,7 @@ def num_params(model: nn.Module) -> int:
 
 
 def retrieval_bank(conds: list, latents: torch.Tensor, names: list) -> tuple:
-    """src/diffusion/retrieval.rs `Retrieval::build` + `insert_into`: per entry, the mean of its
+    """crates/pmg/src/diffusion/retrieval.rs `Retrieval::build` + `insert_into`: per entry, the mean of its
     conditioning rows ([len, width] each), centred by the mean over entries and L2-normalised;
     latents [n, per] as the denoiser sees them. Returns (tensors, metadata) to add to an export."""
     raw = torch.stack([c.to(torch.float32).mean(dim=0) for c in conds])  # Conditioning::mean

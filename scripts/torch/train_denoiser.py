@@ -1,9 +1,9 @@
-"""The denoiser stage of `pmg train diffusion` (src/train/stages.rs `diffusion`), in PyTorch.
+"""The denoiser stage of `pmg train diffusion` (crates/pmg-train/src/stages.rs `diffusion`), in PyTorch.
 
-Training tool only: it reads the training pack that `pmg train pack` writes (src/train/pack.rs) and
+Training tool only: it reads the training pack that `pmg train pack` writes (crates/pmg-train/src/pack.rs) and
 exports the EMA weights as a denoiser file that `pmg::diffusion::load_denoiser` reads unchanged
 (f16, burn's tensor names, the same metadata and retrieval bank as the burn export). The model is the
-mirror in pmg_unet.py (checked against burn by tests/unet_torch.rs).
+mirror in pmg_unet.py (checked against burn by crates/pmg/tests/unet_torch.rs).
 
     python scripts/torch/train_denoiser.py --pack data/emoji/train-pack.safetensors --run runs/diffusion-torch \
         --device cuda --batch 128 --steps 9000 --cycle 3000 --hours 2 --export models/emoji-denoiser.safetensors
@@ -11,21 +11,21 @@ mirror in pmg_unet.py (checked against burn by tests/unet_torch.rs).
 What follows the burn recipe (file where it is defined):
 - v-prediction on the cosine schedule: x_t = a x0 + s eps, target v = a eps - s x0, a = sqrt(alpha_bar[t]),
   s = sqrt(1 - alpha_bar[t]), t uniform in 0..999, alpha_bar from Nichol & Dhariwal 2021 eq. 17 with
-  s = 0.008, clamped >= 1e-4 (src/diffusion/schedule.rs `NoiseSchedule::cosine`); loss = mean squared error.
+  s = 0.008, clamped >= 1e-4 (crates/pmg/src/diffusion/schedule.rs `NoiseSchedule::cosine`); loss = mean squared error.
 - a batch: records uniformly (`--sample-by record`) or a base emoji then one of its records (`base`); one of
   the record's captions uniformly; with probability 0.1 the null conditioning instead (one zero row;
-  src/diffusion/mod.rs `Conditioning::null`, stages.rs `CAPTION_DROPOUT`); captions padded to the batch's
+  crates/pmg/src/diffusion/mod.rs `Conditioning::null`, stages.rs `CAPTION_DROPOUT`); captions padded to the batch's
   longest with a padding mask (mod.rs `context_batch`).
-- AdamW (src/train/mod.rs `optimizer`, burn-optim adamw.rs): betas 0.9/0.999, eps 1e-5, decoupled weight
+- AdamW (crates/pmg-train/src/lib.rs `optimizer`, burn-optim adamw.rs): betas 0.9/0.999, eps 1e-5, decoupled weight
   decay 1e-4 on every parameter; gradients clipped to L2 norm 1.0 *per parameter tensor* (burn's
   ModuleOptimizer clips each tensor's gradient on its own, grad_clipping/base.rs `clip_by_norm`), not
   globally.
 - learning rate (mod.rs `learning_rate`): linear warm-up, cosine decay to 10% of the peak; with `--cycle`
   the shape restarts every cycle at half the previous peak (SGDR). Warm-up default as the CLI's:
-  (cycle or steps) / 20, clamped to 1..200 (src/cli/train.rs `RunArgs::config`).
+  (cycle or steps) / 20, clamped to 1..200 (crates/pmg-cli/src/train.rs `RunArgs::config`).
 - EMA of the weights (stages.rs): decay min(0.999, (1 + step) / (10 + step)) after each step (step counted
   after the update), starting from the initial weights; the export holds the EMA.
-- recipe defaults (src/cli/train.rs `DIFFUSION`): 9000 steps, batch 32, lr 5e-4, cycle 3000, seed 1.
+- recipe defaults (crates/pmg-cli/src/train.rs `DIFFUSION`): 9000 steps, batch 32, lr 5e-4, cycle 3000, seed 1.
 
 What differs from the burn run: the random numbers (PyTorch's generator, seeded per step from (seed, step),
 so a resumed run still sees the batches an unbroken one would, but not burn's batches), and the
@@ -60,7 +60,7 @@ F32_MIN_POSITIVE = 1.1754944e-38  # burn's clip_by_norm adds this to the norm
 
 
 class Pack:
-    """A training pack (src/train/pack.rs `save_pack` / `load_pack`), with the same checks on indices.
+    """A training pack (crates/pmg-train/src/pack.rs `save_pack` / `load_pack`), with the same checks on indices.
 
     latents F16 [n, c, h, w] (scaled); rows I8 [u, width] and row_scale F32 [width] (a caption token's
     hidden state is rows[r] * row_scale); caption_rows F32 [n_captions, max_len] (row index per token);

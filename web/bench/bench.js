@@ -15,7 +15,7 @@ const WLLAMA_WASM = new URL('../node_modules/@wllama/wllama/esm/wasm/wllama.wasm
 const COMPAT_WASM = new URL('../node_modules/@wllama/wllama-compat/wasm/wllama.wasm', import.meta.url).href;
 const COMPAT_JS = new URL('../node_modules/@wllama/wllama-compat/wasm/wllama.js', import.meta.url).href;
 
-// The text of `pmg bench` (src/bin/pmg.rs), repeated. Its first 112 words are exactly 128 tokens for
+// The text of `pmg bench` (crates/pmg-cli/src/main.rs), repeated. Its first 112 words are exactly 128 tokens for
 // SmolLM2's tokenizer (checked at run time against pmg's and llama.cpp's tokenizers by the script).
 export const BENCH_TEXT = "A small quantized language model runs on the user's own device, reads what the user did " +
   'on a website, and describes their taste in a handful of keywords. A diffusion model then draws a sticker ' +

@@ -429,8 +429,8 @@ test('preferences from the stored history, in the strict format; nothing leaves 
   await context.close();
 });
 
-// The held-out caption of tests/golden/image.json (scripts/golden-image.sh renders it natively).
-const IMAGE_GOLDEN = JSON.parse(await readFile(join(root, 'tests/golden/image.json'), 'utf8'));
+// The held-out caption of crates/pmg/tests/golden/image.json (scripts/golden-image.sh renders it natively).
+const IMAGE_GOLDEN = JSON.parse(await readFile(join(root, 'crates/pmg/tests/golden/image.json'), 'utf8'));
 
 /** Per-channel differences of two RGBA byte arrays: mean and the fraction within `tol`. */
 function imageDiff(a, b, tol = 16) {
@@ -489,7 +489,7 @@ test('generateImage: a held-out caption on cpu and webgpu, equal to the native i
     assertEqual([o.aborted, o.after], ['AbortError', 1], `${device}: abort between steps, then a new call works`);
     const d = imageDiff(o.rgba, golden);
     console.log(`     ${device}: ${o.ms.toFixed(0)} ms for ${IMAGE_GOLDEN.steps} steps; vs native cpu: mean |diff| ${d.mean.toFixed(3)}, ${(100 * d.within).toFixed(2)}% within 16`);
-    // Tolerance (0-255 scale, tests/golden/image.json): the wasm CPU kernels (SIMD128) and WebGPU sum
+    // Tolerance (0-255 scale, crates/pmg/tests/golden/image.json): the wasm CPU kernels (SIMD128) and WebGPU sum
     // in other orders than native AVX2, and rounding differences grow over 20 guided steps.
     const [maxMean, minWithin] = [IMAGE_GOLDEN.tolerance.mean_abs, IMAGE_GOLDEN.tolerance.within_16];
     assert(d.mean <= maxMean && d.within >= minWithin, `${device}: image differs from the native one: ${JSON.stringify(d)}`);
@@ -504,7 +504,7 @@ test('generateImage: a held-out caption on cpu and webgpu, equal to the native i
   }
 });
 
-// The cat-and-pastel history of the preference evaluation set (the native tests/personalize.rs uses it too).
+// The cat-and-pastel history of the preference evaluation set (the native crates/pmg/tests/personalize.rs uses it too).
 const CAT_HISTORY = JSON.parse(await readFile(join(root, 'eval/preferences/histories.json'), 'utf8')).histories.find((h) => h.theme === 'cats_pastel').events;
 
 test('personalize: stored history -> keywords -> scored candidates; feedback moves alpha and survives a reload; abort', async () => {
@@ -586,7 +586,7 @@ test('personalize: stored history -> keywords -> scored candidates; feedback mov
   assertEqual([after.alpha, after.n, after.backend], [r.p2.alpha, 1, 'webgpu'], 'personalize on webgpu with the learned alpha');
   assertEqual(after.keywords, r.res.usedKeywords, 'the same keywords on webgpu as on the cpu');
   // The soft prompt runs through the quantized LLM on the GPU: the same image as on the CPU, within
-  // the cross-backend tolerance of tests/golden/image.json.
+  // the cross-backend tolerance of crates/pmg/tests/golden/image.json.
   const embDiff = imageDiff(after.embW1, r.emb.w1);
   assert(after.embUsed && embDiff.mean <= IMAGE_GOLDEN.tolerance.mean_abs, `implicit embeddings on webgpu vs cpu: ${JSON.stringify(embDiff)}`);
   assertEqual([after.cleared.alpha, after.cleared.feedback], [0.5, 0], 'deleting the history resets alpha');

@@ -54,7 +54,7 @@ export function launch({ webgpu = true } = {}) {
 
 /** The greedy continuation llama.cpp produced for the chat "What is 2+2?" (first 16 tokens, to end of turn). */
 export async function goldenTokens() {
-  const golden = JSON.parse(await readFile(join(root, 'tests/golden/smollm2_llama_cpp.json'), 'utf8'));
+  const golden = JSON.parse(await readFile(join(root, 'crates/pmg/tests/golden/smollm2_llama_cpp.json'), 'utf8'));
   const g = golden.generations.find((x) => x.prompt.includes('What is 2+2?'));
   const end = g.tokens.findIndex((t) => t === 2);
   return g.tokens.slice(0, Math.min(16, end < 0 ? 16 : end + 1));

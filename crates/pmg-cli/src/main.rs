@@ -1,0 +1,1030 @@
+//! The `pmg` command line: chat with and complete from a GGUF model, inspect model files.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use pmg::diffusion::SampleOptions;
+use pmg::llm::{GenerateOptions, LanguageModel, SamplingParams};
+use pmg::tokenizer::ChatMessage;
+use pmg::{DeviceChoice, Error, PmgDevice, Result};
+
+mod image;
+mod personalize;
+mod train;
+
+#[derive(Parser)]
+#[command(name = "pmg", version, about = "Personalized multimodal generation on your own device")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Chat with the model (its chat template applied). Without MESSAGE, an interactive session.
+    Chat {
+        message: Option<String>,
+        #[arg(long)]
+        system: Option<String>,
+        #[command(flatten)]
+        opts: GenArgs,
+    },
+    /// Continue a raw prompt (no template; special-token text such as <|im_start|> is recognised).
+    Complete {
+        prompt: String,
+        #[command(flatten)]
+        opts: GenArgs,
+    },
+    /// Measure prefill and decode speed (greedy) and peak memory; prints JSON.
+    Bench {
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 128)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Record, list, export, import or clear the private behaviour history (a JSON-lines file on this device).
+    History {
+        #[command(subcommand)]
+        cmd: HistoryCmd,
+        /// History file (default: $PMG_HISTORY, else ~/.local/share/pmg/history.jsonl).
+        #[arg(long, global = true)]
+        file: Option<PathBuf>,
+    },
+    /// Extract preference keywords from a history with the LLM.
+    Preferences {
+        /// A history: an export (`{"version":1,"events":[...]}` or `[...]`) or a JSON-lines file.
+        #[arg(long)]
+        history: PathBuf,
+        /// stickers | shop | movies
+        #[arg(long, default_value = "stickers")]
+        domain: pmg::history::render::Domain,
+        /// direct | per-attribute
+        #[arg(long, default_value = "direct")]
+        mode: pmg::preference::PromptMode,
+        #[arg(long, default_value_t = 8)]
+        n: usize,
+        /// Also describe this item (title) in keywords, as PMG does for the target.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print JSON (keywords with weights, attributes, the rendered history).
+        #[arg(long)]
+        json: bool,
+        /// Also print the rendered history the model reads.
+        #[arg(long)]
+        show_prompt: bool,
+    },
+    /// Evaluations (one command each; results as a markdown table).
+    Eval {
+        #[command(subcommand)]
+        cmd: EvalCmd,
+    },
+    /// Generate an emoji-style image from a text prompt with the shipped generator.
+    Image {
+        /// What to draw, a few words ("smiling cat face"); at most 32 tokens are read.
+        #[arg(long)]
+        prompt: String,
+        /// Seed of the initial noise: the same seed gives the same image on every backend.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Images (seeds seed, seed+1, ...); more than one writes a grid.
+        #[arg(long, default_value_t = 1)]
+        n: usize,
+        #[arg(long, default_value = "image.png")]
+        out: PathBuf,
+        #[command(flatten)]
+        sample: SampleArgs,
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        /// The GGUF LLM that encodes the prompt.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Nearest-neighbour upscale factor of the written PNG.
+        #[arg(long, default_value_t = 1)]
+        scale: usize,
+    },
+    /// PMG end to end: preferences from a history, personalized candidates for a target, the
+    /// alpha-weighted choice (writes the chosen PNG and a .json with every candidate's scores).
+    Personalize {
+        #[command(flatten)]
+        args: personalize::PersonalizeArgs,
+        /// A history: an export or a JSON-lines file (default: the `pmg history` file).
+        #[arg(long)]
+        history: Option<PathBuf>,
+        #[command(flatten)]
+        sample: SampleArgs,
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Thumbs up or down on a candidate of `pmg personalize` (stored in the history; it moves your alpha).
+    Feedback {
+        /// The .json written next to the personalized PNG.
+        result: PathBuf,
+        /// Which candidate (default: the chosen one).
+        #[arg(long)]
+        candidate: Option<usize>,
+        #[arg(long, conflicts_with = "down", required_unless_present = "down")]
+        up: bool,
+        #[arg(long)]
+        down: bool,
+        /// History file (default: $PMG_HISTORY, else ~/.local/share/pmg/history.jsonl).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Train the image generator and the scorer on the emoji dataset (the recipe: embed,
+    /// autoencoder, diffusion, scorer; see models/EMOJI-MODELS.md).
+    Train {
+        #[command(subcommand)]
+        cmd: train::TrainCmd,
+    },
+    /// Print a GGUF file's metadata and tensor table.
+    Info {
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Also list every tensor.
+        #[arg(long)]
+        tensors: bool,
+    },
+}
+
+#[derive(Args, Clone, Copy)]
+struct SampleArgs {
+    /// Denoising steps (1..=50).
+    #[arg(long, default_value_t = SampleOptions::default().steps)]
+    steps: usize,
+    /// Classifier-free guidance scale (1 = off).
+    #[arg(long, default_value_t = SampleOptions::default().guidance)]
+    guidance: f32,
+    /// ddim | dpm-solver2m
+    #[arg(long, default_value = "ddim")]
+    sampler: pmg::diffusion::SamplerKind,
+    /// Starting noise in (0, 1]: below 1 the run starts from the nearest training emoji's latent,
+    /// noised that far (denoiser files with a retrieval bank).
+    #[arg(long, default_value_t = SampleOptions::default().strength)]
+    strength: f32,
+}
+
+impl SampleArgs {
+    fn options(&self) -> SampleOptions {
+        SampleOptions { steps: self.steps, guidance: self.guidance, sampler: self.sampler, strength: self.strength }
+    }
+}
+
+/// The independent judge's weights (evaluation only).
+const JUDGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../eval/judge/judge.safetensors");
+
+#[derive(Subcommand)]
+enum EvalCmd {
+    /// What the independent judge (eval/judge/, evaluation only) sees in each image: its top-5
+    /// base emoji (code points, name, probability), with the judge's own accuracy on a style it
+    /// never trained on.
+    Judge {
+        /// PNG files (64x64, or a multiple such as `pmg image --scale 4`).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long, default_value = JUDGE)]
+        judge: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The generator and scorer on the held-out emoji: retrieval top-1/top-5 and Frechet distance,
+    /// against baselines (needs data/emoji and `pmg train embed`).
+    Image {
+        #[arg(long, default_value = "data/emoji")]
+        data: PathBuf,
+        #[command(flatten)]
+        sample: SampleArgs,
+        /// Only the first N held-out items.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write a sample grid PNG (and a .txt with its captions) here.
+        #[arg(long)]
+        grid: Option<PathBuf>,
+    },
+    /// Does the generator draw the catalog? By the judge: 300 sampled training concepts from their
+    /// names and every held-out concept, at strength 1 and the default, beside real images and
+    /// the nearest training image (needs data/emoji).
+    Generator {
+        #[arg(long, default_value = "data/emoji")]
+        data: PathBuf,
+        #[command(flatten)]
+        sample: SampleArgs,
+        /// Training concepts to sample (a fixed seeded sample).
+        #[arg(long, default_value_t = pmg_train::concepts::TRAIN_CONCEPTS)]
+        concepts: usize,
+        #[arg(long, default_value = JUDGE)]
+        judge: PathBuf,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Grid PNGs: PATH's stem + `-training.png` and `-heldout.png` (with a .txt of the judge's reading).
+        #[arg(long)]
+        grid: Option<PathBuf>,
+        /// Concepts per grid.
+        #[arg(long, default_value_t = 40)]
+        grid_rows: usize,
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// PMG against the target-only baseline on synthetic users built from held-out emoji
+    /// (accuracy and preference scores, distance to the history; needs data/emoji).
+    Personalize {
+        #[arg(long, default_value = "data/emoji")]
+        data: PathBuf,
+        #[command(flatten)]
+        sample: SampleArgs,
+        /// Seeds per preference weight.
+        #[arg(long, default_value_t = 2)]
+        seeds: usize,
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f32,
+        /// Only the first N users.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write a grid PNG (history, target, each system's choice; one user per taste) here.
+        #[arg(long)]
+        grid: Option<PathBuf>,
+        /// Leave out the implicit-embedding systems (they need models/emoji-soft-prompt.safetensors).
+        #[arg(long)]
+        no_embeddings: bool,
+        /// The independent judge (evaluation only): adds the target's judge rank.
+        #[arg(long, default_value = JUDGE)]
+        judge: PathBuf,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Keyword quality on the synthetic histories with known themes (eval/preferences/histories.json).
+    Preferences {
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../eval/preferences/histories.json"))]
+        set: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        n: usize,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
+        /// Write every history's keywords and scores as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Only this prompt mode (direct | per-attribute); default both.
+        #[arg(long)]
+        mode: Option<pmg::preference::PromptMode>,
+    },
+}
+
+#[derive(Subcommand)]
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum HistoryCmd {
+    /// Record one event: either --json '{"type":"view",...}' or the flags below.
+    Add(AddArgs),
+    /// Print the events, oldest first (--json for JSON lines).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the history as {"version":1,"events":[...]} to stdout or --out.
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Add the events of an export file; invalid events are reported and skipped.
+    Import { path: PathBuf },
+    /// Delete the whole history.
+    Clear,
+    /// Keep at most --max-events events and none older than --max-age-days.
+    Retain {
+        #[arg(long, default_value_t = 5000)]
+        max_events: usize,
+        #[arg(long)]
+        max_age_days: Option<f64>,
+    },
+}
+
+#[derive(Args)]
+struct AddArgs {
+    /// The whole event as JSON (then the other flags are ignored).
+    #[arg(long)]
+    json: Option<String>,
+    /// view | click | purchase | rating | review | search | message
+    #[arg(long = "type", default_value = "view")]
+    kind: String,
+    #[arg(long)]
+    title: Option<String>,
+    /// Item id (default: the title).
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    category: Option<String>,
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    #[arg(long)]
+    description: Option<String>,
+    #[arg(long)]
+    image: Option<String>,
+    /// Rating value (scale 5 unless --scale).
+    #[arg(long)]
+    value: Option<f32>,
+    #[arg(long)]
+    scale: Option<f32>,
+    /// Review or message text.
+    #[arg(long)]
+    text: Option<String>,
+    #[arg(long)]
+    query: Option<String>,
+    /// user | other (messages).
+    #[arg(long, default_value = "user")]
+    role: String,
+    #[arg(long)]
+    speaker: Option<String>,
+    /// Milliseconds since 1970 (default: now).
+    #[arg(long)]
+    at: Option<i64>,
+}
+
+impl AddArgs {
+    fn event(&self) -> Result<pmg::history::Event> {
+        use pmg::history::{Event, EventKind, Item, Role};
+        if let Some(j) = &self.json {
+            return Ok(pmg::history::parse_event(j, 0)?);
+        }
+        let item = || -> Result<Item> {
+            let title = self
+                .title
+                .clone()
+                .ok_or_else(|| Error::InvalidArgument(format!("--title is required for a {} event", self.kind)))?;
+            Ok(Item {
+                id: self.id.clone().unwrap_or_else(|| title.clone()),
+                title,
+                category: self.category.clone(),
+                tags: self.tags.clone(),
+                description: self.description.clone(),
+                image: self.image.clone(),
+            })
+        };
+        let need = |v: &Option<String>, flag: &str| {
+            v.clone().ok_or_else(|| Error::InvalidArgument(format!("{flag} is required for a {} event", self.kind)))
+        };
+        let kind = match self.kind.as_str() {
+            "view" => EventKind::View { item: item()?, dwell_ms: None },
+            "click" => EventKind::Click { item: item()?, dwell_ms: None },
+            "purchase" => EventKind::Purchase { item: item()?, quantity: None },
+            "rating" => EventKind::Rating {
+                item: item()?,
+                value: self.value.ok_or_else(|| Error::InvalidArgument("--value is required for a rating".into()))?,
+                scale: self.scale,
+            },
+            "review" => EventKind::Review { item: item()?, text: need(&self.text, "--text")? },
+            "search" => EventKind::Search { query: need(&self.query, "--query")? },
+            "message" => EventKind::Message {
+                role: match self.role.as_str() {
+                    "user" => Role::User,
+                    "other" => Role::Other,
+                    r => return Err(Error::InvalidArgument(format!("--role must be user or other, not {r:?}"))),
+                },
+                text: need(&self.text, "--text")?,
+                speaker: self.speaker.clone(),
+            },
+            k => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown event type {k:?} (view, click, purchase, rating, review, search, message)"
+                )));
+            }
+        };
+        let e = Event::new(self.at.unwrap_or_else(pmg::history::store::now_ms), kind);
+        e.validate(0)?;
+        Ok(e)
+    }
+}
+
+fn history_file(file: Option<PathBuf>) -> PathBuf {
+    file.or_else(|| std::env::var_os("PMG_HISTORY").map(PathBuf::from)).unwrap_or_else(|| {
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+        data.unwrap_or_else(|| PathBuf::from(".")).join("pmg/history.jsonl")
+    })
+}
+
+/// A history from a file: an export (JSON object or array) or JSON lines.
+fn read_history(path: &PathBuf) -> Result<Vec<pmg::history::Event>> {
+    use pmg::history::store::{HistoryStore, JsonlStore};
+    let text =
+        std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    // An export is one JSON document: an array, or an object with `events` (also on one line).
+    let is_export = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) => v.is_array() || v.get("events").is_some(),
+        Err(_) => text.trim().is_empty(),
+    };
+    if is_export {
+        let (events, report) = pmg::history::parse_export(&text)?;
+        for e in &report.rejected {
+            eprintln!("pmg: skipped {e}");
+        }
+        return Ok(events);
+    }
+    JsonlStore::open(path).list()
+}
+
+fn eval_preferences(
+    set_path: &PathBuf,
+    n: usize,
+    model: &Option<PathBuf>,
+    device: DeviceChoice,
+    json: Option<PathBuf>,
+    only: Option<pmg::preference::PromptMode>,
+) -> Result<()> {
+    use pmg::preference::eval::{EvalSet, run_baseline, run_llm, summarize};
+    use pmg::preference::{Extractor, PromptMode, SyncFeed, block_on};
+    let text = std::fs::read_to_string(set_path)
+        .map_err(|source| Error::Io { path: set_path.display().to_string(), source })?;
+    let set = EvalSet::parse(&text)?;
+    let bytes = read_model(model)?;
+    let lm = LanguageModel::from_gguf_bytes(&bytes, &PmgDevice::new(device)?, 2048)?;
+    let model_name = model
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| pmg::models::DEFAULT_LLM_FILE.to_string());
+    let ex = Extractor::new(&lm)?;
+    let mut feed = SyncFeed(lm.new_session());
+    let mut all = serde_json::Map::new();
+    let mut summaries = Vec::new();
+    let t = std::time::Instant::now();
+    let base = run_baseline(&set, n);
+    summaries.push(summarize("frequency baseline (no LLM)", &base, t.elapsed().as_secs_f32()));
+    all.insert("baseline".into(), serde_json::to_value(&base).expect("serializes"));
+    for (mode, name) in [(PromptMode::Direct, "direct"), (PromptMode::PerAttribute, "per-attribute")] {
+        if only.is_some_and(|m| m != mode) {
+            continue;
+        }
+        let t = std::time::Instant::now();
+        let scores = block_on(run_llm(&ex, &mut feed, &set, mode, n))?;
+        summaries.push(summarize(&format!("{model_name}, {name} prompt"), &scores, t.elapsed().as_secs_f32()));
+        all.insert(name.into(), serde_json::to_value(&scores).expect("serializes"));
+        eprintln!("{name}: done in {:.0} s", t.elapsed().as_secs_f32());
+    }
+    let domains: Vec<String> = summaries[0].by_domain.keys().cloned().collect();
+    println!(
+        "{} histories, {} themes, {n} keywords each; device {}",
+        set.histories.len(),
+        set.themes.len(),
+        lm.model.device.adapter
+    );
+    println!();
+    println!(
+        "| system | keyword precision | history hit (any keyword) | first keyword hits | {} | seconds |",
+        domains.iter().map(|d| format!("precision {d}")).collect::<Vec<_>>().join(" | ")
+    );
+    println!("|---|---|---|---|{}---|", "---|".repeat(domains.len()));
+    for s in &summaries {
+        let per: Vec<String> = domains
+            .iter()
+            .map(|d| s.by_domain.get(d).map(|(c, p)| format!("{:.0}% (n={c})", p * 100.0)).unwrap_or_default())
+            .collect();
+        println!(
+            "| {} | {:.0}% | {:.0}% | {:.0}% | {} | {:.0} |",
+            s.system,
+            s.precision * 100.0,
+            s.any_hit * 100.0,
+            s.top1_hit * 100.0,
+            per.join(" | "),
+            s.seconds
+        );
+    }
+    if let Some(p) = json {
+        std::fs::write(&p, serde_json::to_string_pretty(&all).expect("serializes"))
+            .map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+    }
+    Ok(())
+}
+
+fn history_cmd(cmd: HistoryCmd, file: Option<PathBuf>) -> Result<()> {
+    use pmg::history::store::{HistoryStore, JsonlStore, now_ms};
+    let path = history_file(file);
+    let mut store = JsonlStore::open(&path);
+    match cmd {
+        HistoryCmd::Add(a) => {
+            store.record(a.event()?)?;
+            eprintln!("recorded in {}", path.display());
+        }
+        HistoryCmd::List { json } => {
+            for e in store.list()? {
+                if json {
+                    println!("{}", serde_json::to_string(&e).expect("serializes"));
+                } else {
+                    let what = match (&e.kind, e.item()) {
+                        (_, Some(item)) => item.title.clone(),
+                        (pmg::history::EventKind::Search { query }, _) => query.clone(),
+                        (pmg::history::EventKind::Message { text, .. }, _) => text.clone(),
+                        _ => String::new(),
+                    };
+                    println!("{:>14}  {:<8}  {}", e.at, e.kind_name(), pmg::history::render::clean(&what, 100));
+                }
+            }
+        }
+        HistoryCmd::Export { out } => {
+            let json = pmg::history::to_export(&store.list()?);
+            match out {
+                Some(p) => std::fs::write(&p, json + "\n")
+                    .map_err(|source| Error::Io { path: p.display().to_string(), source })?,
+                None => println!("{json}"),
+            }
+        }
+        HistoryCmd::Import { path: from } => {
+            let text = std::fs::read_to_string(&from)
+                .map_err(|source| Error::Io { path: from.display().to_string(), source })?;
+            let (events, report) = pmg::history::parse_export(&text)?;
+            let report = store.import(events, report)?;
+            for e in &report.rejected {
+                eprintln!("pmg: skipped {e}");
+            }
+            eprintln!(
+                "imported {} events into {} ({} skipped)",
+                report.accepted,
+                path.display(),
+                report.rejected.len()
+            );
+        }
+        HistoryCmd::Clear => {
+            store.clear()?;
+            eprintln!("cleared {}", path.display());
+        }
+        HistoryCmd::Retain { max_events, max_age_days } => {
+            let policy =
+                pmg::history::Retention { max_events, max_age_ms: max_age_days.map(|d| (d * 86_400_000.0) as i64) };
+            let dropped = store.retain(policy, now_ms())?;
+            eprintln!("dropped {dropped} events");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args, Clone)]
+struct GenArgs {
+    /// GGUF file; defaults to the manifest's default model under models/.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// auto | wgpu | cpu
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop when the output contains this text (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Context length in tokens (KV cache size).
+    #[arg(long, default_value_t = 2048)]
+    ctx: usize,
+    /// Print the generated token ids and text as one JSON object instead of streaming text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl GenArgs {
+    fn options(&self) -> GenerateOptions {
+        GenerateOptions {
+            max_tokens: self.max_tokens,
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                repetition_penalty: self.repetition_penalty,
+                seed: self.seed,
+                ..Default::default()
+            },
+            stop: self.stop.clone(),
+            cancel: None,
+        }
+    }
+}
+
+fn default_model() -> PathBuf {
+    let dir = std::env::var_os("PMG_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+    dir.join(pmg::models::DEFAULT_LLM_FILE)
+}
+
+fn read_model(path: &Option<PathBuf>) -> Result<Vec<u8>> {
+    let is_default = path.is_none();
+    let path = path.clone().unwrap_or_else(default_model);
+    std::fs::read(&path).map_err(|source| {
+        let missing = source.kind() == std::io::ErrorKind::NotFound;
+        let hint = if is_default && missing { " (run scripts/fetch-models.sh to get the default model)" } else { "" };
+        Error::Io { path: format!("{}{hint}", path.display()), source }
+    })
+}
+
+fn load(opts: &GenArgs) -> Result<LanguageModel> {
+    let bytes = read_model(&opts.model)?;
+    let device = PmgDevice::new(opts.device)?;
+    log::info!("device: {}", device.adapter);
+    LanguageModel::from_gguf_bytes(&bytes, &device, opts.ctx)
+}
+
+/// Generate after `prompt`, streaming text to stdout (or printing JSON at the end). Returns the text.
+fn run(lm: &LanguageModel, session: &mut pmg::llm::Session<'_>, prompt: &[u32], opts: &GenArgs) -> Result<String> {
+    let mut stream = session.generate(prompt, opts.options())?;
+    let mut ids = Vec::new();
+    let out = std::io::stdout();
+    for tok in &mut stream {
+        let tok = tok?;
+        ids.push(tok.id);
+        if !opts.json {
+            let mut o = out.lock();
+            let _ = o.write_all(tok.text.as_bytes());
+            let _ = o.flush();
+        }
+    }
+    let text = stream.text().to_string();
+    let finish = stream.finish_reason();
+    if opts.json {
+        let v = serde_json::json!({
+            "prompt_tokens": prompt,
+            "tokens": ids,
+            "text": text,
+            "finish_reason": finish,
+            "device": lm.model.device.adapter,
+        });
+        println!("{v}");
+    } else {
+        println!();
+    }
+    Ok(text)
+}
+
+fn eval_judge(images: &[PathBuf], judge: &Path, top: usize, json: bool) -> Result<()> {
+    let j = image::load_judge(judge)?;
+    let read = |p: &Path| std::fs::read(p).map_err(|source| Error::Io { path: p.display().to_string(), source });
+    let decoded = images
+        .iter()
+        .map(|p| {
+            pmg::image::Image::decode_png(&read(p)?)
+                .map_err(|e| Error::InvalidArgument(format!("{}: {e}", p.display())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let guesses = j.top(&decoded, top)?;
+    let i = &j.info;
+    if json {
+        let rows: Vec<_> = images
+            .iter()
+            .zip(&guesses)
+            .map(|(p, g)| serde_json::json!({ "image": p.display().to_string(), "top": g }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "judge": i, "images": rows })).expect("json"));
+        return Ok(());
+    }
+    println!(
+        "judge {} (evaluation only; on {}, a style it never trained on: {:.1}% top-1, {:.1}% top-5)",
+        i.version,
+        i.unseen_style,
+        100.0 * i.unseen_top1,
+        100.0 * i.unseen_top5
+    );
+    for (p, g) in images.iter().zip(&guesses) {
+        println!("{}", p.display());
+        for (k, x) in g.iter().enumerate() {
+            println!("  {}. {:<24} {:<40} {:.3}", k + 1, x.code, x.name, x.probability);
+        }
+    }
+    Ok(())
+}
+
+fn main_inner(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Complete { prompt, opts } => {
+            let lm = load(&opts)?;
+            let ids = lm.tokenize_prompt(&prompt)?;
+            let mut s = lm.new_session();
+            run(&lm, &mut s, &ids, &opts)?;
+        }
+        Cmd::Chat { message, system, opts } => {
+            let lm = load(&opts)?;
+            let mut messages: Vec<ChatMessage> = system.iter().map(|s| ChatMessage::new("system", s)).collect();
+            let mut session = lm.new_session();
+            let turn =
+                |messages: &mut Vec<ChatMessage>, user: String, session: &mut pmg::llm::Session<'_>| -> Result<()> {
+                    messages.push(ChatMessage::new("user", &user));
+                    // Re-render the whole conversation; the session keeps the shared prefix cached.
+                    let ids = lm.tokenize_chat(messages)?;
+                    let cached = session.tokens();
+                    let new = if ids.starts_with(cached) && ids.len() > cached.len() {
+                        ids[cached.len()..].to_vec()
+                    } else {
+                        session.reset();
+                        ids
+                    };
+                    let reply = run(&lm, session, &new, &opts)?;
+                    messages.push(ChatMessage::new("assistant", &reply));
+                    Ok(())
+                };
+            match message {
+                Some(m) => turn(&mut messages, m, &mut session)?,
+                None => {
+                    eprintln!("pmg chat: type a message, Ctrl-D to quit");
+                    let stdin = std::io::stdin();
+                    loop {
+                        eprint!("> ");
+                        let mut line = String::new();
+                        if stdin
+                            .lock()
+                            .read_line(&mut line)
+                            .map_err(|source| Error::Io { path: "stdin".into(), source })?
+                            == 0
+                        {
+                            break;
+                        }
+                        if line.trim().is_empty() {
+                            continue;
+                        }
+                        turn(&mut messages, line.trim_end().to_string(), &mut session)?;
+                    }
+                }
+            }
+        }
+        Cmd::History { cmd, file } => history_cmd(cmd, file)?,
+        Cmd::Train { cmd } => train::run(cmd, read_model)?,
+        Cmd::Image { prompt, seed, n, out, sample, device, model, scale } => image::image(image::ImageArgs {
+            prompt,
+            seed,
+            n,
+            out,
+            opts: sample.options(),
+            device,
+            llm: read_model(&model)?,
+            scale,
+        })?,
+        Cmd::Eval { cmd: EvalCmd::Image { data, sample, limit, json, grid } } => {
+            image::eval(image::EvalArgs { data, opts: sample.options(), limit, json, grid })?
+        }
+        Cmd::Personalize { args, history, sample, device, model } => {
+            let path = history.unwrap_or_else(|| history_file(None));
+            let events = read_history(&path)?;
+            let opts = sample.options();
+            personalize::personalize(args, events, opts, device, read_model(&model)?)?
+        }
+        Cmd::Feedback { result, candidate, up, down: _, file } => {
+            let mut store = pmg::history::store::JsonlStore::open(history_file(file));
+            let chosen = match candidate {
+                Some(c) => c,
+                None => {
+                    let text = std::fs::read_to_string(&result)
+                        .map_err(|source| Error::Io { path: result.display().to_string(), source })?;
+                    serde_json::from_str::<serde_json::Value>(&text)
+                        .ok()
+                        .and_then(|v| v["chosen"].as_u64())
+                        .unwrap_or(0) as usize
+                }
+            };
+            let p = personalize::feedback(&result, chosen, up, &mut store)?;
+            println!(
+                "recorded {} on candidate {chosen} in {}; your alpha is now {:.2} ({} ratings)",
+                if up { "thumbs up" } else { "thumbs down" },
+                store.path().display(),
+                p.alpha,
+                p.feedback
+            );
+        }
+        Cmd::Eval {
+            cmd: EvalCmd::Personalize { data, sample, seeds, alpha, limit, json, grid, no_embeddings, judge, model },
+        } => personalize::eval(personalize::EvalArgs {
+            data,
+            sample: sample.options(),
+            seeds,
+            alpha,
+            limit,
+            json,
+            grid,
+            embeddings: !no_embeddings,
+            judge: judge.exists().then_some(judge),
+            llm: read_model(&model)?,
+        })?,
+        Cmd::Eval {
+            cmd: EvalCmd::Generator { data, sample, concepts, judge, json, grid, grid_rows, device, model },
+        } => image::eval_generator(image::GeneratorEvalArgs {
+            data,
+            opts: sample.options(),
+            concepts,
+            judge,
+            json,
+            grid,
+            grid_rows,
+            device,
+            llm: read_model(&model)?,
+        })?,
+        Cmd::Eval { cmd: EvalCmd::Judge { images, judge, top, json } } => eval_judge(&images, &judge, top, json)?,
+        Cmd::Eval { cmd: EvalCmd::Preferences { set, n, model, device, json, mode } } => {
+            eval_preferences(&set, n, &model, device, json, mode)?
+        }
+        Cmd::Preferences { history, domain, mode, n, target, model, device, temperature, seed, json, show_prompt } => {
+            let events = read_history(&history)?;
+            let bytes = read_model(&model)?;
+            let lm = LanguageModel::from_gguf_bytes(&bytes, &PmgDevice::new(device)?, 2048)?;
+            let opts = pmg::preference::ExtractOptions {
+                n_keywords: n,
+                domain,
+                mode,
+                temperature,
+                seed,
+                ..Default::default()
+            };
+            let ex = pmg::preference::Extractor::new(&lm)?;
+            let mut feed = pmg::preference::SyncFeed(lm.new_session());
+            let prefs = pmg::preference::block_on(ex.preferences(&mut feed, &events, &opts))?;
+            let target_kw = match &target {
+                Some(t) => {
+                    let item = pmg::history::Item { id: t.clone(), title: t.clone(), ..Default::default() };
+                    Some(pmg::preference::block_on(ex.item_keywords(&mut feed, &item, 10, &opts))?)
+                }
+                None => None,
+            };
+            if json {
+                let v = serde_json::json!({ "preferences": prefs, "target": target_kw });
+                println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
+            } else {
+                if show_prompt {
+                    println!("--- history as the model reads it ---\n{}\n---", prefs.rendered);
+                }
+                if prefs.neutral {
+                    println!("(empty history: no preferences, the output stays unpersonalized)");
+                }
+                for k in &prefs.keywords {
+                    println!("{:>5.2}  {}", k.weight, k.text);
+                }
+                for (attr, kws) in &prefs.attributes {
+                    println!("  {attr}: {}", kws.join(", "));
+                }
+                if let Some(t) = target_kw {
+                    println!("target: {}", t.iter().map(|k| k.text.as_str()).collect::<Vec<_>>().join(", "));
+                }
+            }
+        }
+        Cmd::Bench { model, device, prompt_tokens, gen_tokens, runs } => {
+            bench(&model, device, prompt_tokens, gen_tokens, runs)?
+        }
+        Cmd::Info { model, tensors } => {
+            let bytes = read_model(&model)?;
+            let g = pmg::gguf::Gguf::parse(&bytes)?;
+            println!(
+                "GGUF v{}  {} tensors  {} metadata keys  data at {}",
+                g.version,
+                g.tensors.len(),
+                g.keys.len(),
+                g.data_offset
+            );
+            for k in &g.keys {
+                let v = &g.metadata[k];
+                let s = match v {
+                    pmg::gguf::Value::Array(a) => format!("[{} items]", a.len()),
+                    pmg::gguf::Value::String(s) if s.len() > 80 => {
+                        format!("{:?}...", &s[..s.char_indices().nth(80).map(|c| c.0).unwrap_or(s.len())])
+                    }
+                    v => format!("{v:?}"),
+                };
+                println!("  {k} = {s}");
+            }
+            if tensors {
+                for t in &g.tensors {
+                    println!("  {:32} {:?} {:?} {} B", t.name, t.ggml_type, t.dims, t.size);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A fixed English text, tokenized and cut to the requested length (repeated if needed).
+const BENCH_TEXT: &str = "A small quantized language model runs on the user's own device, reads what the user did \
+on a website, and describes their taste in a handful of keywords. A diffusion model then draws a sticker \
+that matches both the requested occasion and that taste. Nothing about the user leaves the browser: the \
+site only serves static files, and every computation happens locally, on a laptop or a phone. ";
+
+fn bench(
+    model: &Option<PathBuf>,
+    device: DeviceChoice,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+    runs: usize,
+) -> Result<()> {
+    use std::time::Instant;
+    let bytes = read_model(model)?;
+    let dev = PmgDevice::new(device)?;
+    let t0 = Instant::now();
+    let lm = LanguageModel::from_gguf_bytes(&bytes, &dev, prompt_tokens + gen_tokens + 1)?;
+    drop(bytes);
+    let load_s = t0.elapsed().as_secs_f64();
+    let mut ids = Vec::new();
+    while ids.len() < prompt_tokens {
+        ids.extend(lm.tokenizer.encode(BENCH_TEXT, false)?);
+    }
+    ids.truncate(prompt_tokens);
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    // One warm-up run (shader compilation, allocator pools), then `runs` measured ones.
+    for run in 0..=runs {
+        let mut s = lm.new_session();
+        let t = Instant::now();
+        let mut logits = s.feed(&ids)?;
+        let tp = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..gen_tokens {
+            let next = pmg::llm::sampler::argmax(&logits);
+            logits = s.feed(&[next])?;
+        }
+        let td = t.elapsed().as_secs_f64();
+        if run > 0 {
+            prefill.push(prompt_tokens as f64 / tp);
+            decode.push(gen_tokens as f64 / td);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let v = serde_json::json!({
+        "system": format!("pmg {} ({})", env!("CARGO_PKG_VERSION"), dev.adapter),
+        "threads": pmg::kernels::pool::Pool::global().threads(),
+        "load_s": load_s,
+        "prefill_tok_s": median(&mut prefill),
+        "decode_tok_s": median(&mut decode),
+        "peak_rss_mb": peak_rss_mb(),
+        "prompt_ids": ids,
+    });
+    println!("{v}");
+    Ok(())
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in MiB.
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Mesa's Vulkan/GL drivers print warnings when `XDG_RUNTIME_DIR` is unset (as in containers and CI);
+/// `--device auto` probes the GPU, so give them a private directory.
+fn ensure_runtime_dir() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pmg-runtime-{}", std::process::id()));
+    #[cfg(unix)]
+    let made = {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).is_ok()
+    };
+    #[cfg(not(unix))]
+    let made = false;
+    if made {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    }
+}
+
+fn main() -> ExitCode {
+    ensure_runtime_dir();
+    let cli = Cli::parse();
+    match main_inner(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pmg: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

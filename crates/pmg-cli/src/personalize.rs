@@ -1,0 +1,244 @@
+//! `pmg personalize` (PMG end to end on a history) and `pmg feedback` (thumbs up/down on one of
+//! its candidates, stored with the history).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use pmg::diffusion::SampleOptions;
+use pmg::history::render::Domain;
+use pmg::history::{Event, EventKind};
+use pmg::image::Image;
+use pmg::llm::LanguageModel;
+use pmg::personalize::{PersonalizeOptions, Personalized, Personalizer, Profile, Stage, Weighting};
+use pmg::preference::ExtractOptions;
+use pmg::{DeviceChoice, Error, PmgDevice, Result};
+
+use crate::image::{
+    load_generator, load_judge, load_scorer, load_soft_prompt, models_dir, upscale, write_file, write_grid,
+};
+
+#[derive(Args)]
+pub struct PersonalizeArgs {
+    /// What to make ("birthday cake", "good night", a product name).
+    #[arg(long)]
+    pub target: String,
+    /// 0 = stay close to the target, 1 = follow the preferences. Default: learned from your feedback (0.5 without any).
+    #[arg(long)]
+    pub alpha: Option<f32>,
+    /// Preference weights to generate (0 = the unpersonalized image), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub weights: Vec<u32>,
+    /// Seeds per weight.
+    #[arg(long, default_value_t = 2)]
+    pub seeds: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// How the weight applies: text (the keywords repeated in the prompt) | rows (the keywords' hidden states repeated).
+    #[arg(long, default_value = "text")]
+    pub weighting: Weighting,
+    /// Preference keywords in the conditioning.
+    #[arg(long, default_value_t = 3)]
+    pub keywords: usize,
+    /// Condition on the preference keywords (true | false; they still score the candidates).
+    #[arg(long, default_value_t = PersonalizeOptions::default().keywords, action = clap::ArgAction::Set)]
+    pub use_keywords: bool,
+    /// Condition on the implicit preferences: the soft prompt's rows from the history (true | false).
+    #[arg(long, default_value_t = PersonalizeOptions::default().embeddings, action = clap::ArgAction::Set)]
+    pub use_embeddings: bool,
+    /// stickers | shop | movies
+    #[arg(long, default_value = "stickers")]
+    pub domain: Domain,
+    /// The chosen image (PNG). The result (scores of every candidate) goes next to it as .json.
+    #[arg(long, default_value = "personalized.png")]
+    pub out: PathBuf,
+    /// Also write every candidate as a grid (rows: weights, columns: seeds).
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
+    /// Nearest-neighbour upscale factor of the written PNGs.
+    #[arg(long, default_value_t = 4)]
+    pub scale: usize,
+}
+
+pub fn result_path(out: &Path) -> PathBuf {
+    out.with_extension("json")
+}
+
+pub fn personalize(
+    a: PersonalizeArgs,
+    events: Vec<Event>,
+    sample: SampleOptions,
+    device: DeviceChoice,
+    llm: Vec<u8>,
+) -> Result<()> {
+    let device = PmgDevice::new(device)?;
+    let t0 = std::time::Instant::now();
+    let lm = LanguageModel::from_gguf_bytes(&llm, &device, 2048)?;
+    let generator = load_generator(&models_dir(), &device)?;
+    let scorer = load_scorer(&models_dir(), &device)?;
+    let soft = if a.use_embeddings { Some(load_soft_prompt(&models_dir(), &device)?) } else { None };
+    let opts = PersonalizeOptions {
+        alpha: a.alpha,
+        weights: a.weights,
+        seeds: a.seeds,
+        seed: a.seed,
+        weighting: a.weighting,
+        preference_keywords: a.keywords,
+        keywords: a.use_keywords,
+        embeddings: a.use_embeddings,
+        sample,
+        extract: ExtractOptions { domain: a.domain, ..Default::default() },
+    };
+    let p = Personalizer { lm: &lm, generator: &generator, scorer: &scorer, soft: soft.as_ref() };
+    let t1 = std::time::Instant::now();
+    let r = pmg::personalize::personalize(&p, &events, &a.target, &opts, |stage| {
+        match stage {
+            Stage::Extract => eprintln!("reading the history ({} events)...", events.len()),
+            Stage::Encode => eprintln!("encoding the conditioning..."),
+            Stage::Denoise { step, steps } => eprint!("\rdenoising {step}/{steps}"),
+            Stage::Score => eprintln!("\nscoring..."),
+        }
+        true
+    })?;
+    let t2 = std::time::Instant::now();
+    print_result(&r, opts.alpha.is_none(), &Profile::from_history(&events));
+    let scale = a.scale.max(1);
+    write_png(&a.out, &upscale(r.image(), scale))?;
+    let json = result_path(&a.out);
+    write_file(&json, serde_json::to_vec_pretty(&r).expect("serializes"))?;
+    if let Some(g) = &a.grid {
+        let imgs: Vec<Image> = r.candidates.iter().map(|c| c.image.clone()).collect();
+        write_png(g, &upscale(&Image::grid(&imgs, opts.seeds, 2, [255, 255, 255]), scale))?;
+        eprintln!("wrote {}", g.display());
+    }
+    eprintln!(
+        "wrote {} (candidate {}) and {}; load {:.1} s, personalize {:.1} s on {}\nrate it: pmg feedback {} --candidate {} --up   (or --down)",
+        a.out.display(),
+        r.chosen,
+        json.display(),
+        (t1 - t0).as_secs_f64(),
+        (t2 - t1).as_secs_f64(),
+        device.adapter,
+        json.display(),
+        r.chosen
+    );
+    Ok(())
+}
+
+fn write_png(path: &Path, img: &Image) -> Result<()> {
+    write_file(path, img.encode_png())
+}
+
+fn print_result(r: &Personalized, learned: bool, profile: &Profile) {
+    if r.preferences.neutral {
+        println!("no preferences in the history: the image is not personalized");
+    } else {
+        println!("preferences: {}", r.preferences.phrase());
+        let implicit = if r.used_embeddings { " + the implicit rows (soft prompt)" } else { "" };
+        println!(
+            "in the conditioning: {}{implicit}",
+            if r.used_keywords.is_empty() { "(no keywords)".to_string() } else { r.used_keywords.join(", ") }
+        );
+    }
+    let how = if learned { format!(" (learned from {} ratings)", profile.feedback) } else { String::new() };
+    println!("target: {}   alpha: {:.2}{how}", r.target, r.alpha);
+    println!("  #  w  seed  ln s(target)  ln s(prefs)   score");
+    for (i, c) in r.candidates.iter().enumerate() {
+        let mark = if i == r.chosen { "*" } else { " " };
+        println!(
+            "{mark}{i:>2}  {}  {:>4}  {:>12.4}  {:>11.4}  {:>7.4}",
+            c.weight, c.seed, c.accuracy, c.preference, c.score
+        );
+    }
+}
+
+/// Store a thumbs up/down on candidate `candidate` of a `pmg personalize` result in the history.
+pub fn feedback(
+    result: &Path,
+    candidate: usize,
+    up: bool,
+    store: &mut dyn pmg::history::store::HistoryStore,
+) -> Result<Profile> {
+    let text =
+        std::fs::read_to_string(result).map_err(|source| Error::Io { path: result.display().to_string(), source })?;
+    let r: Personalized = serde_json::from_str(&text)
+        .map_err(|e| Error::InvalidArgument(format!("{}: not a pmg personalize result: {e}", result.display())))?;
+    let f = r.feedback(candidate, up)?;
+    let e = Event::new(pmg::history::store::now_ms(), EventKind::Feedback(f));
+    e.validate(0)?;
+    store.record(e)?;
+    Ok(Profile::from_history(&store.list()?))
+}
+
+pub struct EvalArgs {
+    pub data: PathBuf,
+    pub sample: SampleOptions,
+    pub seeds: usize,
+    pub alpha: f32,
+    pub limit: Option<usize>,
+    pub json: Option<PathBuf>,
+    pub grid: Option<PathBuf>,
+    /// Include the implicit-embedding systems (needs the soft prompt).
+    pub embeddings: bool,
+    /// The independent judge (eval/judge/), when its file is there.
+    pub judge: Option<PathBuf>,
+    pub llm: Vec<u8>,
+}
+
+/// `pmg eval personalize`: prints the markdown table; optionally JSON and a grid.
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let device = PmgDevice::cpu();
+    let data = pmg_train::EmojiData::load(&a.data)?;
+    let lm = LanguageModel::from_gguf_bytes(&a.llm, &device, 2048)?;
+    let generator = load_generator(&models_dir(), &device)?;
+    let scorer = load_scorer(&models_dir(), &device)?;
+    let soft = if a.embeddings { Some(load_soft_prompt(&models_dir(), &device)?) } else { None };
+    let judge = a.judge.as_deref().map(load_judge).transpose()?;
+    let out = pmg_train::personalize_eval::evaluate(
+        &data,
+        &lm,
+        &generator,
+        &scorer,
+        soft.as_ref(),
+        judge.as_ref(),
+        &a.sample,
+        a.seeds,
+        a.alpha,
+        a.limit,
+    )?;
+    println!("{}", out.report.markdown());
+    if let Some(p) = &a.json {
+        write_file(p, serde_json::to_vec_pretty(&out.report).expect("json"))?;
+    }
+    if let Some(p) = &a.grid {
+        // One user per taste: the 5 history images, the target's real image, each system's choice.
+        let mut cells = Vec::new();
+        let mut lines = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (k, u) in out.users.iter().enumerate() {
+            if !seen.insert(u.taste.clone()) {
+                continue;
+            }
+            cells.extend(u.history.iter().map(|&i| data.image(i)));
+            cells.push(data.image(u.target));
+            cells.extend(out.chosen[k].iter().cloned());
+            let r = &out.report.per_user[k];
+            lines.push(format!(
+                "{}. {} -> target \"{}\"; keywords: {}",
+                lines.len() + 1,
+                u.taste,
+                r.target,
+                r.keywords.join(", ")
+            ));
+        }
+        let cols = 6 + out.chosen.first().map_or(0, Vec::len);
+        let names: Vec<String> = out.report.systems.iter().map(|s| s.system.name.clone()).collect();
+        write_grid(
+            p,
+            &cells,
+            cols,
+            &format!("Columns: 5 history images | target (real) | {}", names.join(" | ")),
+            &lines,
+        )?;
+    }
+    Ok(())
+}

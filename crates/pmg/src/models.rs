@@ -1,0 +1,70 @@
+//! The model manifest (`models/manifest.json`): which files exist, where they come from, how to check them.
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the default LLM under `models/`.
+pub const DEFAULT_LLM_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The manifest as shipped in the crate (also served to the browser).
+pub const MANIFEST_JSON: &str = include_str!("../../../models/manifest.json");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelEntry {
+    pub id: String,
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub format: String,
+    pub source: Source,
+    pub license: String,
+    /// Where production users can point the loader (a hub or their own CDN).
+    pub production_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Source {
+    pub registry: String,
+    pub package: String,
+    pub version: String,
+    /// Path of the file inside the package.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub default_llm: String,
+    pub models: Vec<ModelEntry>,
+    /// The image generator and scorer trained by this project (shipped under `models/`).
+    pub generator: GeneratorEntry,
+}
+
+/// One of our own weight files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WeightFile {
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GeneratorEntry {
+    pub id: String,
+    pub license: String,
+    /// The model card.
+    pub card: String,
+    pub autoencoder: WeightFile,
+    pub denoiser: WeightFile,
+    pub scorer: WeightFile,
+    /// PMG's implicit-preference soft prompt (tokens + adapter).
+    pub soft_prompt: WeightFile,
+}
+
+pub fn manifest() -> Manifest {
+    serde_json::from_str(MANIFEST_JSON).expect("models/manifest.json is checked by tests")
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,233 @@
+//! PMG end to end with the real LLM, generator and scorer: a history becomes preference keywords,
+//! candidates over weights and seeds, an alpha-weighted choice; progress, cancel, an empty history,
+//! and feedback stored with the history moving the user's alpha.
+
+mod common;
+
+use pmg::diffusion::Generator;
+use pmg::history::store::{HistoryStore, JsonlStore};
+use pmg::history::{Event, EventKind};
+use pmg::llm::LanguageModel;
+use pmg::personalize::{
+    PersonalizeOptions, Personalized, Personalizer, Profile, Stage, Weighting, personalize, select,
+};
+use pmg::scorer::Scorer;
+use pmg::soft_prompt::SoftPrompt;
+use pmg::{Error, PmgDevice};
+
+fn model_file(name: &str) -> Vec<u8> {
+    let p = format!("{}/../../models/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+struct Models {
+    lm: LanguageModel,
+    generator: Generator,
+    scorer: Scorer,
+    soft: SoftPrompt,
+}
+
+fn models() -> Models {
+    let dev = PmgDevice::cpu();
+    Models {
+        lm: LanguageModel::from_gguf_bytes(&common::default_model_bytes(), &dev, 2048).unwrap(),
+        generator: Generator::from_bytes(
+            &model_file("emoji-autoencoder.safetensors"),
+            &model_file("emoji-denoiser.safetensors"),
+            &dev,
+        )
+        .unwrap(),
+        scorer: Scorer::from_bytes(&model_file("emoji-scorer.safetensors"), &dev).unwrap(),
+        soft: SoftPrompt::from_bytes(&model_file("emoji-soft-prompt.safetensors"), &dev).unwrap(),
+    }
+}
+
+/// The cat-and-pastel history of the preference evaluation set.
+fn cat_history() -> Vec<Event> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../eval/preferences/histories.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let h = v["histories"].as_array().unwrap().iter().find(|h| h["theme"] == "cats_pastel").unwrap();
+    pmg::history::parse_export(&h["events"].to_string()).unwrap().0
+}
+
+fn opts() -> PersonalizeOptions {
+    let mut o = PersonalizeOptions { seed: 3, ..Default::default() };
+    o.sample.steps = 8;
+    o
+}
+
+fn pixel_distance(a: &pmg::image::Image, b: &pmg::image::Image) -> f64 {
+    a.rgba.iter().zip(&b.rgba).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>() / a.rgba.len() as f64
+}
+
+#[test]
+fn a_history_personalizes_the_target() {
+    let m = models();
+    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: Some(&m.soft) };
+    let events = cat_history();
+    let mut stages = Vec::new();
+    let r = personalize(&p, &events, "birthday cake", &opts(), |s| {
+        stages.push(s);
+        true
+    })
+    .unwrap();
+    // Progress: extract, encode, every denoising step, score; nothing else.
+    let mut want = vec![Stage::Extract, Stage::Encode];
+    want.extend((1..=8).map(|step| Stage::Denoise { step, steps: 8 }));
+    want.push(Stage::Score);
+    assert_eq!(stages, want);
+
+    assert!(!r.preferences.neutral);
+    assert_eq!(r.used_keywords.len(), 3);
+    assert!(
+        r.preferences.phrase().contains("cat") || r.preferences.phrase().contains("kitten"),
+        "{}",
+        r.preferences.phrase()
+    );
+    let ws: Vec<(u32, u64)> = r.candidates.iter().map(|c| (c.weight, c.seed)).collect();
+    assert_eq!(ws, [(0, 3), (0, 4), (1, 3), (1, 4), (2, 3), (2, 4)]);
+    assert_eq!(r.alpha, 0.5, "no feedback yet: the default alpha");
+    for c in &r.candidates {
+        assert!(
+            c.accuracy <= 0.0 && c.preference <= 0.0 && c.accuracy.is_finite() && c.preference.is_finite(),
+            "{c:?}"
+        );
+        assert_eq!(c.image.width, 64);
+    }
+    // The preference conditioning reaches the image: the same seed with and without it differs.
+    let d = pixel_distance(&r.candidates[0].image, &r.candidates[2].image);
+    assert!(d > 3.0, "weight 1 changed the image by only {d:.2}/255 per byte");
+    // w = 0 is exactly the target-only image (the unpersonalized baseline).
+    assert!(r.candidates[0].prompt == "birthday cake");
+
+    // The choice is PMG's alpha-weighted score, and alpha moves it between the extremes.
+    let best = |f: &dyn Fn(&pmg::personalize::Candidate) -> f32| {
+        (0..6).max_by(|&a, &b| f(&r.candidates[a]).total_cmp(&f(&r.candidates[b]))).unwrap()
+    };
+    assert_eq!(r.chosen, best(&|c| 0.5 * c.accuracy + 0.5 * c.preference));
+    let mut c = r.candidates.clone();
+    assert_eq!(select(&mut c, 0.0, &Profile::default()), best(&|c| c.accuracy));
+    assert_eq!(select(&mut c, 1.0, &Profile::default()), best(&|c| c.preference));
+
+    // Same inputs, same result (seeded noise, greedy keywords).
+    let again = personalize(&p, &events, "birthday cake", &opts(), |_| true).unwrap();
+    assert_eq!(again.chosen, r.chosen);
+    assert_eq!(again.candidates, r.candidates);
+
+    // The paper's text repetition (the default): the keywords appear w times in the prompt.
+    assert_eq!(r.candidates[4].prompt, format!("birthday cake, {k}, {k}", k = r.used_keywords.join(", ")));
+    // Row weighting: the keywords encoded once, their rows repeated; another image for the same seed.
+    let rows = personalize(
+        &p,
+        &events,
+        "birthday cake",
+        &PersonalizeOptions { weighting: Weighting::Rows, weights: vec![2], seeds: 1, ..opts() },
+        |_| true,
+    )
+    .unwrap();
+    assert_eq!(rows.candidates[0].prompt, format!("birthday cake + ({}) x2", rows.used_keywords.join(", ")));
+    assert!(
+        pixel_distance(&rows.candidates[0].image, &r.candidates[4].image) > 1.0,
+        "text and row weighting gave the same image"
+    );
+}
+
+#[test]
+fn implicit_embeddings_condition_the_image() {
+    let m = models();
+    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: Some(&m.soft) };
+    let events = cat_history();
+    let only = PersonalizeOptions { keywords: false, embeddings: true, weights: vec![0, 1, 2], seeds: 1, ..opts() };
+    let r = personalize(&p, &events, "birthday cake", &only, |_| true).unwrap();
+    assert!(r.used_embeddings && r.used_keywords.is_empty());
+    let prompts: Vec<&str> = r.candidates.iter().map(|c| c.prompt.as_str()).collect();
+    assert_eq!(prompts, ["birthday cake", "birthday cake + implicit x1", "birthday cake + implicit x2"]);
+    // The soft rows reach the image, more with w = 2; the keywords still score the candidates.
+    let (d1, d2) = (
+        pixel_distance(&r.candidates[0].image, &r.candidates[1].image),
+        pixel_distance(&r.candidates[0].image, &r.candidates[2].image),
+    );
+    assert!(d1 > 1.0 && d2 > d1 * 0.8, "implicit rows changed the image by {d1:.2} (w=1) and {d2:.2} (w=2)");
+    assert!(r.candidates[1].preference != r.candidates[1].accuracy);
+    // Keywords and embeddings together: both in the conditioning, a different image again.
+    let both =
+        personalize(&p, &events, "birthday cake", &PersonalizeOptions { keywords: true, ..only.clone() }, |_| true)
+            .unwrap();
+    assert!(both.used_embeddings && both.used_keywords.len() == 3);
+    assert!(
+        both.candidates[1].prompt.ends_with("+ implicit x1")
+            && both.candidates[1].prompt.contains(&both.used_keywords[0])
+    );
+    assert!(pixel_distance(&both.candidates[1].image, &r.candidates[1].image) > 1.0);
+    // w = 0 stays the target-only image whatever the preferences.
+    assert_eq!(both.candidates[0].image, r.candidates[0].image);
+    // Asking for embeddings without the soft prompt loaded is a typed error, not a silent fallback.
+    let without = Personalizer { soft: None, ..p };
+    assert!(matches!(personalize(&without, &events, "birthday cake", &only, |_| true), Err(Error::InvalidArgument(_))));
+    // An empty history has nothing to embed: one unpersonalized weight.
+    let r = personalize(&p, &[], "birthday cake", &only, |_| true).unwrap();
+    assert!(!r.used_embeddings && r.candidates.iter().all(|c| c.weight == 0));
+}
+
+#[test]
+fn cancel_empty_history_and_bad_options() {
+    let m = models();
+    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: Some(&m.soft) };
+    // Cancel in the middle of denoising.
+    let r = personalize(&p, &cat_history(), "coffee", &opts(), |s| !matches!(s, Stage::Denoise { step: 3, .. }));
+    assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+    // No history: an unpersonalized image, one weight, said so.
+    let r = personalize(&p, &[], "coffee", &opts(), |_| true).unwrap();
+    assert!(r.preferences.neutral && r.used_keywords.is_empty());
+    assert!(r.candidates.iter().all(|c| c.weight == 0 && c.accuracy == c.preference));
+    assert_eq!(r.candidates.len(), 2);
+    // Bad arguments are typed errors, before any model runs.
+    for (target, o) in [
+        ("", opts()),
+        ("cake", PersonalizeOptions { alpha: Some(2.0), ..opts() }),
+        ("cake", PersonalizeOptions { seeds: 0, ..opts() }),
+    ] {
+        assert!(
+            matches!(personalize(&p, &[], target, &o, |_| true), Err(Error::InvalidArgument(_))),
+            "{target:?} {o:?}"
+        );
+    }
+}
+
+#[test]
+fn thumbs_up_stored_with_the_history_moves_alpha() {
+    let m = models();
+    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: Some(&m.soft) };
+    let dir = std::env::temp_dir().join(format!("pmg-feedback-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut store = JsonlStore::open(dir.join("history.jsonl"));
+    store.import(cat_history(), Default::default()).unwrap();
+    let o = PersonalizeOptions { alpha: None, ..opts() };
+    let first: Personalized = personalize(&p, &store.list().unwrap(), "birthday cake", &o, |_| true).unwrap();
+    assert_eq!(first.alpha, 0.5);
+    // The user likes the candidate that leans most to their preferences, three times.
+    let lean = |c: &pmg::personalize::Candidate| c.preference - c.accuracy;
+    let fav = (0..first.candidates.len())
+        .max_by(|&a, &b| lean(&first.candidates[a]).total_cmp(&lean(&first.candidates[b])))
+        .unwrap();
+    for k in 0..3 {
+        let mut e =
+            Event::new(pmg::history::store::now_ms() + k, EventKind::Feedback(first.feedback(fav, true).unwrap()));
+        e.at += 1;
+        store.record(e).unwrap();
+    }
+    // The profile is a replay of the stored history (the file, read back).
+    let events = JsonlStore::open(dir.join("history.jsonl")).list().unwrap();
+    let profile = Profile::from_history(&events);
+    assert_eq!(profile.feedback, 3);
+    assert!(profile.alpha > 0.5, "alpha {} did not rise after thumbs up on the most personal candidate", profile.alpha);
+    let second = personalize(&p, &events, "birthday cake", &o, |_| true).unwrap();
+    assert_eq!(second.alpha, profile.alpha);
+    // Feedback events are not behaviour: the LLM reads the same history text as before.
+    assert_eq!(second.preferences.rendered, first.preferences.rendered);
+    // Deleting the history forgets the feedback too.
+    store.clear().unwrap();
+    assert_eq!(Profile::from_history(&store.list().unwrap()).alpha, 0.5);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
