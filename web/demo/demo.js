@@ -88,7 +88,18 @@ function renderShop() {
     });
     return b;
   }));
-  $('#occasion').replaceChildren(...OCCASIONS.map(([label, target]) => Object.assign(document.createElement('option'), { value: target, textContent: label })));
+  // An occasion is a title alone; a shop item comes with its own picture, which the candidates
+  // start from so the item stays recognisable (personalize({ target: { title, image } })).
+  const group = (label, options) => {
+    const g = Object.assign(document.createElement('optgroup'), { label });
+    g.append(...options);
+    return g;
+  };
+  const option = (value, textContent) => Object.assign(document.createElement('option'), { value, textContent });
+  $('#occasion').replaceChildren(
+    group('An occasion', OCCASIONS.map(([label, target]) => option(target, label))),
+    group('A shop item, made yours', STICKERS.map(([, id, title]) => option(`item:${id}`, title))),
+  );
 }
 
 function say(who, text) {
@@ -117,7 +128,8 @@ function candidateCard(r, c, i) {
   canvas.getContext('2d').putImageData(c.image, 0, 0);
   const scores = document.createElement('div');
   scores.className = 'scores';
-  scores.textContent = `${i === r.chosen ? 'chosen · ' : ''}w=${c.weight} · accuracy ${Math.exp(c.accuracy).toFixed(3)} · personal ${Math.exp(c.preference).toFixed(3)}`;
+  const from = r.fromPicture ? ` · from the item's picture at ${c.strength}` : '';
+  scores.textContent = `${i === r.chosen ? 'chosen · ' : ''}w=${c.weight}${from} · accuracy ${Math.exp(c.accuracy).toFixed(3)} · personal ${Math.exp(c.preference).toFixed(3)}`;
   const actions = document.createElement('div');
   actions.className = 'actions';
   for (const [label, up] of [['▲ like', true], ['▼ no', false]]) {
@@ -149,14 +161,20 @@ async function onGenerate() {
   $('#generate').disabled = true;
   try {
     const alpha = $('#learned').checked ? undefined : Number($('#alpha').value);
+    const choice = $('#occasion').value;
+    const item = choice.startsWith('item:') ? STICKERS.find(([, id]) => `item:${id}` === choice) : null;
+    const target = item
+      ? { title: item[2], image: new Uint8Array(await (await fetch(`stickers/${item[1]}.png`)).arrayBuffer()) }
+      : choice;
     const r = await state.pmg.personalize({
-      target: $('#occasion').value, alpha, steps: STEPS, embeddings: $('#implicit').checked,
+      target, alpha, steps: STEPS, embeddings: $('#implicit').checked,
       onProgress: (p) => {
         if (p.phase === 'denoise') setBar('#gen-bar', '#gen-text', p.step / p.total, `Drawing ${p.step}/${p.total}`);
         else if (p.phase === 'download') setBar('#gen-bar', '#gen-text', p.total ? p.loaded / p.total : 0, `Downloading the ${FILE_NAMES[p.file] ?? p.file ?? 'image'} model`);
         else setBar('#gen-bar', '#gen-text', 0, { extract: 'Reading your history…', encode: 'Preparing…', score: 'Choosing…', verify: 'Verifying…', cache: 'Caching…' }[p.phase] ?? p.phase);
       },
     });
+    r.fromPicture = Boolean(item);
     state.last = r;
     setBar('#gen-bar', '#gen-text', 1, `Done in ${(r.ms / 1000).toFixed(1)} s (alpha ${r.alpha.toFixed(2)})`);
     $('#keywords').textContent = r.preferences.neutral

@@ -29,6 +29,15 @@ function nextTask() {
 
 const GEN_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'stop'];
 
+/** A target picture as PNG bytes for the wasm side: PNG bytes (Uint8Array / ArrayBuffer), a PNG Blob, or undefined. */
+async function pngBytes(image) {
+  if (image === undefined || image === null) return undefined;
+  if (image instanceof Uint8Array) return image;
+  if (image instanceof ArrayBuffer) return new Uint8Array(image);
+  if (typeof Blob !== 'undefined' && image instanceof Blob) return new Uint8Array(await image.arrayBuffer());
+  throw new InvalidArgumentError('target.image must be PNG bytes (Uint8Array or ArrayBuffer) or a PNG Blob');
+}
+
 export class Engine {
   #llm = null;
   #generatorFiles = null; // { autoencoder, denoiser, scorer, softPrompt }: { url, sha256, bytes }, from load()
@@ -237,9 +246,11 @@ export class Engine {
    * come back with `image` as `ImageData`.
    */
   async personalize(o, onProgress = () => {}, isCancelled = () => false, signal) {
-    if (typeof o?.target !== 'string' || !o.target.trim()) throw new InvalidArgumentError('personalize() needs a non-empty target');
+    const { title, image } = typeof o?.target === 'string' ? { title: o.target } : (o?.target ?? {});
+    if (typeof title !== 'string' || !title.trim()) throw new InvalidArgumentError('personalize() needs a non-empty target (a title, or { title, image })');
+    const png = await pngBytes(image);
     const llm = this.#model();
-    const { target, events, ...options } = o;
+    const { target: _target, events, ...options } = o;
     for (const k of Object.keys(options)) if (options[k] === undefined || options[k] === null) delete options[k];
     const needs = [this.#generator(onProgress, signal), this.#extra('scorer', 'loadScorer', onProgress, signal)];
     if (options.embeddings ?? Llm.personalizeDefaults().embeddings) needs.push(this.#extra('softPrompt', 'loadSoftPrompt', onProgress, signal));
@@ -248,7 +259,7 @@ export class Engine {
     const t0 = performance.now();
     let r;
     try {
-      r = await llm.personalize(JSON.stringify(list), target, options, async (p) => {
+      r = await llm.personalize(JSON.stringify(list), title, png, options, async (p) => {
         onProgress({ phase: p.stage, ...(p.step === undefined ? {} : { step: p.step, total: p.steps }) });
         await nextTask(); // let a cancel message in between stages and steps
         return !isCancelled();

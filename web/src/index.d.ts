@@ -65,9 +65,19 @@ export interface GenerateImageOptions {
   signal?: AbortSignal;
 }
 
+/** A catalog item with its own picture: candidates start from the picture, so the item stays recognisable. */
+export interface PictureTarget {
+  /** The item's title, e.g. `'birthday cake'`. */
+  title: string;
+  /** The item's picture as PNG (any size; scaled to 64x64). */
+  image?: Uint8Array | ArrayBuffer | Blob;
+}
+
 export interface PersonalizeOptions {
-  /** What to make, e.g. `'birthday cake'`. */
-  target: string;
+  /** What to make: a title such as `'birthday cake'`, or an item with its picture. */
+  target: string | PictureTarget;
+  /** With a target picture: the strengths candidates start from it at (seed i takes the i-th, cycling; default `[0.5, 0.7]`; lower keeps more of the picture). */
+  imageStrengths?: number[];
   /** 0 = closest to the target, 1 = most personal. Default: the alpha learned from this user's feedback (0.5 without any). */
   alpha?: number;
   /** Preference weights to try, each 0..8 (default `[0, 1, 2]`; 0 is the unpersonalized image). */
@@ -111,6 +121,8 @@ export interface Candidate {
   /** Preference weight w (0: target only). */
   weight: number;
   seed: number;
+  /** The share of the noise schedule the run took; below 1 it started from a picture (the target's own, or the nearest training emoji). */
+  strength: number;
   /** The conditioning as text. */
   prompt: string;
   /** ln s(image, target), <= 0. */

@@ -1,6 +1,7 @@
 // Browser tests of the npm package pmg-web, in Debian's Chromium against a plain static server:
 // real model, real worker, real Cache API, real WebGPU (SwiftShader here).
 //   node web/tests/browser.mjs            (PMG_TEST_FILTER=substring runs a subset)
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assert, assertEqual, goldenTokens, launch, root, runner, serve } from './lib.mjs';
@@ -139,6 +140,30 @@ test('reload: the model comes from the cache, not the network', async () => {
 test('worker: false runs on the page with the same tokens', async () => {
   const r = await loadAndChat(await sharedPage(), 'cpu', { worker: false });
   checkGolden(r, 'cpu without worker');
+});
+
+test('seeded sampling: the same tokens as the native CLI for the same seed (one RNG on every target)', async () => {
+  // The native binary that `cargo test --workspace --all-targets` built (scripts/test.sh runs it first).
+  const bin = join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'release', 'pmg');
+  const prompt = 'Once upon a time, in a small village,';
+  const o = { maxTokens: 24, temperature: 0.9, topK: 40, topP: 0.95, seed: 11 };
+  const native = JSON.parse(execFileSync(bin, ['complete', prompt, '--device', 'cpu', '--model', join(root, MODEL.slice(1)), '--json',
+    '--max-tokens', `${o.maxTokens}`, '--temperature', `${o.temperature}`, '--top-k', `${o.topK}`, '--top-p', `${o.topP}`, '--seed', `${o.seed}`], { encoding: 'utf8' }));
+  const page = await sharedPage();
+  const web = await page.evaluate(async ({ prompt, o }) => {
+    const pmg = await window.pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' });
+    const run = async (seed) => {
+      const gen = pmg.complete(prompt, { ...o, seed });
+      for await (const _ of gen);
+      return (await gen.result).tokens;
+    };
+    const r = { same: await run(o.seed), other: await run(o.seed + 1) };
+    pmg.dispose();
+    return r;
+  }, { prompt, o });
+  assertEqual(web.same, native.tokens, 'seed 11: browser tokens vs the CLI');
+  assert(JSON.stringify(web.other) !== JSON.stringify(web.same), 'another seed samples another text');
+  console.log(`     seed ${o.seed}: ${JSON.stringify(native.text)}`);
 });
 
 test('webgpu: same greedy tokens on the WebGPU backend', async () => {

@@ -75,6 +75,15 @@ test('demo: click, chat, make stickers, thumbs up, reload, delete; desktop and m
   console.log(`     learned alpha ${before} -> ${after}`);
   assert(after !== before, 'feedback moves the learned alpha');
 
+  // A shop item, made yours: the candidates start from the item's own picture.
+  await page.selectOption('#occasion', { label: 'doughnut' });
+  await page.uncheck('#implicit');
+  await page.click('#generate');
+  await page.waitForFunction(() => document.querySelector('.cand .scores')?.textContent.includes("from the item's picture"), null, { timeout: 180_000 });
+  assertEqual(await page.locator('.cand').count(), 6, 'six candidates from the picture');
+  console.log(`     doughnut from its picture: ${await page.textContent('.cand.chosen .scores')}`);
+  await page.screenshot({ path: join(ART, 'demo-item.png'), fullPage: true });
+
   // Reload: the history, the chat and the learned alpha are still there (IndexedDB), models from the cache.
   const fetchesBefore = server.log.filter((r) => r.path.endsWith('.gguf')).length;
   await page.reload();

@@ -9,12 +9,12 @@ use pmg::history::render::Domain;
 use pmg::history::{Event, EventKind};
 use pmg::image::Image;
 use pmg::llm::LanguageModel;
-use pmg::personalize::{PersonalizeOptions, Personalized, Personalizer, Profile, Stage, Weighting};
+use pmg::personalize::{PersonalizeOptions, Personalized, Personalizer, Profile, Stage, Target, Weighting};
 use pmg::preference::ExtractOptions;
 use pmg::{DeviceChoice, Error, PmgDevice, Result};
 
 use crate::image::{
-    load_generator, load_judge, load_scorer, load_soft_prompt, models_dir, upscale, write_file, write_grid,
+    load_generator, load_judge, load_scorer, load_soft_prompt, models_dir, read, upscale, write_file, write_grid,
 };
 
 #[derive(Args)]
@@ -22,6 +22,17 @@ pub struct PersonalizeArgs {
     /// What to make ("birthday cake", "good night", a product name).
     #[arg(long)]
     pub target: String,
+    /// The target's own picture: a PNG file, or an emoji code point (1f382) read from the fetched
+    /// emoji data (--emoji-data). Candidates then start from it, so the target stays recognisable.
+    #[arg(long)]
+    pub target_image: Option<String>,
+    /// With --target-image: the strengths candidates start from it at (seed i takes the i-th,
+    /// cycling; lower keeps more of the picture). Default: the library's.
+    #[arg(long, value_delimiter = ',')]
+    pub image_strengths: Option<Vec<f32>>,
+    /// The fetched emoji data (scripts/fetch-emoji.sh), for a code point in --target-image.
+    #[arg(long, default_value = "data/emoji")]
+    pub emoji_data: PathBuf,
     /// 0 = stay close to the target, 1 = follow the preferences. Default: learned from your feedback (0.5 without any).
     #[arg(long)]
     pub alpha: Option<f32>,
@@ -85,12 +96,23 @@ pub fn personalize(
         preference_keywords: a.keywords,
         keywords: a.use_keywords,
         embeddings: a.use_embeddings,
+        image_strengths: a.image_strengths.unwrap_or(PersonalizeOptions::default().image_strengths),
         sample,
         extract: ExtractOptions { domain: a.domain, ..Default::default() },
     };
+    let image = match &a.target_image {
+        None => None,
+        Some(arg) if Path::new(arg).is_file() => Some(Image::decode_png(&read(Path::new(arg))?)?),
+        Some(code) => {
+            let (img, name) = pmg_train::data::house_picture(&a.emoji_data, code)?;
+            eprintln!("target picture: {name} ({code})");
+            Some(img)
+        }
+    };
+    let target = Target { title: a.target.clone(), image };
     let p = Personalizer { lm: &lm, generator: &generator, scorer: &scorer, soft: soft.as_ref() };
     let t1 = std::time::Instant::now();
-    let r = pmg::personalize::personalize(&p, &events, &a.target, &opts, |stage| {
+    let r = pmg::personalize::personalize(&p, &events, target, &opts, |stage| {
         match stage {
             Stage::Extract => eprintln!("reading the history ({} events)...", events.len()),
             Stage::Encode => eprintln!("encoding the conditioning..."),
@@ -141,12 +163,12 @@ fn print_result(r: &Personalized, learned: bool, profile: &Profile) {
     }
     let how = if learned { format!(" (learned from {} ratings)", profile.feedback) } else { String::new() };
     println!("target: {}   alpha: {:.2}{how}", r.target, r.alpha);
-    println!("  #  w  seed  ln s(target)  ln s(prefs)   score");
+    println!("  #  w  seed  strength  ln s(target)  ln s(prefs)   score");
     for (i, c) in r.candidates.iter().enumerate() {
         let mark = if i == r.chosen { "*" } else { " " };
         println!(
-            "{mark}{i:>2}  {}  {:>4}  {:>12.4}  {:>11.4}  {:>7.4}",
-            c.weight, c.seed, c.accuracy, c.preference, c.score
+            "{mark}{i:>2}  {}  {:>4}  {:>8.2}  {:>12.4}  {:>11.4}  {:>7.4}",
+            c.weight, c.seed, c.strength, c.accuracy, c.preference, c.score
         );
     }
 }

@@ -19,10 +19,11 @@ use burn::tensor::{Tensor, TensorData};
 use super::io_err;
 use super::judge::{Judge, rank};
 use pmg::device::read_f32;
-use pmg::diffusion::{Conditioning, Generator, MAX_TEXT_TOKENS, SampleOptions, SeededNoise, encode_text, to_images};
+use pmg::diffusion::{Conditioning, Generator, MAX_TEXT_TOKENS, SampleOptions, encode_text, to_images};
 use pmg::error::{Error, Result};
 use pmg::image::Image;
 use pmg::llm::LanguageModel;
+use pmg::rng::SeededRng;
 
 /// The seed of the training-concept sample: fixed, so every generator is judged on the same ones.
 pub const SAMPLE_SEED: u64 = 0x6a75_6467_6531; // "judge1"
@@ -58,7 +59,7 @@ pub fn concepts(data: &Path) -> Result<Vec<Concept>> {
 /// The training concepts every generator is judged on: `n` training base emoji in a seeded order.
 pub fn training_sample(all: &[Concept], n: usize) -> Vec<Concept> {
     let mut train: Vec<Concept> = all.iter().filter(|c| c.split == "train").cloned().collect();
-    let mut rng = SeededNoise::new(SAMPLE_SEED);
+    let mut rng = SeededRng::new(SAMPLE_SEED);
     for i in (1..train.len()).rev() {
         train.swap(i, rng.below(i + 1));
     }

@@ -89,6 +89,35 @@ impl EmojiData {
     }
 }
 
+/// The house-style picture of one emoji and its name, by code point (`1f382`, `U+1F382`,
+/// `2764-fe0f`; case and FE0F do not matter), read from the fetched dataset without decoding the
+/// rest: a catalog item's own image for `pmg personalize --target-image`.
+pub fn house_picture(dir: &Path, code: &str) -> Result<(Image, String)> {
+    let norm = |c: &str| {
+        c.trim()
+            .to_lowercase()
+            .split(['-', ' ', '_'])
+            .map(|p| p.trim_start_matches("u+"))
+            .filter(|p| *p != "fe0f" && !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("-")
+    };
+    let want = norm(code);
+    if want.is_empty() || !want.split('-').all(|p| u32::from_str_radix(p, 16).is_ok()) {
+        return Err(Error::InvalidArgument(format!("{code:?} is neither a PNG file nor a code point such as 1f382")));
+    }
+    let path = dir.join("dataset.json");
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Error::InvalidArgument(format!("{}: {e} (run scripts/fetch-emoji.sh first)", path.display())))?;
+    let file: DatasetFile =
+        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+    let r = file.records.iter().find(|r| r.style == HOUSE_STYLE && norm(&r.id) == want).ok_or_else(|| {
+        Error::InvalidArgument(format!("no {HOUSE_STYLE} emoji with code point {code} in {}", path.display()))
+    })?;
+    let p = dir.join(&r.image);
+    Ok((Image::decode_png(&std::fs::read(&p).map_err(|e| io_err(&p, e))?)?, r.label.clone()))
+}
+
 /// Hidden states of every caption. Captions are numbered in record order (`by_record[r]` is
 /// record `r`'s range, `captions[c]` caption `c`); the styles of one emoji share their captions,
 /// so each distinct caption's states are held once (`conds`) and caption `c` reads

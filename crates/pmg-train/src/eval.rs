@@ -15,9 +15,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::data::{CaptionBank, EmojiData};
 use pmg::device::read_f32;
-use pmg::diffusion::{Generator, SampleOptions, SeededNoise, to_images};
+use pmg::diffusion::{Generator, SampleOptions, to_images};
 use pmg::error::Result;
 use pmg::image::Image;
+use pmg::rng::SeededRng;
 use pmg::scorer::{Scorer, dot};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -140,7 +141,7 @@ pub fn evaluate(
     };
     let real_f = feats(&real)?;
     // Distractor captions per item: other held-out items with a different base emoji and name.
-    let mut rng = SeededNoise::new(99);
+    let mut rng = SeededRng::new(99);
     let candidates: Vec<Vec<usize>> = (0..items.len())
         .map(|a| {
             let mut c = vec![a];
@@ -341,7 +342,7 @@ mod tests {
     #[test]
     fn frechet_distance_of_known_gaussians() {
         // Same samples: 0. Shifted by (3, 4): 25.
-        let mut rng = SeededNoise::new(5);
+        let mut rng = SeededRng::new(5);
         let a: Vec<Vec<f32>> = (0..400).map(|_| rng.normals(3)).collect();
         assert!(frechet_distance(&a, &a) < 1e-6);
         let b: Vec<Vec<f32>> = a.iter().map(|r| vec![r[0] + 3.0, r[1] + 4.0, r[2]]).collect();

@@ -2,7 +2,7 @@
 //! autodiff). Each stage is a run directory with a resumable checkpoint (module and AdamW state,
 //! step), a JSON-lines loss log, and at the end an f16 safetensors export for `models/`.
 //!
-//! Batches, noise and timesteps at step `s` come from `SeededNoise(seed, s)`, so a resumed run
+//! Batches, noise and timesteps at step `s` come from `SeededRng(seed, s)`, so a resumed run
 //! sees exactly the batches an unbroken one would.
 
 pub mod concepts;
@@ -25,8 +25,8 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 
 use pmg::device::DeviceChoice;
-use pmg::diffusion::SeededNoise;
 use pmg::error::{Error, Result};
+use pmg::rng::SeededRng;
 
 pub use data::{CaptionBank, EmojiData, Record};
 pub use eval::{ImageEval, evaluate};
@@ -77,8 +77,8 @@ pub fn io_err(path: &Path, e: std::io::Error) -> Error {
 }
 
 /// The randomness of one step.
-pub fn step_rng(seed: u64, stage: u64, step: usize) -> SeededNoise {
-    SeededNoise::new(seed.wrapping_mul(0x100_0000_01B3) ^ (stage << 48) ^ step as u64)
+pub fn step_rng(seed: u64, stage: u64, step: usize) -> SeededRng {
+    SeededRng::new(seed.wrapping_mul(0x100_0000_01B3) ^ (stage << 48) ^ step as u64)
 }
 
 /// Linear warm-up, then cosine decay to 10% of the peak; with `cycle`, the same shape restarts

@@ -24,7 +24,7 @@ use pmg::error::Result;
 use pmg::history::{Event, EventKind, Item};
 use pmg::image::Image;
 use pmg::llm::LanguageModel;
-use pmg::personalize::{BlockingHost, PersonalizeOptions, Personalized, Personalizer, Profile, Weighting};
+use pmg::personalize::{BlockingHost, PersonalizeOptions, Personalized, Personalizer, Profile, Target, Weighting};
 use pmg::preference::{ExtractOptions, Extractor, Preferences, SyncFeed, block_on};
 use pmg::scorer::{Scorer, dot, score_from_cosine};
 use pmg::soft_prompt::SoftPrompt;
@@ -106,29 +106,50 @@ pub struct System {
     pub alpha: f32,
     pub keywords: bool,
     pub embeddings: bool,
+    /// Candidates start from the target's own picture (the catalog item's image).
+    pub picture: bool,
 }
 
 /// The systems compared; those with implicit embeddings only when a soft prompt is given.
 pub fn systems(alpha: f32, with_embeddings: bool) -> Vec<System> {
-    let s = |name: &str, weights: Vec<u32>, weighting, alpha, keywords, embeddings| System {
+    let s = |name: &str, weights: Vec<u32>, weighting, alpha, keywords, embeddings, picture| System {
         name: name.into(),
         weights,
         weighting,
         alpha,
         keywords,
         embeddings,
+        picture,
     };
     let mut v = vec![
-        s("target only (baseline)", vec![0], Weighting::Rows, 0.0, false, false),
-        s("keywords, w=1, text, no choice", vec![1], Weighting::Text, alpha, true, false),
-        s("PMG keywords, w in {0,1,2}, rows", vec![0, 1, 2], Weighting::Rows, alpha, true, false),
-        s("PMG keywords, w in {0,1,2}, text", vec![0, 1, 2], Weighting::Text, alpha, true, false),
+        s("target only (baseline)", vec![0], Weighting::Rows, 0.0, false, false, false),
+        s("keywords, w=1, text, no choice", vec![1], Weighting::Text, alpha, true, false, false),
+        s("PMG keywords, w in {0,1,2}, rows", vec![0, 1, 2], Weighting::Rows, alpha, true, false, false),
+        s("PMG keywords, w in {0,1,2}, text", vec![0, 1, 2], Weighting::Text, alpha, true, false, false),
+        s("target picture only (baseline)", vec![0], Weighting::Rows, 0.0, false, false, true),
+        s(
+            "PMG keywords from the target picture, w in {0,1,2}, rows",
+            vec![0, 1, 2],
+            Weighting::Rows,
+            alpha,
+            true,
+            false,
+            true,
+        ),
     ];
     if with_embeddings {
         v.extend([
-            s("embeddings, w=1, no choice", vec![1], Weighting::Rows, alpha, false, true),
-            s("PMG embeddings only, w in {0,1,2}", vec![0, 1, 2], Weighting::Rows, alpha, false, true),
-            s("PMG keywords + embeddings, w in {0,1,2}, text", vec![0, 1, 2], Weighting::Text, alpha, true, true),
+            s("embeddings, w=1, no choice", vec![1], Weighting::Rows, alpha, false, true, false),
+            s("PMG embeddings only, w in {0,1,2}", vec![0, 1, 2], Weighting::Rows, alpha, false, true, false),
+            s(
+                "PMG keywords + embeddings, w in {0,1,2}, text",
+                vec![0, 1, 2],
+                Weighting::Text,
+                alpha,
+                true,
+                true,
+                false,
+            ),
         ]);
     }
     v
@@ -277,7 +298,7 @@ pub fn evaluate(
                 prefs.clone(),
                 implicit.as_ref(),
                 &Profile::default(),
-                &target,
+                &Target { title: target.clone(), image: sys.picture.then(|| target_img.clone()) },
                 &opts,
             ))?;
             let c = &r.candidates[r.chosen];

@@ -226,7 +226,7 @@ impl Setup<'_> {
         net: Option<&SoftPromptNet>,
         pool: &[PooledUser],
         idx: &[usize],
-        rng: &mut pmg::diffusion::SeededNoise,
+        rng: &mut pmg::rng::SeededRng,
         dev: &Device,
     ) -> Result<Tensor<1>> {
         let b = idx.len();

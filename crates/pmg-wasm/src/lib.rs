@@ -192,6 +192,7 @@ struct JsPersonalizeOptions {
     preference_keywords: Option<usize>,
     keywords: Option<bool>,
     embeddings: Option<bool>,
+    image_strengths: Option<Vec<f32>>,
     steps: Option<usize>,
     guidance: Option<f32>,
     sampler: Option<pmg::diffusion::SamplerKind>,
@@ -213,6 +214,7 @@ impl JsPersonalizeOptions {
         o.preference_keywords = self.preference_keywords.unwrap_or(o.preference_keywords);
         o.keywords = self.keywords.unwrap_or(o.keywords);
         o.embeddings = self.embeddings.unwrap_or(o.embeddings);
+        o.image_strengths = self.image_strengths.unwrap_or(o.image_strengths);
         o.sample = sample_options(o.sample, self.steps, self.guidance, self.sampler, self.strength);
         o.extract.domain = self.domain.unwrap_or(o.extract.domain);
         o.extract.mode = self.mode.unwrap_or(o.extract.mode);
@@ -505,10 +507,12 @@ impl Llm {
     /// gets `{ stage: 'extract' | 'encode' | 'denoise' | 'score', step?, steps? }`; returning `false`
     /// (or a promise of it) cancels with an `AbortError`. Returns the result of
     /// `pmg::personalize::Personalized` with `image: { width, height, rgba }` on every candidate.
+    /// `target_png`: the target item's own picture (PNG bytes); candidates then start from it.
     pub async fn personalize(
         &self,
         events_json: String,
         target: String,
+        target_png: Option<Vec<u8>>,
         options: JsValue,
         on_progress: Option<js_sys::Function>,
     ) -> Result<JsValue, JsValue> {
@@ -531,6 +535,8 @@ impl Llm {
         let soft = self.soft_prompt.borrow().clone();
         let p = pmg::personalize::Personalizer { lm: &self.lm, generator: &g, scorer: &sc, soft: soft.as_deref() };
         let mut feed = pmg::preference::AsyncFeed(self.lm.new_session());
+        let image = target_png.map(|b| pmg::image::Image::decode_png(&b)).transpose().map_err(js_error)?;
+        let target = pmg::personalize::Target { title: target, image };
         let r = p.run(&mut feed, &mut JsHost(on_progress), &events, &target, &opts).await.map_err(js_error)?;
         let out = to_js(&r)?;
         let cands: js_sys::Array = js_sys::Reflect::get(&out, &"candidates".into())?.unchecked_into();

@@ -10,35 +10,28 @@ use wasm_bindgen::prelude::*;
 use pmg::gguf::GgmlType;
 use pmg::gguf::quant::{self, Q8Activations, QK};
 
-/// A small deterministic generator (PCG-style LCG), so a failure reproduces.
-struct Rng(u64);
+use pmg::rng::SeededRng;
 
-impl Rng {
-    fn next(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        self.next() as f32 / (1u64 << 31) as f32 - 1.0
-    }
+/// Uniform in [-1, 1), from the project's seeded generator (a failure reproduces).
+fn unit(rng: &mut SeededRng) -> f32 {
+    rng.unit_f32() * 2.0 - 1.0
 }
 
 /// `rows` rows of `cols` values of type `ty`: random quant bytes, and scales that are usually
 /// normal f16 but sometimes zero, subnormal or large (the f16 conversion paths).
-fn random_rows(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+fn random_rows(ty: GgmlType, rows: usize, cols: usize, rng: &mut SeededRng) -> Vec<u8> {
     let ts = ty.type_size();
     let mut v = vec![0u8; ty.row_bytes(cols) * rows];
     for b in v.chunks_exact_mut(ts) {
         for x in b.iter_mut() {
-            *x = rng.next() as u8;
+            *x = rng.below(256) as u8;
         }
-        let scale = |rng: &mut Rng| -> [u8; 2] {
-            let x = match rng.next() % 16 {
+        let scale = |rng: &mut SeededRng| -> [u8; 2] {
+            let x = match rng.below(16) {
                 0 => 0.0,
-                1 => rng.unit() * 3e-6, // subnormal in f16
-                2 => rng.unit() * 60000.0,
-                _ => rng.unit() * 0.05,
+                1 => unit(rng) * 3e-6, // subnormal in f16
+                2 => unit(rng) * 60000.0,
+                _ => unit(rng) * 0.05,
             };
             half::f16::from_f32(x).to_bits().to_le_bytes()
         };
@@ -51,12 +44,12 @@ fn random_rows(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8>
 }
 
 /// `m` activation rows of `cols` values; some blocks all zero, some with one large outlier.
-fn random_activations(m: usize, cols: usize, rng: &mut Rng) -> Vec<f32> {
-    let mut x: Vec<f32> = (0..m * cols).map(|_| rng.unit() * 4.0).collect();
+fn random_activations(m: usize, cols: usize, rng: &mut SeededRng) -> Vec<f32> {
+    let mut x: Vec<f32> = (0..m * cols).map(|_| unit(rng) * 4.0).collect();
     for b in x.chunks_exact_mut(QK) {
-        match rng.next() % 8 {
+        match rng.below(8) {
             0 => b.fill(0.0),
-            1 => b[(rng.next() as usize) % QK] = 1000.0 * rng.unit(),
+            1 => b[rng.below(QK)] = 1000.0 * unit(rng),
             _ => {}
         }
     }
@@ -65,7 +58,7 @@ fn random_activations(m: usize, cols: usize, rng: &mut Rng) -> Vec<f32> {
 
 /// Runs every case; `Ok((dot products compared, max abs difference))` or the first mismatch.
 fn run() -> Result<(usize, f32), String> {
-    let mut rng = Rng(0x5eed_1234);
+    let mut rng = SeededRng::new(0x5eed_1234);
     let mut compared = 0usize;
     let mut worst = 0f32;
     // Row counts cover the 4-row groups and every remainder; token counts the 4-token groups and

@@ -9,7 +9,8 @@
 
 use burn::tensor::{Tensor, TensorData};
 use pmg::PmgDevice;
-use pmg::diffusion::{Conditioning, Generator, MAX_TEXT_TOKENS, SeededNoise, context_batch, encode_text};
+use pmg::diffusion::{Conditioning, Generator, MAX_TEXT_TOKENS, context_batch, encode_text};
+use pmg::rng::SeededRng;
 
 fn read(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -34,7 +35,7 @@ fn main() -> pmg::Result<()> {
         let mut mse = [0.0f32; 3];
         for k in 0..n {
             let x0 = bank.latent(k * every);
-            let noise = SeededNoise::new((t * 1000 + k) as u64).normals(per);
+            let noise = SeededRng::new((t * 1000 + k) as u64).normals(per);
             let xt: Vec<f32> = x0.iter().zip(&noise).map(|(x, e)| a * x + s * e).collect();
             let v_true: Vec<f32> = noise.iter().zip(x0).map(|(e, x)| a * e - s * x).collect();
             let x = Tensor::<4>::from_data(TensorData::new(xt.repeat(3), [3, c, h, w]), &dev.device);

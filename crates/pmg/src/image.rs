@@ -60,6 +60,34 @@ impl Image {
         out
     }
 
+    /// [`Image::to_model`] of this image scaled to `size` x `size` (a site's catalog picture of any
+    /// size): each output pixel is the area average of the premultiplied input pixels it covers;
+    /// a non-square image is stretched.
+    pub fn to_model_resized(&self, size: usize) -> Vec<f32> {
+        let src = self.to_model();
+        if self.width == size && self.height == size {
+            return src;
+        }
+        let (w, h) = (self.width, self.height);
+        let (wx, wy) = (area_weights(w, size), area_weights(h, size));
+        let mut out = vec![0.0; 4 * size * size];
+        let mut row = vec![0.0f32; size];
+        for c in 0..4 {
+            let plane = &src[c * w * h..][..w * h];
+            for (oy, ys) in wy.iter().enumerate() {
+                row.fill(0.0);
+                for &(y, fy) in ys {
+                    let line = &plane[y * w..][..w];
+                    for (ox, xs) in wx.iter().enumerate() {
+                        row[ox] += fy * xs.iter().map(|&(x, fx)| fx * line[x]).sum::<f32>();
+                    }
+                }
+                out[(c * size + oy) * size..][..size].copy_from_slice(&row);
+            }
+        }
+        out
+    }
+
     /// Inverse of [`Image::to_model`] (values are clamped; colour is un-premultiplied).
     pub fn from_model(x: &[f32], width: usize, height: usize) -> Image {
         let n = width * height;
@@ -109,6 +137,23 @@ impl Image {
     }
 }
 
+/// For each of `m` output cells over `n` input cells: the input cells it covers and the fraction
+/// of the output cell each one fills (the fractions sum to 1).
+fn area_weights(n: usize, m: usize) -> Vec<Vec<(usize, f32)>> {
+    let scale = n as f64 / m as f64;
+    (0..m)
+        .map(|j| {
+            let (a, b) = (j as f64 * scale, (j + 1) as f64 * scale);
+            (a.floor() as usize..(b.ceil() as usize).min(n))
+                .filter_map(|i| {
+                    let cover = b.min(i as f64 + 1.0) - a.max(i as f64);
+                    (cover > 0.0).then(|| (i, (cover / scale) as f32))
+                })
+                .collect()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +175,23 @@ mod tests {
             }
         }
         assert!(Image::decode_png(b"\x89PNG\r\n\x1a\nnot a png").is_err());
+    }
+
+    #[test]
+    fn resizing_averages_areas() {
+        // 2x2 opaque pixels (black, white / white, black) averaged to one grey pixel...
+        let img = Image { width: 2, height: 2, rgba: [[0, 0, 0, 255], [255; 4], [255; 4], [0, 0, 0, 255]].concat() };
+        let one = img.to_model_resized(1);
+        assert_eq!(one, vec![0.0, 0.0, 0.0, 1.0]);
+        // ...scaled up, every output pixel is the input pixel it lies in.
+        let four = img.to_model_resized(4);
+        assert_eq!(&four[..4], &[-1.0, -1.0, 1.0, 1.0]);
+        assert_eq!(&four[8..12], &[1.0, 1.0, -1.0, -1.0]);
+        // The same size is the plain model input; 3 -> 2 splits the middle pixel.
+        assert_eq!(img.to_model_resized(2), img.to_model());
+        assert_eq!(
+            area_weights(3, 2),
+            vec![vec![(0, 2.0 / 3.0), (1, 1.0 / 3.0)], vec![(1, 1.0 / 3.0), (2, 2.0 / 3.0)]]
+        );
     }
 }

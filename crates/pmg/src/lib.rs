@@ -14,6 +14,7 @@ pub mod llm;
 pub mod models;
 pub mod personalize;
 pub mod preference;
+pub mod rng;
 pub mod scorer;
 pub mod soft_prompt;
 pub mod tensor_io;

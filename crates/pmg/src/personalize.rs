@@ -21,6 +21,11 @@
 //! and embeddings can each be switched off ([`PersonalizeOptions::keywords`],
 //! [`PersonalizeOptions::embeddings`]): the four systems of the evaluation.
 //!
+//! A target with its own picture ([`Target::image`]: the site's catalog item) is kept: each
+//! candidate starts from that picture (SDEdit) at one of [`PersonalizeOptions::image_strengths`]
+//! instead of from noise or the nearest training emoji, so the strength is among the candidates and
+//! the alpha-weighted choice picks it with the preference weight.
+//!
 //! The dynamic alpha ([`Profile`]) is a replay of the user's thumbs up/down (`EventKind::Feedback`
 //! events stored with the history), so deleting the history resets it and nothing else is stored.
 
@@ -31,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::{read_f32, read_f32_async};
 use crate::diffusion::{
-    Conditioning, Generator, MAX_TEXT_TOKENS, SampleOptions, StepHost, encode_text, encode_text_async, to_images,
+    Conditioning, Generator, Init, MAX_TEXT_TOKENS, SampleOptions, StepHost, encode_text, encode_text_async, to_images,
 };
 use crate::error::{Error, Result};
 use crate::history::{Event, EventKind, Feedback};
@@ -84,6 +89,10 @@ pub struct PersonalizeOptions {
     pub keywords: bool,
     /// Condition on the implicit preferences (soft-prompt rows; needs the soft-prompt weights).
     pub embeddings: bool,
+    /// With a target picture: seed `i` of each weight starts from the picture at strength
+    /// `image_strengths[i % len]` (the share of the noise schedule it runs; lower keeps more of
+    /// the picture). `sample.strength` is for targets without a picture.
+    pub image_strengths: Vec<f32>,
     pub sample: SampleOptions,
     pub extract: ExtractOptions,
 }
@@ -101,6 +110,7 @@ impl Default for PersonalizeOptions {
             preference_keywords: 3,
             keywords: true,
             embeddings: false,
+            image_strengths: vec![0.5, 0.7],
             sample: SampleOptions::default(),
             extract: ExtractOptions::default(),
         }
@@ -125,10 +135,43 @@ impl PersonalizeOptions {
                 self.seeds
             ));
         }
+        if self.image_strengths.is_empty()
+            || self.image_strengths.len() > 8
+            || self.image_strengths.iter().any(|s| !(*s > 0.0 && *s <= 1.0))
+        {
+            return bad(format!("image_strengths must be 1 to 8 values within (0, 1], not {:?}", self.image_strengths));
+        }
         if !(1..=8).contains(&self.preference_keywords) {
             return bad(format!("preference_keywords must be 1..=8, not {}", self.preference_keywords));
         }
         self.sample.validate()
+    }
+}
+
+/// What to personalize: the item's title, and its own picture when the site has one.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Target {
+    pub title: String,
+    /// The item's picture (any size; scaled to the generator's 64x64). Candidates start from it.
+    pub image: Option<Image>,
+}
+
+impl Target {
+    /// A target known by its title alone: candidates are generated from the text.
+    pub fn text(title: impl Into<String>) -> Self {
+        Target { title: title.into(), image: None }
+    }
+}
+
+impl From<&str> for Target {
+    fn from(title: &str) -> Self {
+        Target::text(title)
+    }
+}
+
+impl From<String> for Target {
+    fn from(title: String) -> Self {
+        Target::text(title)
     }
 }
 
@@ -150,6 +193,9 @@ pub struct Candidate {
     pub image: Image,
     pub weight: u32,
     pub seed: u64,
+    /// The share of the noise schedule the run took: below 1 it started from a picture (the
+    /// target's own, or the training emoji nearest to the prompt).
+    pub strength: f32,
     /// The conditioning as text (`Rows`: the target and the keywords, with `w`).
     pub prompt: String,
     /// `ln s(image, target)`.
@@ -310,15 +356,20 @@ impl<F: FnMut(Stage) -> bool> Host for BlockingHost<F> {
     }
 }
 
-/// The pipeline's host as the generator's step host: steps become `Stage::Denoise`.
-struct DenoiseSteps<'h, H: Host>(&'h mut H);
+/// The pipeline's host as the generator's step host: steps become `Stage::Denoise`, counted over
+/// all the runs of one call (`before` steps done in earlier runs, `all` in total).
+struct DenoiseSteps<'h, H: Host> {
+    host: &'h mut H,
+    before: usize,
+    all: usize,
+}
 
 impl<H: Host> StepHost for DenoiseSteps<'_, H> {
     fn blocking(&self) -> bool {
-        self.0.blocking()
+        self.host.blocking()
     }
-    fn step(&mut self, step: usize, steps: usize) -> impl Future<Output = bool> {
-        self.0.progress(Stage::Denoise { step, steps })
+    fn step(&mut self, step: usize, _steps: usize) -> impl Future<Output = bool> {
+        self.host.progress(Stage::Denoise { step: self.before + step, steps: self.all })
     }
 }
 
@@ -379,7 +430,7 @@ impl Personalizer<'_> {
         feed: &mut F,
         host: &mut H,
         events: &[Event],
-        target: &str,
+        target: &Target,
         opts: &PersonalizeOptions,
     ) -> Result<Personalized> {
         opts.validate()?;
@@ -399,11 +450,12 @@ impl Personalizer<'_> {
         prefs: Preferences,
         implicit: Option<&Conditioning>,
         profile: &Profile,
-        target: &str,
+        target: &Target,
         opts: &PersonalizeOptions,
     ) -> Result<Personalized> {
         opts.validate()?;
-        let target = target.split_whitespace().collect::<Vec<_>>().join(" ");
+        let picture = target.image.as_ref();
+        let target = target.title.split_whitespace().collect::<Vec<_>>().join(" ");
         if target.is_empty() {
             return Err(Error::InvalidArgument("empty target".into()));
         }
@@ -440,14 +492,47 @@ impl Personalizer<'_> {
             if implicit.is_some() && w > 0 {
                 prompt += &format!(" + implicit x{w}");
             }
-            for s in 0..opts.seeds as u64 {
+            for s in 0..opts.seeds {
+                let strength = match picture {
+                    Some(_) => opts.image_strengths[s % opts.image_strengths.len()],
+                    None => opts.sample.strength,
+                };
                 conds.push(cond.clone());
                 queries.push(query.clone());
-                meta.push((w, opts.seed + s, prompt.clone()));
+                meta.push((w, opts.seed + s as u64, prompt.clone(), strength));
             }
         }
+        // One run per strength (a run's timesteps depend on it), in order of first use; the
+        // candidates follow the runs' order.
+        let mut strengths: Vec<f32> = Vec::new();
+        for m in &meta {
+            if !strengths.contains(&m.3) {
+                strengths.push(m.3);
+            }
+        }
+        let runs: Vec<(SampleOptions, Vec<usize>)> = strengths
+            .iter()
+            .map(|&strength| {
+                let idx = (0..meta.len()).filter(|&i| meta[i].3 == strength).collect();
+                (SampleOptions { strength, ..opts.sample }, idx)
+            })
+            .collect();
+        let from_picture = picture.is_some() || self.generator.retrieval.is_some();
+        let all = runs.iter().map(|(o, _)| self.generator.run_steps(o, from_picture)).sum();
+        let mut steps = DenoiseSteps { host, before: 0, all };
+        let mut outputs = Vec::new();
+        for (o, idx) in &runs {
+            let pick = |v: &[Conditioning]| idx.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
+            let (c, q) = (pick(&conds), pick(&queries));
+            let seeds: Vec<u64> = idx.iter().map(|&i| meta[i].1).collect();
+            let pictures: Vec<&Image> = picture.into_iter().cycle().take(idx.len()).collect();
+            let init = if picture.is_some() { Init::Images(&pictures) } else { Init::Nearest(&q) };
+            outputs.push(self.generator.denoise_from(&c, init, &seeds, o, &mut steps).await?);
+            steps.before += self.generator.run_steps(o, from_picture);
+        }
+        let meta: Vec<_> = runs.iter().flat_map(|(_, idx)| idx.iter().map(|&i| meta[i].clone())).collect();
         let seeds: Vec<u64> = meta.iter().map(|m| m.1).collect();
-        let x = self.generator.denoise_from(&conds, &queries, &seeds, &opts.sample, &mut DenoiseSteps(host)).await?;
+        let x = if outputs.len() == 1 { outputs.remove(0) } else { burn::tensor::Tensor::cat(outputs, 0) };
         cancel_unless(host, Stage::Score).await?;
         let img_feats = self.scorer.image_features_tensor(x.clone());
         let pixels = self.read(host, x).await?;
@@ -461,10 +546,10 @@ impl Personalizer<'_> {
             .into_iter()
             .zip(meta)
             .zip(img_feats.chunks_exact(d))
-            .map(|((image, (weight, seed, prompt)), f)| {
+            .map(|((image, (weight, seed, prompt, strength)), f)| {
                 let accuracy = score_from_cosine(dot(f, t_feat)).ln();
                 let preference = p_feat.map_or(accuracy, |p| score_from_cosine(dot(f, p)).ln());
-                Candidate { image, weight, seed, prompt, accuracy, preference, score: 0.0 }
+                Candidate { image, weight, seed, strength, prompt, accuracy, preference, score: 0.0 }
             })
             .collect();
         let chosen = select(&mut candidates, alpha, profile);
@@ -484,12 +569,12 @@ impl Personalizer<'_> {
 pub fn personalize(
     p: &Personalizer,
     events: &[Event],
-    target: &str,
+    target: impl Into<Target>,
     opts: &PersonalizeOptions,
     on_progress: impl FnMut(Stage) -> bool,
 ) -> Result<Personalized> {
     let mut feed = crate::preference::SyncFeed(p.lm.new_session());
-    crate::preference::block_on(p.run(&mut feed, &mut BlockingHost(on_progress), events, target, opts))
+    crate::preference::block_on(p.run(&mut feed, &mut BlockingHost(on_progress), events, &target.into(), opts))
 }
 
 #[cfg(test)]
@@ -501,6 +586,7 @@ mod tests {
             image: Image { width: 1, height: 1, rgba: vec![0; 4] },
             weight,
             seed: 0,
+            strength: 1.0,
             prompt: String::new(),
             accuracy,
             preference,

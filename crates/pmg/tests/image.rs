@@ -3,7 +3,7 @@
 
 mod common;
 
-use pmg::diffusion::{BlockingSteps, Conditioning, Generator, MAX_TEXT_TOKENS, SampleOptions, encode_text};
+use pmg::diffusion::{BlockingSteps, Conditioning, Generator, Init, MAX_TEXT_TOKENS, SampleOptions, encode_text};
 use pmg::image::Image;
 use pmg::llm::LanguageModel;
 use pmg::scorer::Scorer;
@@ -130,7 +130,7 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
     let from = |query: &Conditioning| {
         let x = pmg::preference::block_on(g.denoise_from(
             std::slice::from_ref(&cond),
-            std::slice::from_ref(query),
+            Init::Nearest(std::slice::from_ref(query)),
             &[seed],
             &opts,
             &mut BlockingSteps(&mut |_, _| true),
@@ -145,13 +145,45 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
     assert!(
         pmg::preference::block_on(g.denoise_from(
             std::slice::from_ref(&cond),
-            &[],
+            Init::Nearest(&[]),
             &[seed],
             &opts,
             &mut BlockingSteps(&mut |_, _| true)
         ))
         .is_err()
     );
+
+    // A start picture (the target's own image) stays the picture at a low strength, whatever the
+    // conditioning says, and is a typed error when the count is wrong or the image is malformed.
+    let rocket_img = from(&rocket);
+    let start = |img: &Image, strength: f32| {
+        let o = SampleOptions { strength, ..opts };
+        let x = pmg::preference::block_on(g.denoise_from(
+            std::slice::from_ref(&cond),
+            Init::Images(&[img]),
+            &[seed],
+            &o,
+            &mut BlockingSteps(&mut |_, _| true),
+        ))
+        .unwrap();
+        pmg::diffusion::to_images(&pmg::device::read_f32(x).unwrap(), 1).remove(0)
+    };
+    let kept = diff(&start(&rocket_img, 0.3).rgba, &rocket_img.rgba).0;
+    let plain = diff(&imgs[0].rgba, &rocket_img.rgba).0;
+    assert!(kept < 0.5 * plain, "strength 0.3 keeps the picture: {kept} vs {plain} without it");
+    let big = Image { width: 128, height: 96, rgba: vec![255; 128 * 96 * 4] };
+    assert_eq!(start(&big, 0.5).width, 64, "any picture size is scaled");
+    let bad = Image { width: 2, height: 2, rgba: vec![0; 3] };
+    for (imgs, what) in [(vec![&bad], "malformed"), (vec![&rocket_img, &rocket_img], "two pictures for one run")] {
+        let r = pmg::preference::block_on(g.denoise_from(
+            std::slice::from_ref(&cond),
+            Init::Images(&imgs),
+            &[seed],
+            &opts,
+            &mut BlockingSteps(&mut |_, _| true),
+        ));
+        assert!(r.is_err(), "{what}");
+    }
 
     // Cancelling stops between steps.
     let mut calls = 0;

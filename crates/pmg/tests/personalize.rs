@@ -9,7 +9,7 @@ use pmg::history::store::{HistoryStore, JsonlStore};
 use pmg::history::{Event, EventKind};
 use pmg::llm::LanguageModel;
 use pmg::personalize::{
-    PersonalizeOptions, Personalized, Personalizer, Profile, Stage, Weighting, personalize, select,
+    PersonalizeOptions, Personalized, Personalizer, Profile, Stage, Target, Weighting, personalize, select,
 };
 use pmg::scorer::Scorer;
 use pmg::soft_prompt::SoftPrompt;
@@ -230,4 +230,55 @@ fn thumbs_up_stored_with_the_history_moves_alpha() {
     store.clear().unwrap();
     assert_eq!(Profile::from_history(&store.list().unwrap()).alpha, 0.5);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_target_picture_is_kept() {
+    let m = models();
+    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: None };
+    // The site's picture of its item: here a rocket the generator drew, passed at 2x its size.
+    let cond = pmg::diffusion::encode_text(&m.lm, "rocket", pmg::diffusion::MAX_TEXT_TOKENS).unwrap();
+    let o = PersonalizeOptions { image_strengths: vec![0.2, 0.6], ..opts() };
+    let rocket = m.generator.generate(&[cond], &[7], &o.sample, &mut |_, _| true).unwrap().remove(0);
+    let big = pmg::image::Image {
+        width: 128,
+        height: 128,
+        rgba: (0..128 * 128)
+            .flat_map(|i| rocket.rgba[((i / 128 / 2) * 64 + (i % 128) / 2) * 4..][..4].to_vec())
+            .collect(),
+    };
+    let mut steps = Vec::new();
+    let target = Target { title: "rocket".into(), image: Some(big) };
+    let r = personalize(&p, &cat_history(), target, &o, |s| {
+        if let Stage::Denoise { step, steps: n } = s {
+            steps.push((step, n));
+        }
+        true
+    })
+    .unwrap();
+    // Weights x seeds candidates; seed i of each weight at image_strengths[i].
+    assert_eq!(r.candidates.len(), 6);
+    for c in &r.candidates {
+        assert_eq!(c.strength, o.image_strengths[(c.seed - o.seed) as usize], "{c:?}");
+    }
+    // One progress count over the two runs (one per strength).
+    let total = steps[0].1;
+    assert!(steps.iter().all(|s| s.1 == total) && steps.last().unwrap().0 == total && total <= 2 * o.sample.steps);
+    // A low strength keeps the picture, a higher one redraws more of it; both start nearer to it
+    // than the text alone does.
+    let near = |c: &pmg::personalize::Candidate| pixel_distance(&c.image, &rocket);
+    let text_only = personalize(&p, &[], "rocket", &o, |_| true).unwrap();
+    let text = text_only.candidates.iter().map(near).fold(f64::INFINITY, f64::min);
+    let at = |w: u32, s: f32| near(r.candidates.iter().find(|c| c.weight == w && c.strength == s).unwrap());
+    assert!(
+        at(0, 0.2) < 0.6 * text && at(0, 0.2) < at(0, 0.6) && at(0, 0.6) < text,
+        "{} {} {text}",
+        at(0, 0.2),
+        at(0, 0.6)
+    );
+    assert!(at(2, 0.6) > at(0, 0.2), "the preferences change it");
+    // A malformed picture is a typed error.
+    let bad =
+        Target { title: "rocket".into(), image: Some(pmg::image::Image { width: 3, height: 3, rgba: vec![1; 5] }) };
+    assert!(matches!(personalize(&p, &[], bad, &o, |_| true), Err(Error::Image(_))));
 }

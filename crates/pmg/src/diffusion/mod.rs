@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! caption ──LLM hidden states──▶ Conditioning [l, 576] ─┐
-//! seed ──SeededNoise──▶ z_T [4,16,16] ──(UNet v-pred + CFG) × steps via Scheduler──▶ z_0 ──Decoder──▶ 64x64 RGBA
+//! seed ──SeededRng──▶ z_T [4,16,16] ──(UNet v-pred + CFG) × steps via Scheduler──▶ z_0 ──Decoder──▶ 64x64 RGBA
 //! ```
 
 pub mod autoencoder;
@@ -19,10 +19,11 @@ use crate::device::{PmgDevice, read_f32};
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::llm::LanguageModel;
+use crate::rng::SeededRng;
 use crate::tensor_io::{Weights, load_module};
 pub use autoencoder::{Autoencoder, AutoencoderConfig, Decoder, Encoder};
 pub use retrieval::Retrieval;
-pub use schedule::{Ddim, DpmSolver2M, NoiseSchedule, SamplerKind, Scheduler, SeededNoise, TRAIN_STEPS};
+pub use schedule::{Ddim, DpmSolver2M, NoiseSchedule, SamplerKind, Scheduler, TRAIN_STEPS};
 pub use unet::{UNet, UNetConfig};
 
 /// The text the caption follows when it is run through the LLM. Hidden states of the prefix are
@@ -187,6 +188,17 @@ pub fn load_denoiser(
     Ok((load_module(config.init(dev), &w, file)?, config, retrieval))
 }
 
+/// Where a run with `strength < 1` starts (SDEdit); a run at strength 1 starts from noise alone.
+#[derive(Clone, Copy)]
+pub enum Init<'a> {
+    /// The training emoji nearest to each query (the denoiser file's retrieval bank; noise alone
+    /// for a file without one). PMG searches by the text rows, without the soft rows, which pull
+    /// every user towards the same generic neighbour.
+    Nearest(&'a [Conditioning]),
+    /// Given pictures, one per run: the target item's own image (any size, scaled to 64x64).
+    Images(&'a [&'a Image]),
+}
+
 /// The generator: decoder, denoiser, schedule, on one device.
 pub struct Generator {
     pub decoder: Decoder,
@@ -236,7 +248,7 @@ impl Generator {
 
     fn noise(&self, seeds: &[u64]) -> Tensor<4> {
         let [c, h, w] = self.latent_shape();
-        let data: Vec<f32> = seeds.iter().flat_map(|&s| SeededNoise::new(s).normals(c * h * w)).collect();
+        let data: Vec<f32> = seeds.iter().flat_map(|&s| SeededRng::new(s).normals(c * h * w)).collect();
         Tensor::from_data(TensorData::new(data, [seeds.len(), c, h, w]), &self.device.device)
     }
 
@@ -291,45 +303,95 @@ impl Generator {
         }
     }
 
-    /// Begin denoising one image per (conditioning, seed); drive it with [`Sampling::step`].
+    /// Begin denoising one image per (conditioning, seed); drive it with [`Sampling::step`]. A run
+    /// with `strength < 1` starts from the training emoji nearest to its conditioning.
     pub fn start(&self, conds: &[Conditioning], seeds: &[u64], opts: &SampleOptions) -> Result<Sampling<'_>> {
-        self.start_from(conds, conds, seeds, opts)
+        self.start_from(conds, Init::Nearest(conds), seeds, opts)
     }
 
-    /// [`start`](Self::start), with the training emoji a run starts from (`strength < 1`) searched
-    /// by `queries[i]` rather than by the whole conditioning `conds[i]`: PMG searches by the text
-    /// rows, without the soft rows, which pull every user towards the same generic neighbour.
+    /// [`start`](Self::start) with the start of a `strength < 1` run given ([`Init`]).
     pub fn start_from(
         &self,
         conds: &[Conditioning],
-        queries: &[Conditioning],
+        init: Init<'_>,
         seeds: &[u64],
         opts: &SampleOptions,
     ) -> Result<Sampling<'_>> {
         self.check(conds, seeds, opts)?;
-        if queries.len() != conds.len() || queries.iter().any(|q| q.width != self.unet_config.d_text || q.len == 0) {
-            return Err(Error::InvalidArgument(format!(
-                "{} retrieval queries for {} conditionings",
-                queries.len(),
-                conds.len()
-            )));
-        }
+        let start = match init {
+            Init::Nearest(queries) => {
+                if queries.len() != conds.len()
+                    || queries.iter().any(|q| q.width != self.unet_config.d_text || q.len == 0)
+                {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} retrieval queries for {} conditionings",
+                        queries.len(),
+                        conds.len()
+                    )));
+                }
+                match (&self.retrieval, opts.strength < 1.0) {
+                    (Some(r), true) => {
+                        let [c, h, w] = self.latent_shape();
+                        let z: Vec<f32> =
+                            queries.iter().flat_map(|q| r.latent(r.nearest(q, 1)[0].0).to_vec()).collect();
+                        Some(Tensor::<4>::from_data(TensorData::new(z, [conds.len(), c, h, w]), &self.device.device))
+                    }
+                    _ => None,
+                }
+            }
+            Init::Images(images) => {
+                if images.len() != conds.len() {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} start images for {} conditionings",
+                        images.len(),
+                        conds.len()
+                    )));
+                }
+                let z = self.encode_images(images)?;
+                (opts.strength < 1.0).then_some(z)
+            }
+        };
         let ctx = self.context(conds, opts.guidance);
         let sched = self.scheduler(opts.sampler);
-        let mut ts = sched.timesteps(opts.steps);
+        let ts = self.timesteps(&*sched, opts, start.is_some());
         let mut x = self.noise(seeds);
-        if let (Some(r), true) = (&self.retrieval, opts.strength < 1.0) {
-            // SDEdit: the same fraction of every trailing timestep, starting from the nearest
-            // training emoji's latent noised to the first of them.
-            ts = ts.iter().map(|&t| (((t + 1) as f32 * opts.strength).round() as usize).max(1) - 1).collect();
-            ts.dedup();
+        if let Some(z) = start {
             let (a, s) = self.schedule.coefficients(ts[0]);
-            let [c, h, w] = self.latent_shape();
-            let start: Vec<f32> = queries.iter().flat_map(|q| r.latent(r.nearest(q, 1)[0].0).to_vec()).collect();
-            let z = Tensor::<4>::from_data(TensorData::new(start, [conds.len(), c, h, w]), &self.device.device);
             x = z * a + x * s;
         }
         Ok(Sampling { generator: self, ctx, sched, ts, done: 0, x, guidance: opts.guidance })
+    }
+
+    /// How many denoiser steps a run takes: `opts.steps`, or fewer where a run from a picture
+    /// rounds two of its timesteps to the same one.
+    pub fn run_steps(&self, opts: &SampleOptions, from_picture: bool) -> usize {
+        self.timesteps(&*self.scheduler(opts.sampler), opts, from_picture).len()
+    }
+
+    fn timesteps(&self, sched: &dyn Scheduler, opts: &SampleOptions, from_picture: bool) -> Vec<usize> {
+        let mut ts = sched.timesteps(opts.steps);
+        if from_picture && opts.strength < 1.0 {
+            // SDEdit (Meng et al. 2022): the same fraction of every trailing timestep; the run
+            // starts from the picture's latent noised to the first of them.
+            ts = ts.iter().map(|&t| (((t + 1) as f32 * opts.strength).round() as usize).max(1) - 1).collect();
+            ts.dedup();
+        }
+        ts
+    }
+
+    /// Latents of images as the denoiser saw its training images (each scaled to 64x64 first).
+    pub fn encode_images(&self, images: &[&Image]) -> Result<Tensor<4>> {
+        let encoder = self.encoder.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("this autoencoder file has no encoder: it cannot start from an image".into())
+        })?;
+        if let Some(i) = images.iter().find(|i| i.width == 0 || i.height == 0 || i.rgba.len() != i.width * i.height * 4)
+        {
+            return Err(Error::Image(format!("a {}x{} image with {} bytes", i.width, i.height, i.rgba.len())));
+        }
+        let side = 64;
+        let data: Vec<f32> = images.iter().flat_map(|i| i.to_model_resized(side)).collect();
+        let x = Tensor::from_data(TensorData::new(data, [images.len(), 4, side, side]), &self.device.device);
+        Ok(encoder.forward(x) * self.latent_scale)
     }
 
     /// The denoising loop, for every caller: one image per (conditioning, seed). After each step
@@ -343,19 +405,19 @@ impl Generator {
         opts: &SampleOptions,
         host: &mut H,
     ) -> Result<Tensor<4>> {
-        self.denoise_from(conds, conds, seeds, opts, host).await
+        self.denoise_from(conds, Init::Nearest(conds), seeds, opts, host).await
     }
 
-    /// [`denoise`](Self::denoise) with retrieval queries apart from the conditionings ([`start_from`](Self::start_from)).
+    /// [`denoise`](Self::denoise) with the start given ([`start_from`](Self::start_from)).
     pub async fn denoise_from<H: StepHost>(
         &self,
         conds: &[Conditioning],
-        queries: &[Conditioning],
+        init: Init<'_>,
         seeds: &[u64],
         opts: &SampleOptions,
         host: &mut H,
     ) -> Result<Tensor<4>> {
-        let mut s = self.start_from(conds, queries, seeds, opts)?;
+        let mut s = self.start_from(conds, init, seeds, opts)?;
         while s.step() {
             if !host.blocking() {
                 s.sync_async().await?;

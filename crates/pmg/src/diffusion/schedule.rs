@@ -139,47 +139,6 @@ impl std::str::FromStr for SamplerKind {
     }
 }
 
-/// Gaussian noise from a seed, identical on every platform and backend: SplitMix64 (Steele et
-/// al. 2014) feeding Box-Muller. `rand`'s `SmallRng` is not used because its algorithm differs
-/// between 32-bit (wasm) and 64-bit targets.
-pub struct SeededNoise(u64);
-
-impl SeededNoise {
-    pub fn new(seed: u64) -> Self {
-        SeededNoise(seed ^ 0x005E_ED0F_93A1_1CE5_u64)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    pub fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-
-    pub fn normals(&mut self, n: usize) -> Vec<f32> {
-        let mut out = Vec::with_capacity(n + 1);
-        while out.len() < n {
-            let (u1, u2) = (self.uniform(), self.uniform());
-            let r = (-2.0 * u1.ln()).sqrt();
-            let th = 2.0 * std::f64::consts::PI * u2;
-            out.push((r * th.cos()) as f32);
-            out.push((r * th.sin()) as f32);
-        }
-        out.truncate(n);
-        out
-    }
-}
-
 /// Per-row scalars as a `[b, 1, 1, 1]` tensor for broadcasting over latents.
 pub fn per_row(values: &[f32], device: &burn::tensor::Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(values.to_vec(), [values.len(), 1, 1, 1]), device)
@@ -188,6 +147,7 @@ pub fn per_row(values: &[f32], device: &burn::tensor::Device) -> Tensor<4> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::SeededRng;
 
     #[test]
     fn schedule_and_timesteps() {
@@ -195,12 +155,12 @@ mod tests {
         assert!(s.alpha_bar[0] > 0.999 && s.alpha_bar[999] <= 1e-3);
         assert!(s.alpha_bar.windows(2).all(|w| w[1] <= w[0]));
         assert_eq!(trailing_timesteps(1000, 4), vec![999, 749, 499, 249]);
-        let n = SeededNoise::new(7).normals(20000);
+        let n = SeededRng::new(7).normals(20000);
         let mean = n.iter().sum::<f32>() / n.len() as f32;
         let var = n.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n.len() as f32;
         assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "{mean} {var}");
-        assert_eq!(SeededNoise::new(1).normals(3), SeededNoise::new(1).normals(3));
-        assert_ne!(SeededNoise::new(1).normals(3), SeededNoise::new(2).normals(3));
+        assert_eq!(SeededRng::new(1).normals(3), SeededRng::new(1).normals(3));
+        assert_ne!(SeededRng::new(1).normals(3), SeededRng::new(2).normals(3));
     }
 
     /// With a perfect v (computed from a known x0), both samplers land exactly on x0.
@@ -210,7 +170,7 @@ mod tests {
         let s = NoiseSchedule::cosine(TRAIN_STEPS);
         let x0: Vec<f32> = (0..16).map(|i| (i as f32 / 8.0) - 1.0).collect();
         let x0t = Tensor::<4>::from_data(TensorData::new(x0.clone(), [1, 1, 4, 4]), &dev);
-        let noise = Tensor::<4>::from_data(TensorData::new(SeededNoise::new(3).normals(16), [1, 1, 4, 4]), &dev);
+        let noise = Tensor::<4>::from_data(TensorData::new(SeededRng::new(3).normals(16), [1, 1, 4, 4]), &dev);
         let mut ddim = Ddim { schedule: &s };
         let mut dpm = DpmSolver2M::new(&s);
         for sched in [&mut ddim as &mut dyn Scheduler, &mut dpm] {

@@ -3,7 +3,7 @@
 //! The order (penalty -> top-k -> temperature -> top-p -> draw) follows llama.cpp's common sampler
 //! chain; `temperature == 0` is greedy (argmax, first index on ties).
 
-use rand::{Rng, SeedableRng, rngs::SmallRng};
+use crate::rng::SeededRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -50,13 +50,13 @@ impl SamplingParams {
 
 pub struct Sampler {
     params: SamplingParams,
-    rng: SmallRng,
+    rng: SeededRng,
 }
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Result<Self> {
         params.validate()?;
-        let rng = SmallRng::seed_from_u64(params.seed);
+        let rng = SeededRng::new(params.seed);
         Ok(Sampler { params, rng })
     }
 
@@ -112,7 +112,7 @@ impl Sampler {
             let s: f32 = probs.iter().sum();
             probs.iter_mut().for_each(|q| *q /= s);
         }
-        let r: f32 = self.rng.random();
+        let r = self.rng.unit_f32();
         let mut acc = 0.0;
         for (i, q) in probs.iter().enumerate() {
             acc += q;

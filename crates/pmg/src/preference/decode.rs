@@ -8,7 +8,7 @@
 //! the next number, so the answer always has the format. In `choose` mode a keyword must be one
 //! of given candidates (a prefix tree over their tokens).
 
-use rand::{Rng, SeedableRng, rngs::SmallRng};
+use crate::rng::SeededRng;
 
 use crate::tokenizer::Tokenizer;
 
@@ -277,7 +277,7 @@ pub struct KeywordDecoder<'v> {
     separators: Vec<Vec<u32>>,
     /// In choose mode: candidates as token sequences (` candidate`, plain tokens) and their text.
     choices: Option<Vec<(Vec<u32>, String)>>,
-    rng: SmallRng,
+    rng: SeededRng,
     // State of the keyword being decoded.
     current: Vec<u32>,
     current_text: String,
@@ -292,7 +292,7 @@ pub struct KeywordDecoder<'v> {
 impl<'v> KeywordDecoder<'v> {
     /// `separators[k]` must be the tokens of `"\n{k+2}."` (written after keyword k+1).
     pub fn new(vocab: &'v KeywordVocab, separators: Vec<Vec<u32>>, opts: DecodeOptions) -> Self {
-        let rng = SmallRng::seed_from_u64(opts.seed);
+        let rng = SeededRng::new(opts.seed);
         KeywordDecoder {
             vocab,
             opts,
@@ -403,7 +403,7 @@ impl<'v> KeywordDecoder<'v> {
         // Softmax over the allowed tokens at the given temperature.
         let w: Vec<f32> = cands.iter().map(|&(_, l)| ((l - bl) / self.opts.temperature).exp()).collect();
         let total: f32 = w.iter().sum();
-        let mut r = self.rng.random::<f32>() * total;
+        let mut r = self.rng.unit_f32() * total;
         for (&(i, l), &wi) in cands.iter().zip(&w) {
             r -= wi;
             if r <= 0.0 {
