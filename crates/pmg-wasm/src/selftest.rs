@@ -124,3 +124,12 @@ pub fn kernel_self_test() -> Result<String, JsValue> {
         }
     }
 }
+
+/// The first `n` raw draws of `SeededRng::new(seed)` as hex strings (u64 does not fit a JS
+/// number): the browser test compares them with the values the native unit test pins, so the
+/// seeded stream is the same on wasm32 as on 64-bit targets.
+#[wasm_bindgen(js_name = seededDraws)]
+pub fn seeded_draws(seed: u32, n: usize) -> Vec<String> {
+    let mut rng = SeededRng::new(seed as u64);
+    (0..n.min(64)).map(|_| format!("{:016x}", rng.next_u64())).collect()
+}

@@ -112,15 +112,21 @@ impl Sampler {
             let s: f32 = probs.iter().sum();
             probs.iter_mut().for_each(|q| *q /= s);
         }
+        // The draw walks the kept tokens in id order, not probability order: two backends whose
+        // logits differ in the last bits (AVX2 vs wasm SIMD128 vs GPU sums) may order two nearly
+        // equal candidates differently, which would move the same `r` onto another token; in id
+        // order a tiny difference only moves a boundary by as much.
+        let mut kept: Vec<(u32, f32)> = cand.iter().zip(&probs).map(|(&(id, _), &q)| (id, q)).collect();
+        kept.sort_unstable_by_key(|&(id, _)| id);
         let r = self.rng.unit_f32();
         let mut acc = 0.0;
-        for (i, q) in probs.iter().enumerate() {
+        for &(id, q) in &kept {
             acc += q;
             if r < acc {
-                return cand[i].0;
+                return id;
             }
         }
-        cand[probs.len() - 1].0
+        kept[kept.len() - 1].0
     }
 }
 
