@@ -128,7 +128,7 @@ function candidateCard(r, c, i) {
   canvas.getContext('2d').putImageData(c.image, 0, 0);
   const scores = document.createElement('div');
   scores.className = 'scores';
-  const from = r.fromPicture ? ` · from the item's picture at ${c.strength}` : '';
+  const from = r.fromPicture ? ` · from the item's picture at ${c.strength.toFixed(2)}` : '';
   scores.textContent = `${i === r.chosen ? 'chosen · ' : ''}w=${c.weight}${from} · accuracy ${Math.exp(c.accuracy).toFixed(3)} · personal ${Math.exp(c.preference).toFixed(3)}`;
   const actions = document.createElement('div');
   actions.className = 'actions';
