@@ -8,11 +8,7 @@ use pmg::llm::LanguageModel;
 use pmg::scorer::Scorer;
 use pmg::{DeviceChoice, Error, PmgDevice, Result};
 
-pub const AUTOENCODER_FILE: &str = "emoji-autoencoder.safetensors";
-pub const DENOISER_FILE: &str = "emoji-denoiser.safetensors";
-pub const SCORER_FILE: &str = "emoji-scorer.safetensors";
-pub const SOFT_PROMPT_FILE: &str = "emoji-soft-prompt.safetensors";
-
+/// `$PMG_MODELS_DIR`, else the workspace's `models/`; file names come from the manifest.
 pub fn models_dir() -> PathBuf {
     std::env::var_os("PMG_MODELS_DIR")
         .map(PathBuf::from)
@@ -24,11 +20,12 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 pub fn load_generator(dir: &Path, device: &PmgDevice) -> Result<Generator> {
-    Generator::from_bytes(&read(&dir.join(AUTOENCODER_FILE))?, &read(&dir.join(DENOISER_FILE))?, device)
+    let g = pmg::models::manifest().generator;
+    Generator::from_bytes(&read(&dir.join(g.autoencoder.file))?, &read(&dir.join(g.denoiser.file))?, device)
 }
 
 pub fn load_scorer(dir: &Path, device: &PmgDevice) -> Result<Scorer> {
-    Scorer::from_bytes(&read(&dir.join(SCORER_FILE))?, device)
+    Scorer::from_bytes(&read(&dir.join(pmg::models::manifest().generator.scorer.file))?, device)
 }
 
 /// The independent judge (evaluation only), always on the CPU.
@@ -37,7 +34,10 @@ pub fn load_judge(path: &Path) -> Result<pmg_train::judge::Judge> {
 }
 
 pub fn load_soft_prompt(dir: &Path, device: &PmgDevice) -> Result<pmg::soft_prompt::SoftPrompt> {
-    pmg::soft_prompt::SoftPrompt::from_bytes(&read(&dir.join(SOFT_PROMPT_FILE))?, device)
+    pmg::soft_prompt::SoftPrompt::from_bytes(
+        &read(&dir.join(pmg::models::manifest().generator.soft_prompt.file))?,
+        device,
+    )
 }
 
 /// Nearest-neighbour upscaling for viewing 64x64 output.

@@ -469,7 +469,7 @@ fn eval_preferences(
         .as_ref()
         .and_then(|p| p.file_name())
         .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| pmg::models::DEFAULT_LLM_FILE.to_string());
+        .unwrap_or_else(|| pmg::models::manifest().default_llm_entry().file.clone());
     let ex = Extractor::new(&lm)?;
     let mut feed = SyncFeed(lm.new_session());
     let mut all = serde_json::Map::new();
@@ -635,10 +635,7 @@ impl GenArgs {
 }
 
 fn default_model() -> PathBuf {
-    let dir = std::env::var_os("PMG_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    dir.join(pmg::models::DEFAULT_LLM_FILE)
+    image::models_dir().join(&pmg::models::manifest().default_llm_entry().file)
 }
 
 fn read_model(path: &Option<PathBuf>) -> Result<Vec<u8>> {

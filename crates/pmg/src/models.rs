@@ -2,9 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// File name of the default LLM under `models/`.
-pub const DEFAULT_LLM_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
 /// The manifest as shipped in the crate (also served to the browser).
 pub const MANIFEST_JSON: &str = include_str!("../../../models/manifest.json");
 
@@ -59,6 +56,15 @@ pub struct GeneratorEntry {
     pub soft_prompt: WeightFile,
 }
 
+impl Manifest {
+    /// The entry `default_llm` names.
+    pub fn default_llm_entry(&self) -> &ModelEntry {
+        self.models.iter().find(|m| m.id == self.default_llm).expect("models/manifest.json names its default LLM")
+    }
+}
+
+/// The manifest every part reads (the CLI's file names, the wasm binding, pmg-web's copy checked
+/// against it): the one list of model ids, files, sizes and hashes.
 pub fn manifest() -> Manifest {
     serde_json::from_str(MANIFEST_JSON).expect("models/manifest.json is checked by tests")
 }
