@@ -1,6 +1,6 @@
 //! `kernelSelfTest()`: the wasm SIMD128 dot-product kernels against the portable scalar kernel, in
 //! the browser. Native tests cannot run wasm SIMD, so this is where that kernel is checked
-//! (`web/tests/smoke.mjs` calls it through `web/demo/llm.html`).
+//! (`web/tests/browser.mjs` calls it).
 //!
 //! The SIMD128 kernel does the scalar kernel's float operations in the same order (see
 //! `gguf/quant.rs`), so every result must be equal bit for bit; any difference is an error.

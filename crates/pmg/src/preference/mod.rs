@@ -79,9 +79,6 @@ pub struct ExtractOptions {
     pub seed: u64,
     /// Words per keyword.
     pub max_words: usize,
-    /// Show the model one worked example before the question (direct prompt). Off by default: on
-    /// the evaluation set it lowered keyword precision from 63% to 52% (the model copies the example).
-    pub few_shot: bool,
 }
 
 impl Default for ExtractOptions {
@@ -94,7 +91,6 @@ impl Default for ExtractOptions {
             temperature: 0.0,
             seed: 0,
             max_words: 3,
-            few_shot: false,
         }
     }
 }
@@ -192,15 +188,9 @@ impl<'m> Extractor<'m> {
     }
 
     /// Prompt tokens: chat template with the user text as plain content, then the answer prefix.
-    /// `examples`: earlier (user, assistant) turns shown before the real question (few-shot).
-    fn prompt_with(&self, user: &str, examples: &[(String, String)]) -> Result<Vec<u32>> {
+    fn prompt(&self, user: &str) -> Result<Vec<u32>> {
         let t = self.lm.template.as_ref().expect("checked in new");
-        let mut msgs = vec![ChatMessage::new("system", SYSTEM)];
-        for (u, a) in examples {
-            msgs.push(ChatMessage::new("user", u));
-            msgs.push(ChatMessage::new("assistant", a));
-        }
-        msgs.push(ChatMessage::new("user", user));
+        let msgs = [ChatMessage::new("system", SYSTEM), ChatMessage::new("user", user)];
         let mut segs = t.render_segments(&msgs, true)?;
         segs.push(crate::tokenizer::Segment { text: ANSWER_PREFIX.into(), is_content: false });
         let mut ids = Vec::new();
@@ -218,18 +208,7 @@ impl<'m> Extractor<'m> {
         opts: DecodeOptions,
         choices: Option<&[String]>,
     ) -> Result<Vec<Decoded>> {
-        self.decode_with(feed, user, &[], opts, choices).await
-    }
-
-    async fn decode_with<F: Feed>(
-        &self,
-        feed: &mut F,
-        user: &str,
-        examples: &[(String, String)],
-        opts: DecodeOptions,
-        choices: Option<&[String]>,
-    ) -> Result<Vec<Decoded>> {
-        let prompt = self.prompt_with(user, examples)?;
+        let prompt = self.prompt(user)?;
         let mut dec = KeywordDecoder::new(&self.vocab, self.separators.clone(), opts);
         if let Some(c) = choices {
             let seqs = c
@@ -259,8 +238,7 @@ impl<'m> Extractor<'m> {
 
     /// The exact prompt tokens of the `Direct` preference prompt for a history (for inspection and tests).
     pub fn direct_prompt(&self, events: &[Event], opts: &ExtractOptions) -> Result<Vec<u32>> {
-        let examples = if opts.few_shot { vec![direct_example(opts)] } else { Vec::new() };
-        self.prompt_with(&direct_user(&self.render(events, opts), opts), &examples)
+        self.prompt(&direct_user(&self.render(events, opts), opts))
     }
 
     /// The rendered history, within the budget, in the model's own token count.
@@ -286,9 +264,7 @@ impl<'m> Extractor<'m> {
         let mut attributes = BTreeMap::new();
         let decoded = match opts.mode {
             PromptMode::Direct => {
-                let examples = if opts.few_shot { vec![direct_example(opts)] } else { Vec::new() };
-                self.decode_with(feed, &direct_user(&rendered, opts), &examples, self.decode_opts(n, opts, 0), None)
-                    .await?
+                self.decode(feed, &direct_user(&rendered, opts), self.decode_opts(n, opts, 0), None).await?
             }
             PromptMode::PerAttribute => {
                 let mut candidates: Vec<String> = Vec::new();
@@ -360,27 +336,6 @@ fn direct_user(rendered: &str, opts: &ExtractOptions) -> String {
     let (n, noun) = (opts.n_keywords, opts.domain.noun());
     format!(
         "Here is what a user did recently:\n\n{rendered}\n\nWhat does this user like? Give {n} keywords about the themes, subjects, colours and styles of the {noun} they prefer. Do not name product types. Answer in the format: The keywords are: 1. keyword 2. keyword ..."
-    )
-}
-
-/// One worked example for the direct prompt, on a theme of its own (birds and watercolours), in
-/// the domain's rendering: it shows a small model what a good answer looks like.
-fn direct_example(opts: &ExtractOptions) -> (String, String) {
-    let rendered = match opts.domain {
-        Domain::Stickers => {
-            "Stickers the user picked:\n0. bird (Animals & Nature): bird, feather\n1. artist palette (Activities): paint, art\n2. sunflower (Animals & Nature): flower, yellow\n\nThe user searched for: watercolour birds.\n\nRecent conversation:\n#User: I painted a robin today #Friend: Love the soft colours!"
-        }
-        Domain::Shop => {
-            "Products the user viewed or bought:\n0. Watercolour paint set (Art supplies): pastel, travel [bought]\n1. Bird feeder (Garden): wooden, robin\n2. Linen tote bag (Bags): yellow, sunflower print\n\nThe user searched for: bird watching guide."
-        }
-        Domain::Movies => {
-            "Movies the user watched and liked:\nWinged Migration(documentary): birds, nature, flight. [rated 5/5]\nThe Secret Garden(family): garden, flowers, childhood. [rated 4/5]\nLoving Vincent(animation): painting, artist, colour."
-        }
-    };
-    let ex = ExtractOptions { n_keywords: 4, ..opts.clone() };
-    (
-        direct_user(rendered, &ex),
-        "The keywords are:\n1. birds\n2. watercolour painting\n3. sunflowers\n4. nature".to_string(),
     )
 }
 
