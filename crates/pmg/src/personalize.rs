@@ -518,17 +518,18 @@ impl Personalizer<'_> {
             })
             .collect();
         let from_picture = picture.is_some() || self.generator.retrieval.is_some();
-        let all = runs.iter().map(|(o, _)| self.generator.run_steps(o, from_picture)).sum();
+        let run_steps: Vec<usize> = runs.iter().map(|(o, _)| self.generator.run_steps(o, from_picture)).collect();
+        let all = run_steps.iter().sum();
         let mut steps = DenoiseSteps { host, before: 0, all };
         let mut outputs = Vec::new();
-        for (o, idx) in &runs {
+        for ((o, idx), n) in runs.iter().zip(&run_steps) {
             let pick = |v: &[Conditioning]| idx.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
             let (c, q) = (pick(&conds), pick(&queries));
             let seeds: Vec<u64> = idx.iter().map(|&i| meta[i].1).collect();
             let pictures: Vec<&Image> = picture.into_iter().cycle().take(idx.len()).collect();
             let init = if picture.is_some() { Init::Images(&pictures) } else { Init::Nearest(&q) };
             outputs.push(self.generator.denoise_from(&c, init, &seeds, o, &mut steps).await?);
-            steps.before += self.generator.run_steps(o, from_picture);
+            steps.before += n;
         }
         let meta: Vec<_> = runs.iter().flat_map(|(_, idx)| idx.iter().map(|&i| meta[i].clone())).collect();
         let seeds: Vec<u64> = meta.iter().map(|m| m.1).collect();

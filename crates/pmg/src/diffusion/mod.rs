@@ -199,6 +199,14 @@ pub enum Init<'a> {
     Images(&'a [&'a Image]),
 }
 
+/// A typed error for a malformed picture (checked whether or not a run encodes it).
+fn check_pictures(images: &[&Image]) -> Result<()> {
+    match images.iter().find(|i| i.width == 0 || i.height == 0 || i.rgba.len() != i.width * i.height * 4) {
+        Some(i) => Err(Error::Image(format!("a {}x{} image with {} bytes", i.width, i.height, i.rgba.len()))),
+        None => Ok(()),
+    }
+}
+
 /// The generator: decoder, denoiser, schedule, on one device.
 pub struct Generator {
     pub decoder: Decoder,
@@ -347,8 +355,8 @@ impl Generator {
                         conds.len()
                     )));
                 }
-                let z = self.encode_images(images)?;
-                (opts.strength < 1.0).then_some(z)
+                check_pictures(images)?;
+                if opts.strength < 1.0 { Some(self.encode_images(images)?) } else { None }
             }
         };
         let ctx = self.context(conds, opts.guidance);
@@ -384,10 +392,7 @@ impl Generator {
         let encoder = self.encoder.as_ref().ok_or_else(|| {
             Error::InvalidArgument("this autoencoder file has no encoder: it cannot start from an image".into())
         })?;
-        if let Some(i) = images.iter().find(|i| i.width == 0 || i.height == 0 || i.rgba.len() != i.width * i.height * 4)
-        {
-            return Err(Error::Image(format!("a {}x{} image with {} bytes", i.width, i.height, i.rgba.len())));
-        }
+        check_pictures(images)?;
         let side = 64;
         let data: Vec<f32> = images.iter().flat_map(|i| i.to_model_resized(side)).collect();
         let x = Tensor::from_data(TensorData::new(data, [images.len(), 4, side, side]), &self.device.device);
