@@ -45,7 +45,7 @@ await page.waitForFunction(() => window.harnessReady);
 for (const device of ['cpu', 'webgpu']) {
   const r = await page.evaluate(async ({ device, runs, steps, prompt }) => {
     const { Pmg } = window.pmgWeb;
-    const pmg = await Pmg.load({ modelBaseUrl: '/models/', device });
+    const pmg = await Pmg.load({ llmBaseUrl: '/models/', device });
     const times = [];
     for (let i = 0; i <= runs; i++) {
       const t0 = performance.now();

@@ -22,7 +22,6 @@ cp -r web/demo web/src web/pkg web/models "$out/web/"
 # The demo points modelBaseUrl at models/: the LLM (98 MB, a hard link where the file system allows
 # it) and the generator, scorer and soft-prompt weights.
 ln "$gguf" "$out/$gguf" 2>/dev/null || cp "$gguf" "$out/$gguf"
-cp models/emoji-*.safetensors "$out/models/"
 cat > "$out/index.html" <<'HTML'
 <!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0; url=web/demo/"><a href="web/demo/">pmg demo</a>
 HTML

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the wasm module (crate pmg-wasm) and its JS bindings into web/pkg/ as pmg.js/pmg_bg.wasm:
-# cargo (release, SIMD128 from .cargo/config.toml), wasm-bindgen, then wasm-opt.
+# cargo (release, SIMD128 from .cargo/config.toml), wasm-bindgen, then wasm-opt; then the npm
+# package's assets and its tarball, $CARGO_TARGET_DIR/npm/pmg-web-<version>.tgz (default target/).
 #   scripts/build-web.sh
 #   PMG_WASM_OPT=-O2 scripts/build-web.sh     (another wasm-opt level; `none` skips wasm-opt)
 set -euo pipefail
@@ -50,8 +51,17 @@ if [ "$opt_level" != none ]; then
     echo "build-web: $wasm after wasm-opt $opt_level: $(stat -c %s "$wasm") B raw, $(gz "$wasm") B gzip -9"
 fi
 # The generator and scorer weights ship inside the npm package (pmg-web/models/), where generateImage()
-# and personalize() fetch them by default.
+# and personalize() fetch them by default; their names come from the manifest (web/src/models.js).
+node web/scripts/generate.mjs
 mkdir -p web/models
-for f in emoji-autoencoder.safetensors emoji-denoiser.safetensors emoji-scorer.safetensors emoji-soft-prompt.safetensors; do
-    [ -f "models/$f" ] && cp "models/$f" web/models/
+for f in $(node --input-type=module -e "import { generator } from './web/src/models.js'; console.log(Object.values(generator.files).map((f) => f.file).join(' '))"); do
+    cp "models/$f" web/models/
 done
+cp models/EMOJI-MODELS.md web/models/
+cp models/LICENSE-Apache-2.0.txt web/LICENSE
+# The tarball a web developer installs (`npm install path/to/pmg-web-<version>.tgz`); `prepack`
+# (web/scripts/check-pack.mjs) refuses an incomplete one.
+pack_dir=$(mkdir -p "$target/npm" && cd "$target/npm" && pwd)
+rm -f "$pack_dir"/pmg-web-*.tgz
+(cd web && npm pack --silent --pack-destination "$pack_dir" >/dev/null)
+echo "build-web: $(ls "$pack_dir"/pmg-web-*.tgz) ($(stat -c %s "$pack_dir"/pmg-web-*.tgz) B)"

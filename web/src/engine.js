@@ -1,14 +1,14 @@
 // The part of pmg-web that owns the wasm module and the loaded model. It runs inside the worker
 // (worker.js) by default, or on the page itself with `load({ worker: false })`.
 
-import init, { Llm, sha256Hex as wasmSha256Hex, validateEvents } from '../pkg/pmg.js';
-import { AbortError, DisposedError, HistoryError, InvalidArgumentError, NotLoadedError, toPmgError } from './errors.js';
-import { HistoryStore } from './history-store.js';
+import init, { Llm, sha256Hex as wasmSha256Hex } from '../pkg/pmg.js';
+import { AbortError, DisposedError, InvalidArgumentError, NotLoadedError, toPmgError } from './errors.js';
 import { fetchModel } from './loader.js';
 
 let wasmReady = null;
 function initWasm(wasmUrl) {
-  wasmReady ??= init(wasmUrl ? { module_or_path: wasmUrl } : undefined).catch((e) => {
+  // A static URL next to the glue code, so that bundlers emit the wasm file with the bundle.
+  wasmReady ??= init({ module_or_path: wasmUrl ?? new URL('../pkg/pmg_bg.wasm', import.meta.url) }).catch((e) => {
     wasmReady = null;
     throw e;
   });
@@ -43,7 +43,6 @@ export class Engine {
   #generatorFiles = null; // { autoencoder, denoiser, scorer, softPrompt }: { url, sha256, bytes }, from load()
   #loaded = new Map(); // 'generator' | 'scorer' | 'softPrompt' -> promise: weights fetched and loaded into #llm
   #cache = true;
-  #history = null;
   #disposed = false;
   #failed = null;
 
@@ -112,71 +111,11 @@ export class Engine {
     return r;
   }
 
-  // --- history (IndexedDB; needs the wasm module for validation, not a model) ---
-
-  async #store() {
-    this.#check(false);
-    await initWasm();
-    this.#history ??= HistoryStore.open().catch((e) => {
-      this.#history = null;
-      throw e;
-    });
-    return this.#history;
-  }
-
-  /** Validate with the crate's rules; `input` is an event, an array of events or an export (object or JSON text). */
-  static validate(input) {
-    const json = typeof input === 'string' ? input : JSON.stringify(Array.isArray(input) || input?.events ? input : [input]);
-    try {
-      return validateEvents(json);
-    } catch (e) {
-      throw toPmgError(e);
-    }
-  }
-
-  /**
-   * Store events. One event: rejects with `HistoryError` if invalid. Several: the valid ones are
-   * stored (in one transaction) and the report lists the refused ones.
-   */
-  async historyRecord(input, single) {
-    const store = await this.#store();
-    const v = Engine.validate(input);
-    if (single && v.rejected.length) {
-      const r = v.rejected[0];
-      throw new HistoryError(r.message.replace(/^event 0: /, ''), { index: r.index, field: r.field });
-    }
-    await store.add(v.events);
-    return { accepted: v.events.length, rejected: v.rejected };
-  }
-
-  async historyList() {
-    return (await this.#store()).list();
-  }
-
-  async historyExport() {
-    return JSON.stringify({ version: 1, events: await this.historyList() }, null, 2);
-  }
-
-  async historyClear() {
-    await (await this.#store()).clear();
-  }
-
-  async historyRetention(policy) {
-    const store = await this.#store();
-    if (policy === undefined) return store.retention();
-    const p = { maxEvents: policy.maxEvents ?? 5000, maxAgeMs: policy.maxAgeMs ?? null };
-    if (!Number.isInteger(p.maxEvents) || p.maxEvents < 0 || (p.maxAgeMs !== null && !(p.maxAgeMs >= 0))) {
-      throw new InvalidArgumentError('retention is { maxEvents: integer >= 0, maxAgeMs?: number >= 0 }');
-    }
-    return store.setRetention(p);
-  }
-
-  /** Preference keywords from the stored history (or from `events` when given). */
-  async preferences(options = {}, events) {
+  /** Preference keywords from `events` (the page reads them from its `History`; invalid ones are skipped). */
+  async preferences(options = {}, events = []) {
     const llm = this.#model();
-    const list = events ? Engine.validate(events).events : await this.historyList();
     try {
-      return await llm.preferences(JSON.stringify(list), options);
+      return await llm.preferences(JSON.stringify(events), options);
     } catch (e) {
       throw this.#fail(e);
     }
@@ -250,16 +189,15 @@ export class Engine {
     if (typeof title !== 'string' || !title.trim()) throw new InvalidArgumentError('personalize() needs a non-empty target (a title, or { title, image })');
     const png = await pngBytes(image);
     const llm = this.#model();
-    const { target: _target, events, ...options } = o;
+    const { target: _target, events = [], ...options } = o;
     for (const k of Object.keys(options)) if (options[k] === undefined || options[k] === null) delete options[k];
     const needs = [this.#generator(onProgress, signal), this.#extra('scorer', 'loadScorer', onProgress, signal)];
     if (options.embeddings ?? Llm.personalizeDefaults().embeddings) needs.push(this.#extra('softPrompt', 'loadSoftPrompt', onProgress, signal));
     await Promise.all(needs);
-    const list = events ? Engine.validate(events).events : await this.historyList();
     const t0 = performance.now();
     let r;
     try {
-      r = await llm.personalize(JSON.stringify(list), title, png, options, async (p) => {
+      r = await llm.personalize(JSON.stringify(events), title, png, options, async (p) => {
         onProgress({ phase: p.stage, ...(p.step === undefined ? {} : { step: p.step, total: p.steps }) });
         await nextTask(); // let a cancel message in between stages and steps
         return !isCancelled();
@@ -272,28 +210,32 @@ export class Engine {
     return r;
   }
 
-  /** Record a thumbs up/down on candidate `index` of a personalize result; returns the new profile. */
-  async feedback(result, index, up) {
-    const store = await this.#store();
+  /** The history event for a thumbs up/down on candidate `index` of a personalize result (the page records it). */
+  async feedbackEvent(result, index, up) {
+    await initWasm();
     const plain = JSON.stringify(result, (k, v) => (k === 'image' || k === 'ms' ? undefined : v));
-    let event;
     try {
-      event = Llm.feedbackEvent(plain, index, Boolean(up), Date.now());
+      return Llm.feedbackEvent(plain, index, Boolean(up), Date.now());
     } catch (e) {
       throw toPmgError(e);
     }
-    await store.add([event]);
-    return this.profile();
   }
 
-  /** `{ alpha, weightBonus, feedback }` learned from the feedback in the stored history. */
-  async profile() {
-    const list = await this.historyList();
+  /** `{ alpha, weightBonus, feedback }` learned from the feedback in `events`. */
+  async profile(events = []) {
+    await initWasm();
     try {
-      return Llm.profile(JSON.stringify(list));
+      return Llm.profile(JSON.stringify(events));
     } catch (e) {
       throw toPmgError(e);
     }
+  }
+
+  /** Fetch and load generator parts now rather than on first use: `names` of 'generator', 'scorer', 'softPrompt'. */
+  async preload(names, onProgress = () => {}, signal) {
+    const loads = { generator: () => this.#generator(onProgress, signal), scorer: () => this.#extra('scorer', 'loadScorer', onProgress, signal), softPrompt: () => this.#extra('softPrompt', 'loadSoftPrompt', onProgress, signal) };
+    for (const n of names) if (!loads[n]) throw new InvalidArgumentError(`preload: unknown part ${JSON.stringify(n)} (generator, scorer, softPrompt)`);
+    await Promise.all(names.map((n) => loads[n]()));
   }
 
   /**
@@ -363,13 +305,9 @@ export async function dispatch(engine, op, args, { onProgress, onToken, isCancel
     case 'itemKeywords': return engine.itemKeywords(args.item, args.n, args.options);
     case 'generateImage': return engine.generateImage(args, onProgress, isCancelled, signal);
     case 'personalize': return engine.personalize(args, onProgress, isCancelled, signal);
-    case 'feedback': return engine.feedback(args.result, args.index, args.up);
-    case 'profile': return engine.profile();
-    case 'history.record': return engine.historyRecord(args.input, args.single);
-    case 'history.list': return engine.historyList();
-    case 'history.export': return engine.historyExport();
-    case 'history.clear': return engine.historyClear();
-    case 'history.retention': return engine.historyRetention(args.policy);
+    case 'preload': return engine.preload(args.names, onProgress, signal);
+    case 'feedbackEvent': return engine.feedbackEvent(args.result, args.index, args.up);
+    case 'profile': return engine.profile(args.events);
     case 'dispose': return engine.dispose();
     default: throw new InvalidArgumentError(`unknown operation ${op}`);
   }

@@ -98,7 +98,7 @@ export function validateEvent(event, index = 0) {
 
 /**
  * Check an event, an array of events, or an export (`{ version: 1, events }`, as an object or JSON text).
- * Returns `{ events, rejected }`: the valid events, and a `HistoryError` for each refused one. The
+ * Returns `{ events, rejected }`: the valid events, and `{ index, field, message }` for each refused one. The
  * whole input is refused (throws) when it is not one of these shapes or holds too many events.
  */
 export function validateEvents(input) {
@@ -127,7 +127,8 @@ export function validateEvents(input) {
     try {
       events.push(validateEvent(e, i));
     } catch (err) {
-      rejected.push(err);
+      // Plain records: a report can be logged, stored or shown as it is.
+      rejected.push({ index: err.index, field: err.field, message: err.message });
     }
   });
   return { events, rejected };
@@ -230,7 +231,10 @@ export class History {
       };
       open.onerror = () => {
         clearTimeout(blockedTimer);
-        reject(typed(open.error));
+        const e = open.error;
+        // Another tab upgraded the database with a newer pmg-web: this page's code is the old one.
+        if (e?.name === 'VersionError') reject(new RuntimeError('the history database was upgraded by a newer pmg-web in another tab: reload this page', { cause: e }));
+        else reject(typed(e));
       };
     }).finally(() => {
       this.#opening = null;

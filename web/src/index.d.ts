@@ -3,13 +3,19 @@
 /** Where the model runs: `auto` takes WebGPU on a hardware adapter and the CPU (wasm) otherwise. */
 export type Device = 'auto' | 'webgpu' | 'cpu';
 
-/** Events reported while loading, in order: download (repeatedly), verify, cache, init, ready. */
-export type LoadProgress =
+/**
+ * Events reported while loading, in order: download (repeatedly), verify, (unpack), cache, init, ready.
+ * From `load()`, each also carries `file` ('llm' or a generator part) and `fraction`: the share of all
+ * bytes this load fetches that has arrived.
+ */
+export type LoadProgress = (
   | { phase: 'download'; loaded: number; total: number; fromCache: boolean }
   | { phase: 'verify' }
+  | { phase: 'unpack'; member: string }
   | { phase: 'cache'; stored: boolean; error?: PmgError }
   | { phase: 'init'; device: Device }
-  | { phase: 'ready'; backend: 'webgpu' | 'cpu' };
+  | { phase: 'ready'; backend: 'webgpu' | 'cpu' }
+) & { file?: 'llm' | 'autoencoder' | 'denoiser' | 'scorer' | 'softPrompt'; fraction?: number };
 
 export interface LoadOptions {
   /** A model id from `models` (default `'smollm2-135m-instruct-q4_1'`) or the URL of a GGUF file. */
@@ -22,20 +28,24 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Expected hex SHA-256 of the file (known model ids bring their own). A mismatch rejects with `IntegrityError`. */
   sha256?: string;
-  /** Serve a known model id from this base URL instead of its published URL (e.g. `'/models/'`). */
-  modelBaseUrl?: string;
+  /** Serve a known LLM id from this base URL (its `file` name under it) instead of its pinned download, e.g. `'/pmg/'` after `npx pmg-web assets public/pmg`. */
+  llmBaseUrl?: string;
   /** Keep a copy in the Cache API so that a reload does not download again (default true). */
   cache?: boolean;
-  /** Run the model in a dedicated Web Worker (default true). `false` runs it on the page. */
-  worker?: boolean;
+  /** Run the model in the package's Web Worker (default true), on the page (`false`), or in your own `Worker` (or worker script URL) running `pmg-web/worker`. */
+  worker?: boolean | Worker | URL | string;
+  /** The history this Pmg reads: a `History`, or the options of one (`{ user }`). */
+  history?: History | { user?: string };
+  /** Fetch and load these generator parts during `load()` rather than on first use (`true`: all of them). */
+  preload?: boolean | ('generator' | 'scorer' | 'softPrompt')[];
   /** Context length in tokens (default 2048, at most the model's training context). */
   nCtx?: number;
   /** Where `pmg_bg.wasm` is served, if not next to `pkg/pmg.js`. */
   wasmUrl?: string;
   /**
-   * Base URL of the image generator's weights (`emoji-autoencoder.safetensors`,
-   * `emoji-denoiser.safetensors`). Default: `modelBaseUrl` when given, else the copies shipped in
-   * this package (`pmg-web/models/`). They are fetched on the first `generateImage()`.
+   * Base URL of the image generator's and scorer's weights (`generator.files`). Default: the copies
+   * shipped in this package (`pmg-web/models/`, which bundlers emit with the app). They are fetched
+   * on first use, or during `load()` with `preload`.
    */
   generatorBaseUrl?: string;
 }
@@ -115,9 +125,27 @@ export type PersonalizeProgress =
   | { phase: 'extract' | 'encode' | 'score' }
   | { phase: 'denoise'; step: number; total: number };
 
+/** A generated picture: `ImageData` that encodes itself. */
+export declare class PmgImage extends ImageData {
+  static from(image: ImageData): PmgImage;
+  /** PNG (or `type`) Blob, `scale` (1..32) times larger, nearest-neighbour unless `smooth`. */
+  toBlob(options?: ImageExportOptions): Promise<Blob>;
+  /** PNG file bytes. */
+  toPng(options?: { scale?: number; smooth?: boolean }): Promise<Uint8Array>;
+  toCanvas(options?: { scale?: number; smooth?: boolean }): OffscreenCanvas | HTMLCanvasElement;
+}
+export interface ImageExportOptions {
+  scale?: number;
+  smooth?: boolean;
+  type?: string;
+  quality?: number;
+}
+/** Encode any `ImageData` as an image Blob. */
+export declare function imageToBlob(image: ImageData, options?: ImageExportOptions): Promise<Blob>;
+
 export interface Candidate {
   /** 64x64 RGBA. */
-  image: ImageData;
+  image: PmgImage;
   /** Preference weight w (0: target only). */
   weight: number;
   seed: number;
@@ -158,7 +186,7 @@ export interface Profile {
 
 export interface GeneratedImages {
   /** 64x64 RGBA images with transparency; draw with `ctx.putImageData(img, x, y)`. */
-  images: ImageData[];
+  images: PmgImage[];
   seed: number;
   steps: number;
   guidance: number;
@@ -255,62 +283,8 @@ export declare class Generation implements AsyncIterable<Token> {
   [Symbol.asyncIterator](): AsyncIterator<Token>;
 }
 
-/** One behaviour event (the crate's `history::Event`; schema in docs/history.md). `at` defaults to now. */
-export type HistoryEvent =
-  | { type: 'view' | 'click'; at?: number; item: HistoryItem; dwellMs?: number }
-  | { type: 'purchase'; at?: number; item: HistoryItem; quantity?: number }
-  | { type: 'rating'; at?: number; item: HistoryItem; value: number; scale?: number }
-  | { type: 'review'; at?: number; item: HistoryItem; text: string }
-  | { type: 'search'; at?: number; query: string }
-  | { type: 'message'; at?: number; role: 'user' | 'other'; text: string; speaker?: string }
-  /** Written by `feedback()`: a thumbs up/down on a personalized image and how it scored. */
-  | { type: 'feedback'; at?: number; up: boolean; target: string; alpha: number; weight?: number; accuracy: number; preference: number; meanAccuracy: number; meanPreference: number };
-
-export interface HistoryItem {
-  id: string;
-  title: string;
-  category?: string;
-  tags?: string[];
-  description?: string;
-  /** A reference (URL, emoji code point), never image bytes. */
-  image?: string;
-}
-
-/** A stored event: `at` is always set. */
-export type StoredEvent = HistoryEvent & { at: number };
-
-export interface Rejected {
-  index: number;
-  kind: 'json' | 'tooLong' | 'badValue' | 'tooMany';
-  field?: string;
-  message: string;
-}
-
-export interface ImportReport {
-  accepted: number;
-  rejected: Rejected[];
-}
-
-export interface Retention {
-  maxEvents: number;
-  /** Events older than this (ms) are dropped; `null` keeps them. */
-  maxAgeMs?: number | null;
-}
-
-/** The behaviour history, in IndexedDB on this device. Nothing in it is ever sent anywhere. */
-export interface History {
-  /** One event: rejects with `HistoryError` if invalid. An array: stores the valid ones (one transaction), reports the rest. */
-  record(event: HistoryEvent): Promise<void>;
-  record(events: HistoryEvent[]): Promise<ImportReport>;
-  list(): Promise<StoredEvent[]>;
-  /** `{ "version": 1, "events": [...] }` as JSON text. */
-  export(): Promise<string>;
-  import(data: string | { version: 1; events: HistoryEvent[] } | HistoryEvent[]): Promise<ImportReport>;
-  clear(): Promise<void>;
-  retention(): Promise<Retention>;
-  /** Set and apply; resolves to the number of events dropped. */
-  retention(policy: Partial<Retention>): Promise<number>;
-}
+import type { History, HistoryEvent, HistoryItem } from './history.js';
+export * from './history.js';
 
 export type Domain = 'stickers' | 'shop' | 'movies';
 
@@ -349,8 +323,8 @@ export interface Preferences {
 }
 
 export declare class Pmg {
-  /** `worker: false` runs on the page. `pmg.history` works before `load()`. */
-  constructor(options?: { worker?: boolean });
+  /** `worker: false` runs on the page. `pmg.history` works before `load()` and loads no wasm. */
+  constructor(options?: { worker?: LoadOptions['worker']; history?: LoadOptions['history'] });
   /** Create and load in one step. */
   static load(options?: LoadOptions): Promise<Pmg>;
   readonly history: History;
@@ -371,12 +345,52 @@ export declare class Pmg {
   load(options?: LoadOptions): Promise<LoadResult>;
   info(): Promise<ModelInfo>;
   tokenize(text: string): Promise<number[]>;
-  /** Chat with the model's chat template. Generations run one at a time, in call order. */
-  chat(messages: ChatMessage[], options?: GenerateOptions): Generation;
+  /**
+   * Chat with the model's chat template. Generations run one at a time, in call order. Also
+   * `pmg.chat.completions.create(...)`, the OpenAI chat-completions shape.
+   */
+  readonly chat: ((messages: ChatMessage[], options?: GenerateOptions) => Generation) & {
+    completions: {
+      create(request: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
+      create(request: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+    };
+  };
   /** Continue a raw prompt. */
   complete(prompt: string, options?: GenerateOptions): Generation;
   /** Free the model and its worker; later calls reject with `DisposedError`. */
   dispose(): void;
+}
+
+export interface ChatCompletionRequest {
+  messages: ChatMessage[];
+  stream?: boolean;
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  seed?: number;
+  stop?: string | string[];
+  /** Echoed in the response. */
+  model?: string;
+  /** Only 1. */
+  n?: 1;
+  user?: string;
+  signal?: AbortSignal;
+}
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: { index: 0; message: { role: 'assistant'; content: string }; finish_reason: 'stop' | 'length'; logprobs: null }[];
+  usage: { completion_tokens: number };
+}
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: { index: 0; delta: { role?: 'assistant'; content?: string }; finish_reason: 'stop' | 'length' | null; logprobs: null }[];
 }
 
 export interface KnownModel {
@@ -384,7 +398,9 @@ export interface KnownModel {
   bytes: number;
   sha256: string;
   license: string;
+  /** A revision-pinned download: the GGUF, or with `archive` the package archive holding it. */
   url: string;
+  archive?: { member: string; bytes: number; sha256: string };
 }
 export declare const models: Record<string, KnownModel>;
 export declare const defaultLlm: string;
@@ -392,6 +408,8 @@ export interface WeightFile {
   file: string;
   bytes: number;
   sha256: string;
+  /** The copy shipped in this package. */
+  url(): URL;
 }
 /** The image generator and scorer trained by the pmg project. */
 export declare const generator: {
@@ -416,6 +434,8 @@ export declare class NotLoadedError extends PmgError {}
 export declare class DisposedError extends PmgError {}
 export declare class AbortError extends PmgError {
   name: 'AbortError';
+  /** The aborting signal's `reason`. */
+  reason?: unknown;
   /** What a generation produced before it was aborted. */
   partial?: GenerationResult;
 }

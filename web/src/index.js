@@ -5,18 +5,54 @@
 //   for await (const t of pmg.chat([{ role: 'user', content: 'Hi!' }], { maxTokens: 64 })) out.textContent += t.text;
 //
 // The model runs in a dedicated Web Worker (worker.js) unless `worker: false`; see README.md for the API.
+// The history (`pmg.history`, or `pmg-web/history` alone) lives on the page and loads no wasm.
 
 import { Engine, dispatch } from './engine.js';
 import {
   AbortError, DisposedError, InvalidArgumentError, NotLoadedError, RuntimeError, errorFromJSON, toPmgError,
 } from './errors.js';
+import { History } from './history.js';
+import { PmgImage } from './image.js';
 import { defaultLlm, generator, models } from './models.js';
 
 export * from './errors.js';
+export { History, DEFAULT_RETENTION, validateEvent, validateEvents } from './history.js';
+export { PmgImage, imageToBlob } from './image.js';
 export { cachedModels, clearModelCache, CACHE_NAME } from './loader.js';
 export { defaultLlm, generator, models } from './models.js';
 
 const DEVICES = ['auto', 'webgpu', 'cpu'];
+const PARTS = ['generator', 'scorer', 'softPrompt'];
+
+/**
+ * The worker: the caller's own (`Worker`, or its script URL), else the package's worker.js. A worker
+ * script on another origin (the package imported from a CDN) cannot be started directly; a same-origin
+ * blob module that imports it can.
+ */
+function startWorker(option) {
+  if (typeof Worker !== 'undefined' && option instanceof Worker) return option;
+  if (typeof option === 'string' || option instanceof URL) return moduleWorker(new URL(option, baseUrl()));
+  try {
+    // The literal `new Worker(new URL('./worker.js', import.meta.url))` is what bundlers look for.
+    return new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'pmg' });
+  } catch (e) {
+    if (e?.name !== 'SecurityError') throw toPmgError(e);
+    // Only unbundled code gets here; a string URL (not a second `new URL` literal) keeps bundlers
+    // from emitting worker.js a second time as a raw asset.
+    return moduleWorker(new URL(import.meta.url.replace(/[^/]*$/, 'worker.js')));
+  }
+}
+
+function moduleWorker(url) {
+  if (globalThis.location && url.origin === globalThis.location.origin) return new Worker(url, { type: 'module', name: 'pmg' });
+  const shim = URL.createObjectURL(new Blob([`import ${JSON.stringify(String(url))};\n`], { type: 'text/javascript' }));
+  const w = new Worker(shim, { type: 'module', name: 'pmg' });
+  // The shim is fetched when the worker starts; it may go once the worker has answered or failed.
+  const revoke = () => URL.revokeObjectURL(shim);
+  w.addEventListener('message', revoke, { once: true });
+  w.addEventListener('error', revoke, { once: true });
+  return w;
+}
 
 /** Talks to the engine in a dedicated worker. */
 class WorkerTransport {
@@ -25,8 +61,8 @@ class WorkerTransport {
   #pending = new Map();
   #dead = null;
 
-  constructor() {
-    this.#worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'pmg' });
+  constructor(option) {
+    this.#worker = startWorker(option);
     this.#worker.onmessage = ({ data }) => {
       const p = this.#pending.get(data.id);
       if (!p) return;
@@ -181,31 +217,35 @@ export class Generation {
 /** A loaded model on this device. Create one with `await Pmg.load(options)`. */
 export class Pmg {
   #t = null;
-  #useWorker;
+  #worker;
   #state = 'idle'; // idle | loading | ready | disposed
   #queue = Promise.resolve();
   #running = null;
 
   /**
-   * `worker: false` runs everything on the page. The behaviour history (`pmg.history`) is usable
-   * right away; the model methods need `load()` first.
+   * `worker`: `true` (default) runs the model in the package's worker, `false` on the page, or pass
+   * your own `Worker` (or its script URL) running `pmg-web/worker`. `history`: a `History`, or the
+   * options of one (`{ user }`); usable right away, it loads no wasm. The model methods need `load()`.
    */
-  constructor({ worker = true } = {}) {
-    this.#useWorker = worker;
-    this.history = new History(this);
+  constructor({ worker = true, history } = {}) {
+    this.#worker = worker;
+    this.history = history instanceof History ? history : new History(history);
+    const create = (request) => this.#completion(request);
+    /** OpenAI-style chat: `pmg.chat.completions.create({ messages, stream })`, beside `pmg.chat(messages)`. */
+    this.chat = Object.assign((messages, options = {}) => this.#generate('chat', messages, options), { completions: { create } });
   }
 
-  /** Shorthand for `new Pmg({ worker }).load(options)`. */
+  /** Shorthand for `new Pmg({ worker, history }).load(options)`. */
   static async load(options = {}) {
-    const pmg = new Pmg({ worker: options.worker ?? true });
+    const pmg = new Pmg({ worker: options.worker ?? true, history: options.history });
     await pmg.load(options);
     return pmg;
   }
 
-  /** The transport, started on first use (the worker is also where the history is stored). */
+  /** The transport, started on first use. */
   _transport() {
     if (this.#state === 'disposed') throw new DisposedError('this Pmg was disposed');
-    this.#t ??= this.#useWorker ? new WorkerTransport() : new DirectTransport();
+    this.#t ??= this.#worker === false ? new DirectTransport() : new WorkerTransport(this.#worker === true ? undefined : this.#worker);
     return this.#t;
   }
 
@@ -214,29 +254,40 @@ export class Pmg {
     return this.#state;
   }
 
+  /**
+   * Download (or take from the cache) and start the LLM; `preload` fetches generator parts now too.
+   * `onProgress` gets every file's events, each with `fraction`: the share of all bytes this load
+   * fetches that has arrived (one overall figure for a progress bar).
+   */
   async load(options = {}) {
-    const { llm = defaultLlm, device = 'auto', onProgress = () => {}, signal, cache = true, nCtx, modelBaseUrl, generatorBaseUrl, wasmUrl } = options;
+    const { llm = defaultLlm, device = 'auto', onProgress = () => {}, signal, cache = true, nCtx, llmBaseUrl, generatorBaseUrl, wasmUrl } = options;
     if (this.#state === 'disposed') throw new DisposedError('this Pmg was disposed');
     if (this.#state !== 'idle') throw new InvalidArgumentError(`load() was already called (state: ${this.#state})`);
     if (!DEVICES.includes(device)) throw new InvalidArgumentError(`device must be one of ${DEVICES.join(', ')}, not ${JSON.stringify(device)}`);
-    if (signal?.aborted) throw new AbortError('model load aborted');
-    const model = resolveModel(llm, modelBaseUrl, options.sha256);
-    const worker = this.#useWorker;
+    if ('modelBaseUrl' in options) throw new InvalidArgumentError('modelBaseUrl is now two options: llmBaseUrl (the GGUF) and generatorBaseUrl (the image weights)');
+    const preload = options.preload === true ? PARTS : (options.preload ?? []);
+    if (!Array.isArray(preload) || !preload.every((p) => PARTS.includes(p))) throw new InvalidArgumentError(`preload is true or a list of ${PARTS.join(', ')}`);
+    if (signal?.aborted) throw abortError('model load aborted', signal);
+    const model = resolveModel(llm, llmBaseUrl, options.sha256);
+    const gen = resolveGenerator(generatorBaseUrl);
+    const worker = this.#worker !== false;
     const t = this._transport();
     this.#state = 'loading';
-    const args = { ...model, device, cache, nCtx, wasmUrl: wasmUrl && String(new URL(wasmUrl, baseUrl())), generator: resolveGenerator(generatorBaseUrl ?? modelBaseUrl) };
+    const args = { ...model, device, cache, nCtx, wasmUrl: wasmUrl && String(new URL(wasmUrl, baseUrl())), generator: gen };
+    const progress = overallProgress(onProgress, { llm: model.archive?.bytes ?? model.bytes, ...Object.fromEntries(preload.map((p) => [p, gen[p === 'generator' ? 'denoiser' : p].bytes])) }, preload.includes('generator') ? gen.autoencoder.bytes : 0);
     let onAbort;
     const aborted = new Promise((_, reject) => {
       onAbort = () => {
         // A worker can be stopped anywhere, even inside wasm; the page's own engine stops at its next check.
-        if (worker) t.terminate(new AbortError('model load aborted'));
-        reject(new AbortError('model load aborted'));
+        if (worker) t.terminate(abortError('model load aborted', signal));
+        reject(abortError('model load aborted', signal));
       };
       signal?.addEventListener('abort', onAbort, { once: true });
     });
     aborted.catch(() => {});
     try {
-      const r = await Promise.race([t.call('load', args, { onProgress, signal }), aborted]);
+      const r = await Promise.race([t.call('load', args, { onProgress: (p) => progress({ file: 'llm', ...p }), signal }), aborted]);
+      if (preload.length) await Promise.race([t.call('preload', { names: preload }, { onProgress: progress, signal }), aborted]);
       this.#state = 'ready';
       return { ...r, cacheError: r.cacheError && (r.cacheError instanceof Error ? r.cacheError : errorFromJSON(r.cacheError)) };
     } catch (e) {
@@ -261,7 +312,8 @@ export class Pmg {
    * `mode` ('direct' | 'per_attribute'), `nKeywords`, `temperature`, `seed`, `maxWords`, `render`.
    */
   async preferences({ events, ...options } = {}) {
-    return this.#queued(() => this.#call('preferences', { options, events }));
+    const list = events ?? (await this.history.list());
+    return this.#queued(() => this.#call('preferences', { options, events: list }));
   }
 
   /** Keywords describing one item `{ id, title, category?, tags?, description? }` (PMG's target keywords). */
@@ -278,9 +330,9 @@ export class Pmg {
    */
   async generateImage({ onStep, onProgress, signal, ...options } = {}) {
     const progress = (p) => (p.phase === 'denoise' ? onStep?.(p.step, p.total) : onProgress?.(p));
-    return this.#abortable('generateImage', options, progress, signal, 'image generation aborted');
+    const r = await this.#abortable('generateImage', options, progress, signal, 'image generation aborted');
+    return { ...r, images: r.images.map(PmgImage.from) };
   }
-
 
   /**
    * PMG end to end on this device: preferences from the stored history (or `events`), candidates
@@ -291,13 +343,16 @@ export class Pmg {
    * their feedback is used. `onProgress(p)`: downloads, then `{ phase: 'extract' | 'encode' |
    * 'denoise' | 'score', step?, total? }`. `signal` aborts between stages and steps.
    */
-  async personalize({ onProgress, signal, ...options } = {}) {
-    return this.#abortable('personalize', options, (p) => onProgress?.(p), signal, 'personalization aborted');
+  async personalize({ onProgress, signal, events, ...options } = {}) {
+    const list = events ?? (await this.history.list());
+    const r = await this.#abortable('personalize', { ...options, events: list }, (p) => onProgress?.(p), signal, 'personalization aborted');
+    const candidates = r.candidates.map((c) => ({ ...c, image: PmgImage.from(c.image) }));
+    return { ...r, candidates, chosen: r.chosen };
   }
 
   /** A queued worker call that `signal` cancels (between steps, on the worker side). */
   async #abortable(op, args, onProgress, signal, abortMessage) {
-    if (signal?.aborted) throw new AbortError(abortMessage);
+    if (signal?.aborted) throw abortError(abortMessage, signal);
     let call = null;
     let stopped = false;
     const onAbort = () => {
@@ -309,11 +364,13 @@ export class Pmg {
       return await this.#queued(async () => {
         const err = this.#ready();
         if (err) throw err;
-        if (stopped) throw new AbortError(abortMessage);
+        if (stopped) throw abortError(abortMessage, signal);
         call = this.#t.call(op, args, { onProgress });
         this.#running = call.id;
         try {
           return await call;
+        } catch (e) {
+          throw e?.name === 'AbortError' && signal?.aborted ? abortError(abortMessage, signal, e) : e;
         } finally {
           this.#running = null;
         }
@@ -334,12 +391,15 @@ export class Pmg {
     }
     const plain = { ...result, candidates: result.candidates.map(({ image, ...c }) => c) };
     delete plain.ms;
-    return this._transport().call('feedback', { result: plain, index, up: Boolean(up) });
+    const event = await this._transport().call('feedbackEvent', { result: plain, index, up: Boolean(up) });
+    await this.history.record(event);
+    return this.profile();
   }
 
   /** The alpha (and weight bonuses) learned from the feedback in the stored history. */
   async profile() {
-    return this._transport().call('profile', {});
+    const events = await this.history.list({ type: 'feedback' });
+    return this._transport().call('profile', { events });
   }
 
   // Model work runs one call at a time, in call order.
@@ -354,9 +414,37 @@ export class Pmg {
     return this.#call('tokenize', { text });
   }
 
-  /** Chat with the model: `messages` is `[{ role: 'system' | 'user' | 'assistant', content }]`. */
-  chat(messages, options = {}) {
-    return this.#generate('chat', messages, options);
+  /**
+   * The OpenAI chat-completions shape: `{ messages, stream, max_tokens | max_completion_tokens,
+   * temperature, top_p, seed, stop, signal }`. Without `stream`, resolves to a `chat.completion`; with
+   * `stream: true`, to an async iterable of `chat.completion.chunk`s.
+   */
+  async #completion({ messages, stream = false, max_tokens, max_completion_tokens, temperature, top_p, seed, stop, signal, ...rest } = {}) {
+    const unknown = Object.keys(rest).filter((k) => !['model', 'n', 'user'].includes(k));
+    if (unknown.length) throw new InvalidArgumentError(`chat.completions.create: unsupported option(s) ${unknown.join(', ')}`);
+    if (rest.n !== undefined && rest.n !== 1) throw new InvalidArgumentError('chat.completions.create: only n = 1 is supported');
+    const options = { maxTokens: max_completion_tokens ?? max_tokens, temperature, topP: top_p, seed, stop: typeof stop === 'string' ? [stop] : stop, signal };
+    const g = this.#generate('chat', messages, options);
+    const id = `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = rest.model ?? 'pmg';
+    const reason = (r) => (r === 'max_tokens' || r === 'context_full' ? 'length' : 'stop');
+    if (!stream) {
+      const r = await g.result;
+      return {
+        id, object: 'chat.completion', created, model,
+        choices: [{ index: 0, message: { role: 'assistant', content: r.text }, finish_reason: reason(r.finishReason), logprobs: null }],
+        usage: { completion_tokens: r.tokens.length },
+      };
+    }
+    const chunk = (delta, finish) => ({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }] });
+    return {
+      async *[Symbol.asyncIterator]() {
+        yield chunk({ role: 'assistant', content: '' }, null);
+        for await (const t of g) yield chunk({ content: t.text }, null);
+        yield chunk({}, reason((await g.result).finishReason));
+      },
+    };
   }
 
   /** Continue a raw prompt (no chat template). */
@@ -392,6 +480,7 @@ export class Pmg {
 
   // Generations run one at a time, in call order; each has its own context (no shared history).
   #generate(kind, input, { signal, ...options } = {}) {
+    for (const k of Object.keys(options)) if (options[k] === undefined) delete options[k];
     let call = null;
     let stopped = false;
     const stop = () => {
@@ -420,70 +509,52 @@ export class Pmg {
   }
 }
 
-/** The behaviour history on this device (IndexedDB), available as `pmg.history`. */
-class History {
-  #pmg;
-  constructor(pmg) {
-    this.#pmg = pmg;
-  }
-  #call(op, args = {}) {
-    try {
-      return this.#pmg._transport().call(op, args);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-  }
-  /**
-   * Record an event (`{ type, at, ... }`; `at` defaults to now): rejects with `HistoryError` if it is
-   * invalid. An array records every valid event in one transaction and reports the others.
-   */
-  async record(event) {
-    const stamp = (e) => (e && typeof e === 'object' && e.at === undefined ? { ...e, at: Date.now() } : e);
-    if (Array.isArray(event)) return this.#call('history.record', { input: event.map(stamp), single: false });
-    await this.#call('history.record', { input: stamp(event), single: true });
-  }
-  /** All events, oldest first. */
-  list() {
-    return this.#call('history.list');
-  }
-  /** The history as JSON text: `{ "version": 1, "events": [...] }`. */
-  export() {
-    return this.#call('history.export');
-  }
-  /** Add the valid events of an export (JSON text or object); returns `{ accepted, rejected }`. */
-  import(data) {
-    return this.#call('history.record', { input: data, single: false });
-  }
-  /** Delete every event. */
-  clear() {
-    return this.#call('history.clear');
-  }
-  /** Get (no argument) or set `{ maxEvents, maxAgeMs }`; setting applies it and returns how many events were dropped. */
-  retention(policy) {
-    return this.#call('history.retention', { policy });
-  }
-}
-
 function baseUrl() {
   return globalThis.document?.baseURI ?? globalThis.location?.href;
 }
 
-/**
- * URLs of the generator weights: under `base` when given (relative to the page), else the copies
- * shipped in this package (`pmg-web/models/`).
- */
-function resolveGenerator(base) {
-  const dir = base ? new URL(base.endsWith('/') ? base : `${base}/`, baseUrl()) : new URL('../models/', import.meta.url);
-  const file = (f) => ({ url: String(new URL(f.file, dir)), sha256: f.sha256, bytes: f.bytes });
-  return Object.fromEntries(Object.entries(generator.files).map(([k, f]) => [k, file(f)]));
+function dirUrl(base) {
+  return new URL(base.endsWith('/') ? base : `${base}/`, baseUrl());
 }
 
-/** `llm` is a manifest id or a URL (relative URLs resolve against the page, not the worker). */
-function resolveModel(llm, modelBaseUrl, sha256) {
+/** `AbortError` carrying the signal's reason (`e.reason`, and as `cause`). */
+function abortError(message, signal, partialFrom) {
+  const reason = signal?.reason;
+  return new AbortError(message, { reason, cause: reason, ...(partialFrom?.partial ? { partial: partialFrom.partial } : {}) });
+}
+
+/**
+ * Wraps `onProgress` so that every event also carries `fraction`: bytes arrived over all bytes this
+ * load fetches (`sizes`: file -> expected bytes; `extra`: bytes of files reported under another name).
+ */
+function overallProgress(onProgress, sizes, extra = 0) {
+  const loaded = {};
+  const total = Object.values(sizes).reduce((a, b) => a + (b ?? 0), 0) + extra;
+  return (p) => {
+    if (p.phase === 'download') loaded[p.file ?? 'llm'] = p.loaded;
+    const got = Object.values(loaded).reduce((a, b) => a + b, 0);
+    onProgress({ ...p, fraction: total ? Math.min(1, got / total) : 0 });
+  };
+}
+
+/**
+ * URLs of the generator weights: under `base` when given (relative to the page), else the copies
+ * shipped in this package (static URLs in models.js, which bundlers see).
+ */
+function resolveGenerator(base) {
+  const url = (f) => String(base ? new URL(f.file, dirUrl(base)) : f.url());
+  return Object.fromEntries(Object.entries(generator.files).map(([k, f]) => [k, { url: url(f), sha256: f.sha256, bytes: f.bytes }]));
+}
+
+/**
+ * `llm` is a manifest id or a URL (relative URLs resolve against the page, not the worker). A known id
+ * downloads from its pinned URL, or `llmBaseUrl` + its file name when given.
+ */
+function resolveModel(llm, llmBaseUrl, sha256) {
   const known = models[llm];
   if (known) {
-    const url = modelBaseUrl ? new URL(known.file, new URL(modelBaseUrl.endsWith('/') ? modelBaseUrl : `${modelBaseUrl}/`, baseUrl())) : new URL(known.url);
-    return { url: String(url), sha256: sha256 ?? known.sha256, bytes: known.bytes };
+    if (llmBaseUrl) return { url: String(new URL(known.file, dirUrl(llmBaseUrl))), sha256: sha256 ?? known.sha256, bytes: known.bytes };
+    return { url: known.url, sha256: sha256 ?? known.sha256, bytes: known.bytes, archive: known.archive };
   }
   if (typeof llm !== 'string' || !llm) throw new InvalidArgumentError('llm must be a model id or a URL');
   let url;

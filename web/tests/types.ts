@@ -1,16 +1,20 @@
 // Compiled by `tsc -p web` in the tests: the README's usage must type-check against src/index.d.ts,
 // and misuse must not (the @ts-expect-error lines fail the build if the types stop rejecting them).
-import { AbortError, DeviceError, HistoryError, IntegrityError, NetworkError, Pmg, QuotaExceededError, cachedModels, clearModelCache, generator, models, type LoadProgress, type ModelInfo } from 'pmg-web';
+import { AbortError, DeviceError, HistoryError, IntegrityError, NetworkError, Pmg, QuotaExceededError, cachedModels, clearModelCache, generator, imageToBlob, models, type LoadProgress, type ModelInfo } from 'pmg-web';
+import { History, DEFAULT_RETENTION, validateEvents } from 'pmg-web/history';
 
 export async function usage(out: HTMLElement): Promise<void> {
   const ac = new AbortController();
   const pmg = await Pmg.load({
     llm: 'smollm2-135m-instruct-q4_1',
     device: 'auto',
-    modelBaseUrl: '/models/',
+    llmBaseUrl: '/models/',
+    generatorBaseUrl: '/pmg/',
+    preload: ['generator', 'scorer'],
+    history: { user: 'alice' },
     signal: ac.signal,
     onProgress: (p: LoadProgress) => {
-      if (p.phase === 'download') out.textContent = `${p.loaded} / ${p.total}${p.fromCache ? ' (cached)' : ''}`;
+      if (p.phase === 'download') out.textContent = `${p.file}: ${p.loaded} / ${p.total}${p.fromCache ? ' (cached)' : ''}, ${Math.round((p.fraction ?? 0) * 100)}% of all`;
       if (p.phase === 'cache' && p.error instanceof QuotaExceededError) console.warn(p.error.message);
     },
   });
@@ -34,7 +38,8 @@ export async function usage(out: HTMLElement): Promise<void> {
   await pmg.history.record({ type: 'teleport' });
   const art = await pmg.generateImage({ prompt: 'smiling cat face', seed: 1, steps: 20, guidance: 3, onStep: (i, n) => console.log(i / n), signal: AbortSignal.timeout(60_000) });
   const img: ImageData = art.images[0];
-  console.log(img.width, art.ms, generator.files.denoiser.sha256);
+  const png: Blob = await art.images[0].toBlob({ scale: 4 });
+  console.log(img.width, art.ms, generator.files.denoiser.sha256, generator.files.denoiser.url().href, png.size, (await imageToBlob(img)).type);
   // @ts-expect-error: a prompt is required
   await pmg.generateImage({ seed: 1 });
   // @ts-expect-error: not a sampler
@@ -51,14 +56,27 @@ export async function usage(out: HTMLElement): Promise<void> {
   await pmg.personalize({ alpha: 0.5 });
   // @ts-expect-error: not a weighting
   await pmg.personalize({ target: 'x', weighting: 'embedding' });
+  const completion = await pmg.chat.completions.create({ messages: [{ role: 'user', content: 'Hi!' }], max_tokens: 16 });
+  console.log(completion.choices[0].message.content, completion.choices[0].finish_reason);
+  const stream = await pmg.chat.completions.create({ messages: [{ role: 'user', content: 'Hi!' }], stream: true, signal: ac.signal });
+  for await (const chunk of stream) out.textContent += chunk.choices[0].delta.content ?? '';
   pmg.dispose();
+
+  const history = new History({ user: 'alice', retention: { maxAgeMs: 30 * 86_400_000 } });
+  await history.record({ type: 'click', item: { id: '1f382', title: 'birthday cake' } });
+  const clicks = await history.entries({ type: ['click', 'purchase'], since: Date.now() - 86_400_000, limit: 10 });
+  if (clicks[0]) await history.delete(clicks[0].id);
+  console.log(DEFAULT_RETENTION.maxAgeMs, validateEvents('[]').rejected.length, await history.persist(), History.databaseName('alice'));
+  await history.destroy();
+  const own = new Pmg({ worker: new Worker(new URL('pmg-web/worker', import.meta.url), { type: 'module' }), history });
+  console.log(own.state);
 
   try {
     await Pmg.load({ llm: '/m.gguf', device: 'webgpu', sha256: 'ab', cache: false, worker: false, nCtx: 512 });
   } catch (e) {
     if (e instanceof NetworkError) console.log(e.status, e.url);
     if (e instanceof IntegrityError) console.log(e.expected, e.actual);
-    if (e instanceof AbortError) console.log(e.partial?.text);
+    if (e instanceof AbortError) console.log(e.partial?.text, e.reason);
     if (e instanceof DeviceError) console.log(e.message);
     if (e instanceof HistoryError) console.log(e.field, e.index);
   }
@@ -69,4 +87,10 @@ export async function usage(out: HTMLElement): Promise<void> {
   pmg.chat('hi');
   // @ts-expect-error: maxTokens is a number
   pmg.complete('x', { maxTokens: '8' });
+  // @ts-expect-error: modelBaseUrl was split into llmBaseUrl and generatorBaseUrl
+  await Pmg.load({ modelBaseUrl: '/models/' });
+  // @ts-expect-error: not a generator part
+  await Pmg.load({ preload: ['vae'] });
+  // @ts-expect-error: a query's type is an event type
+  await history.list({ type: 'teleport' });
 }
