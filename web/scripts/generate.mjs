@@ -50,7 +50,7 @@ ${files}
 
 function schemaJs() {
   return `${HEADER('docs/history.schema.json')}
-export default ${JSON.stringify(read('docs/history.schema.json'), null, 2)};
+export default ${JSON.stringify(read('docs/history.schema.json'))};
 `;
 }
 

@@ -39,10 +39,8 @@ enum Cmd {
     },
     /// Measure prefill and decode speed (greedy) and peak memory; prints JSON.
     Bench {
-        #[arg(long)]
-        model: Option<PathBuf>,
-        #[arg(long, default_value = "cpu")]
-        device: DeviceChoice,
+        #[command(flatten)]
+        llm: LlmArgs,
         #[arg(long, default_value_t = 128)]
         prompt_tokens: usize,
         #[arg(long, default_value_t = 128)]
@@ -74,10 +72,8 @@ enum Cmd {
         /// Also describe this item (title) in keywords, as PMG does for the target.
         #[arg(long)]
         target: Option<String>,
-        #[arg(long)]
-        model: Option<PathBuf>,
-        #[arg(long, default_value = "auto")]
-        device: DeviceChoice,
+        #[command(flatten)]
+        llm: LlmArgs,
         #[arg(long, default_value_t = 0.0)]
         temperature: f32,
         #[arg(long, default_value_t = 0)]
@@ -109,11 +105,9 @@ enum Cmd {
         out: PathBuf,
         #[command(flatten)]
         sample: SampleArgs,
-        #[arg(long, default_value = "auto")]
-        device: DeviceChoice,
-        /// The GGUF LLM that encodes the prompt.
-        #[arg(long)]
-        model: Option<PathBuf>,
+        /// The LLM encodes the prompt.
+        #[command(flatten)]
+        llm: LlmArgs,
         /// Nearest-neighbour upscale factor of the written PNG.
         #[arg(long, default_value_t = 1)]
         scale: usize,
@@ -128,10 +122,8 @@ enum Cmd {
         history: Option<PathBuf>,
         #[command(flatten)]
         sample: SampleArgs,
-        #[arg(long, default_value = "auto")]
-        device: DeviceChoice,
-        #[arg(long)]
-        model: Option<PathBuf>,
+        #[command(flatten)]
+        llm: LlmArgs,
     },
     /// Thumbs up or down on a candidate of `pmg personalize` (stored in the history; it moves your alpha).
     Feedback {
@@ -243,10 +235,8 @@ enum EvalCmd {
         /// Concepts per grid.
         #[arg(long, default_value_t = 40)]
         grid_rows: usize,
-        #[arg(long, default_value = "cpu")]
-        device: DeviceChoice,
-        #[arg(long)]
-        model: Option<PathBuf>,
+        #[command(flatten)]
+        llm: LlmArgs,
     },
     /// PMG against the target-only baseline on synthetic users built from held-out emoji
     /// (accuracy and preference scores, distance to the history; needs data/emoji).
@@ -283,10 +273,8 @@ enum EvalCmd {
         set: PathBuf,
         #[arg(long, default_value_t = 8)]
         n: usize,
-        #[arg(long)]
-        model: Option<PathBuf>,
-        #[arg(long, default_value = "cpu")]
-        device: DeviceChoice,
+        #[command(flatten)]
+        llm: LlmArgs,
         /// Write every history's keywords and scores as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -584,14 +572,28 @@ fn history_cmd(cmd: HistoryCmd, file: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// The LLM and the device it runs on: one argument group for every command that loads it.
 #[derive(Args, Clone)]
-struct GenArgs {
+struct LlmArgs {
     /// GGUF file; defaults to the manifest's default model under models/.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// auto | wgpu | cpu
-    #[arg(long, default_value = "auto")]
-    device: DeviceChoice,
+    /// auto | wgpu | cpu. Default: auto, except for `bench` and `eval`, which measure on the CPU
+    /// unless told otherwise (their figures compare across machines).
+    #[arg(long)]
+    device: Option<DeviceChoice>,
+}
+
+impl LlmArgs {
+    fn device_or(&self, default: DeviceChoice) -> DeviceChoice {
+        self.device.unwrap_or(default)
+    }
+}
+
+#[derive(Args, Clone)]
+struct GenArgs {
+    #[command(flatten)]
+    llm: LlmArgs,
     #[arg(long, default_value_t = 256)]
     max_tokens: usize,
     /// 0 = greedy.
@@ -649,8 +651,8 @@ fn read_model(path: &Option<PathBuf>) -> Result<Vec<u8>> {
 }
 
 fn load(opts: &GenArgs) -> Result<LanguageModel> {
-    let bytes = read_model(&opts.model)?;
-    let device = PmgDevice::new(opts.device)?;
+    let bytes = read_model(&opts.llm.model)?;
+    let device = PmgDevice::new(opts.llm.device_or(DeviceChoice::Auto))?;
     log::info!("device: {}", device.adapter);
     LanguageModel::from_gguf_bytes(&bytes, &device, opts.ctx)
 }
@@ -777,24 +779,24 @@ fn main_inner(cli: Cli) -> Result<()> {
         }
         Cmd::History { cmd, file } => history_cmd(cmd, file)?,
         Cmd::Train { cmd } => train::run(cmd, read_model)?,
-        Cmd::Image { prompt, seed, n, out, sample, device, model, scale } => image::image(image::ImageArgs {
+        Cmd::Image { prompt, seed, n, out, sample, llm, scale } => image::image(image::ImageArgs {
             prompt,
             seed,
             n,
             out,
             opts: sample.options(),
-            device,
-            llm: read_model(&model)?,
+            device: llm.device_or(DeviceChoice::Auto),
+            llm: read_model(&llm.model)?,
             scale,
         })?,
         Cmd::Eval { cmd: EvalCmd::Image { data, sample, limit, json, grid } } => {
             image::eval(image::EvalArgs { data, opts: sample.options(), limit, json, grid })?
         }
-        Cmd::Personalize { args, history, sample, device, model } => {
+        Cmd::Personalize { args, history, sample, llm } => {
             let path = history.unwrap_or_else(|| history_file(None));
             let events = read_history(&path)?;
             let opts = sample.options();
-            personalize::personalize(args, events, opts, device, read_model(&model)?)?
+            personalize::personalize(args, events, opts, llm.device_or(DeviceChoice::Auto), read_model(&llm.model)?)?
         }
         Cmd::Feedback { result, candidate, up, down: _, file } => {
             let mut store = pmg::history::store::JsonlStore::open(history_file(file));
@@ -832,27 +834,27 @@ fn main_inner(cli: Cli) -> Result<()> {
             judge: judge.exists().then_some(judge),
             llm: read_model(&model)?,
         })?,
-        Cmd::Eval {
-            cmd: EvalCmd::Generator { data, sample, concepts, judge, json, grid, grid_rows, device, model },
-        } => image::eval_generator(image::GeneratorEvalArgs {
-            data,
-            opts: sample.options(),
-            concepts,
-            judge,
-            json,
-            grid,
-            grid_rows,
-            device,
-            llm: read_model(&model)?,
-        })?,
-        Cmd::Eval { cmd: EvalCmd::Judge { images, judge, top, json } } => eval_judge(&images, &judge, top, json)?,
-        Cmd::Eval { cmd: EvalCmd::Preferences { set, n, model, device, json, mode } } => {
-            eval_preferences(&set, n, &model, device, json, mode)?
+        Cmd::Eval { cmd: EvalCmd::Generator { data, sample, concepts, judge, json, grid, grid_rows, llm } } => {
+            image::eval_generator(image::GeneratorEvalArgs {
+                data,
+                opts: sample.options(),
+                concepts,
+                judge,
+                json,
+                grid,
+                grid_rows,
+                device: llm.device_or(DeviceChoice::Cpu),
+                llm: read_model(&llm.model)?,
+            })?
         }
-        Cmd::Preferences { history, domain, mode, n, target, model, device, temperature, seed, json, show_prompt } => {
+        Cmd::Eval { cmd: EvalCmd::Judge { images, judge, top, json } } => eval_judge(&images, &judge, top, json)?,
+        Cmd::Eval { cmd: EvalCmd::Preferences { set, n, llm, json, mode } } => {
+            eval_preferences(&set, n, &llm.model, llm.device_or(DeviceChoice::Cpu), json, mode)?
+        }
+        Cmd::Preferences { history, domain, mode, n, target, llm, temperature, seed, json, show_prompt } => {
             let events = read_history(&history)?;
-            let bytes = read_model(&model)?;
-            let lm = LanguageModel::from_gguf_bytes(&bytes, &PmgDevice::new(device)?, 2048)?;
+            let bytes = read_model(&llm.model)?;
+            let lm = LanguageModel::from_gguf_bytes(&bytes, &PmgDevice::new(llm.device_or(DeviceChoice::Auto))?, 2048)?;
             let opts = pmg::preference::ExtractOptions {
                 n_keywords: n,
                 domain,
@@ -892,8 +894,8 @@ fn main_inner(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Bench { model, device, prompt_tokens, gen_tokens, runs } => {
-            bench(&model, device, prompt_tokens, gen_tokens, runs)?
+        Cmd::Bench { llm, prompt_tokens, gen_tokens, runs } => {
+            bench(&llm.model, llm.device_or(DeviceChoice::Cpu), prompt_tokens, gen_tokens, runs)?
         }
         Cmd::Info { model, tensors } => {
             let bytes = read_model(&model)?;

@@ -3,8 +3,8 @@
 //! limits, and the same verdict on every case of `golden/history-cases.json` (which the JS unit tests
 //! run too).
 
-use pmg::history::{limits, parse_event};
 use pmg::HistoryError;
+use pmg::history::{limits, parse_event};
 use serde_json::Value;
 
 fn repo_file(path: &str) -> Value {
@@ -22,7 +22,10 @@ fn the_schema_states_the_crates_limits() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|b| b["properties"]["type"]["const"] == ty || b["properties"]["type"]["enum"].as_array().is_some_and(|e| e.iter().any(|v| v == ty)))
+            .find(|b| {
+                b["properties"]["type"]["const"] == ty
+                    || b["properties"]["type"]["enum"].as_array().is_some_and(|e| e.iter().any(|v| v == ty))
+            })
             .unwrap_or_else(|| panic!("no schema branch for {ty}"))["properties"]
             .clone()
     };
