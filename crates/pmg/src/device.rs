@@ -2,7 +2,6 @@
 //! browser) or burn's CPU backend (flex) with our SIMD kernels.
 
 use std::fmt;
-use std::str::FromStr;
 
 use burn::tensor::Device;
 
@@ -15,21 +14,12 @@ pub enum DeviceChoice {
     /// wgpu on a real GPU if one is present, else the CPU.
     #[default]
     Auto,
+    #[serde(alias = "webgpu", alias = "gpu")]
     Wgpu,
     Cpu,
 }
 
-impl FromStr for DeviceChoice {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "wgpu" | "webgpu" | "gpu" => Ok(Self::Wgpu),
-            "cpu" => Ok(Self::Cpu),
-            _ => Err(Error::InvalidArgument(format!("unknown device `{s}` (auto, wgpu, cpu)"))),
-        }
-    }
-}
+crate::from_str_by_serde_name!(DeviceChoice, "device");
 
 /// Which kernels a device runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

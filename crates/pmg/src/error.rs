@@ -118,3 +118,41 @@ pub enum HistoryError {
     #[error("{count} events at once, the limit is {max}")]
     TooMany { count: usize, max: usize },
 }
+
+/// An option's value from its name as serde spells it (aliases included), so that the command line,
+/// JSON and the browser accept the same names from one list: the enum's serde attributes.
+pub fn parse_name<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|e| Error::InvalidArgument(format!("{what} {s:?}: {e}")))
+}
+
+/// `FromStr` through [`parse_name`].
+#[macro_export]
+macro_rules! from_str_by_serde_name {
+    ($t:ty, $what:literal) => {
+        impl std::str::FromStr for $t {
+            type Err = $crate::Error;
+            fn from_str(s: &str) -> $crate::Result<Self> {
+                $crate::error::parse_name(s, $what)
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::DeviceChoice;
+    use crate::diffusion::SamplerKind;
+    use crate::preference::PromptMode;
+
+    #[test]
+    fn option_names_are_serdes_with_their_aliases() {
+        assert_eq!("webgpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Wgpu);
+        assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
+        assert_eq!("dpm++2m".parse::<SamplerKind>().unwrap(), SamplerKind::DpmSolver2m);
+        assert_eq!("per-attribute".parse::<PromptMode>().unwrap(), PromptMode::PerAttribute);
+        assert_eq!("per_attribute".parse::<PromptMode>().unwrap(), PromptMode::PerAttribute);
+        let e = "tpu".parse::<DeviceChoice>().unwrap_err().to_string();
+        assert!(e.contains("tpu") && e.contains("auto") && e.contains("wgpu") && e.contains("cpu"), "{e}");
+    }
+}

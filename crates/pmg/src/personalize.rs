@@ -59,16 +59,7 @@ pub enum Weighting {
     Rows,
 }
 
-impl std::str::FromStr for Weighting {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "text" => Ok(Weighting::Text),
-            "rows" => Ok(Weighting::Rows),
-            _ => Err(Error::InvalidArgument(format!("unknown weighting {s:?} (text, rows)"))),
-        }
-    }
-}
+crate::from_str_by_serde_name!(Weighting, "weighting");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]

@@ -125,19 +125,11 @@ impl Scheduler for DpmSolver2M<'_> {
 pub enum SamplerKind {
     #[default]
     Ddim,
+    #[serde(alias = "dpm", alias = "dpm-solver", alias = "dpm++2m")]
     DpmSolver2m,
 }
 
-impl std::str::FromStr for SamplerKind {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<Self> {
-        match s {
-            "ddim" => Ok(Self::Ddim),
-            "dpm" | "dpm-solver" | "dpm-solver2m" | "dpm++2m" => Ok(Self::DpmSolver2m),
-            _ => Err(crate::Error::InvalidArgument(format!("unknown sampler `{s}` (ddim, dpm-solver2m)"))),
-        }
-    }
-}
+crate::from_str_by_serde_name!(SamplerKind, "sampler");
 
 /// Per-row scalars as a `[b, 1, 1, 1]` tensor for broadcasting over latents.
 pub fn per_row(values: &[f32], device: &burn::tensor::Device) -> Tensor<4> {

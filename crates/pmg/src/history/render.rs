@@ -23,17 +23,7 @@ pub enum Domain {
     Movies,
 }
 
-impl std::str::FromStr for Domain {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<Self> {
-        match s {
-            "stickers" => Ok(Domain::Stickers),
-            "shop" => Ok(Domain::Shop),
-            "movies" => Ok(Domain::Movies),
-            _ => Err(crate::Error::InvalidArgument(format!("unknown domain {s:?} (stickers, shop, movies)"))),
-        }
-    }
-}
+crate::from_str_by_serde_name!(Domain, "domain");
 
 impl Domain {
     /// What the items are called in prompts.

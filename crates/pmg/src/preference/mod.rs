@@ -53,19 +53,11 @@ impl Preferences {
 pub enum PromptMode {
     #[default]
     Direct,
+    #[serde(alias = "per-attribute")]
     PerAttribute,
 }
 
-impl std::str::FromStr for PromptMode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "direct" => Ok(PromptMode::Direct),
-            "per_attribute" | "per-attribute" => Ok(PromptMode::PerAttribute),
-            _ => Err(Error::InvalidArgument(format!("unknown prompt mode {s:?} (direct, per-attribute)"))),
-        }
-    }
-}
+crate::from_str_by_serde_name!(PromptMode, "prompt mode");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
