@@ -21,6 +21,13 @@ fn take(w: &mut Weights, name: &str) -> NamedTensor {
     w.tensors.remove(name).unwrap_or_else(|| panic!("fixture has no `{name}`"))
 }
 
+type Golden = (NamedTensor, NamedTensor, NamedTensor, NamedTensor, NamedTensor);
+
+/// The mirror's inputs and output, taken out of `w` (what is left is a denoiser export).
+fn golden_inputs(w: &mut Weights) -> Golden {
+    (take(w, "golden.x"), take(w, "golden.t"), take(w, "golden.text"), take(w, "golden.mask"), take(w, "golden.out"))
+}
+
 /// burn's forward on the fixture's inputs: (max abs difference to `want`, max abs of `want`).
 fn compare(
     unet: &UNet,
@@ -51,13 +58,7 @@ fn burn_unet_matches_the_pytorch_mirror() {
     let bytes = std::fs::read(path)
         .expect("crates/pmg/tests/golden/unet_torch.safetensors (scripts/torch/golden_unet.py writes it)");
     let mut w = Weights::from_bytes("unet_torch", &bytes).unwrap();
-    let (x, t, text, mask, want) = (
-        take(&mut w, "golden.x"),
-        take(&mut w, "golden.t"),
-        take(&mut w, "golden.text"),
-        take(&mut w, "golden.mask"),
-        take(&mut w, "golden.out"),
-    );
+    let (x, t, text, mask, want) = golden_inputs(&mut w);
     // What is left is a denoiser export (weights, bank, metadata), read by the product's loader.
     let device = PmgDevice::cpu();
     let dev = &device.device;
@@ -93,13 +94,7 @@ fn denoiser_file_matches_the_mirror() {
     let file = std::env::var("PMG_DENOISER").expect("PMG_DENOISER");
     let check = std::env::var("PMG_UNET_CHECK").expect("PMG_UNET_CHECK");
     let mut w = Weights::from_bytes(&check, &std::fs::read(&check).unwrap()).unwrap();
-    let (x, t, text, mask, want) = (
-        take(&mut w, "golden.x"),
-        take(&mut w, "golden.t"),
-        take(&mut w, "golden.text"),
-        take(&mut w, "golden.mask"),
-        take(&mut w, "golden.out"),
-    );
+    let (x, t, text, mask, want) = golden_inputs(&mut w);
     let device = PmgDevice::cpu();
     let dev = &device.device;
     let (unet, config, retrieval) =
