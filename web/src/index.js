@@ -160,10 +160,11 @@ export class Generation {
       (r) => {
         this.#done = true;
         this.#notify();
-        if (this.#aborted) throw new AbortError('generation aborted', { partial: r });
+        if (this.#aborted) throw abortError('generation aborted', signal, { partial: r });
         return r;
       },
       (e) => {
+        if (this.#aborted && e?.name === 'AbortError') e = abortError('generation aborted', signal, e);
         this.#error = e;
         this.#done = true;
         this.#notify();
@@ -199,7 +200,7 @@ export class Generation {
       for (;;) {
         if (this.#aborted) {
           await this.result; // rejects with the AbortError (and what was generated in `partial`)
-          throw new AbortError('generation aborted');
+          throw abortError('generation aborted', signal);
         }
         if (this.#buffer.length) yield this.#buffer.shift();
         else if (this.#error) throw this.#error;
