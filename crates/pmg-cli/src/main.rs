@@ -446,8 +446,9 @@ fn eval_preferences(
     json: Option<PathBuf>,
     only: Option<pmg::preference::PromptMode>,
 ) -> Result<()> {
+    use pmg::host::block_on;
     use pmg::preference::eval::{EvalSet, run_baseline, run_llm, summarize};
-    use pmg::preference::{Extractor, PromptMode, SyncFeed, block_on};
+    use pmg::preference::{Extractor, PromptMode, SyncFeed};
     let text = std::fs::read_to_string(set_path)
         .map_err(|source| Error::Io { path: set_path.display().to_string(), source })?;
     let set = EvalSet::parse(&text)?;
@@ -865,11 +866,11 @@ fn main_inner(cli: Cli) -> Result<()> {
             };
             let ex = pmg::preference::Extractor::new(&lm)?;
             let mut feed = pmg::preference::SyncFeed(lm.new_session());
-            let prefs = pmg::preference::block_on(ex.preferences(&mut feed, &events, &opts))?;
+            let prefs = pmg::host::block_on(ex.preferences(&mut feed, &events, &opts))?;
             let target_kw = match &target {
                 Some(t) => {
                     let item = pmg::history::Item { id: t.clone(), title: t.clone(), ..Default::default() };
-                    Some(pmg::preference::block_on(ex.item_keywords(&mut feed, &item, 10, &opts))?)
+                    Some(pmg::host::block_on(ex.item_keywords(&mut feed, &item, 10, &opts))?)
                 }
                 None => None,
             };

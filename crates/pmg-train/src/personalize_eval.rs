@@ -22,10 +22,11 @@ use super::judge::{Judge, rank};
 use pmg::diffusion::{Generator, SampleOptions};
 use pmg::error::Result;
 use pmg::history::{Event, EventKind, Item};
+use pmg::host::block_on;
 use pmg::image::Image;
 use pmg::llm::LanguageModel;
 use pmg::personalize::{BlockingHost, PersonalizeOptions, Personalized, Personalizer, Profile, Target, Weighting};
-use pmg::preference::{ExtractOptions, Extractor, Preferences, SyncFeed, block_on};
+use pmg::preference::{ExtractOptions, Extractor, Preferences, SyncFeed};
 use pmg::scorer::{Scorer, dot, score_from_cosine};
 use pmg::soft_prompt::SoftPrompt;
 

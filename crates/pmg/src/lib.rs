@@ -8,6 +8,7 @@ pub mod diffusion;
 pub mod error;
 pub mod gguf;
 pub mod history;
+pub mod host;
 pub mod image;
 pub mod kernels;
 pub mod llm;

@@ -566,7 +566,7 @@ pub fn personalize(
     on_progress: impl FnMut(Stage) -> bool,
 ) -> Result<Personalized> {
     let mut feed = crate::preference::SyncFeed(p.lm.new_session());
-    crate::preference::block_on(p.run(&mut feed, &mut BlockingHost(on_progress), events, &target.into(), opts))
+    crate::host::block_on(p.run(&mut feed, &mut BlockingHost(on_progress), events, &target.into(), opts))
 }
 
 #[cfg(test)]

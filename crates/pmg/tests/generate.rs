@@ -1,6 +1,7 @@
 //! Generation behaviour on the real model: stop strings, max tokens, end of turn, cancellation,
 //! seeded sampling, chat template, errors.
 
+use pmg::host::block_on;
 use std::sync::OnceLock;
 
 use pmg::llm::{CancelToken, FinishReason, GenerateOptions, LanguageModel, SamplingParams};
@@ -145,17 +146,6 @@ fn hostile_model_bytes_are_errors_not_panics() {
     let dev = PmgDevice::cpu();
     for len in [0, 3, 100, 4096, 1_000_000, b.len() - 1] {
         assert!(LanguageModel::from_gguf_bytes(&b[..len], &dev, 64).is_err(), "truncated at {len}");
-    }
-}
-
-/// Polls a future that completes without waiting on I/O (the CPU backend's readback).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
     }
 }
 

@@ -128,7 +128,7 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
     // The start is searched by the retrieval query: the same conditioning started from another
     // query's neighbour is another picture, and the conditioning as its own query is the plain run.
     let from = |query: &Conditioning| {
-        let x = pmg::preference::block_on(g.denoise_from(
+        let x = pmg::host::block_on(g.denoise_from(
             std::slice::from_ref(&cond),
             Init::Nearest(std::slice::from_ref(query)),
             &[seed],
@@ -143,7 +143,7 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
     assert_eq!(g.references(&rocket)[0].0, "rocket");
     assert!(diff(&from(&rocket).rgba, &imgs[0].rgba).0 > 5.0, "a rocket start gives another picture");
     assert!(
-        pmg::preference::block_on(g.denoise_from(
+        pmg::host::block_on(g.denoise_from(
             std::slice::from_ref(&cond),
             Init::Nearest(&[]),
             &[seed],
@@ -158,7 +158,7 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
     let rocket_img = from(&rocket);
     let start = |img: &Image, strength: f32| {
         let o = SampleOptions { strength, ..opts };
-        let x = pmg::preference::block_on(g.denoise_from(
+        let x = pmg::host::block_on(g.denoise_from(
             std::slice::from_ref(&cond),
             Init::Images(&[img]),
             &[seed],
@@ -175,7 +175,7 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
     assert_eq!(start(&big, 0.5).width, 64, "any picture size is scaled");
     let bad = Image { width: 2, height: 2, rgba: vec![0; 3] };
     for (imgs, what) in [(vec![&bad], "malformed"), (vec![&rocket_img, &rocket_img], "two pictures for one run")] {
-        let r = pmg::preference::block_on(g.denoise_from(
+        let r = pmg::host::block_on(g.denoise_from(
             std::slice::from_ref(&cond),
             Init::Images(&imgs),
             &[seed],

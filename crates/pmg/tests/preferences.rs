@@ -7,8 +7,9 @@ use std::sync::OnceLock;
 
 use pmg::history::render::Domain;
 use pmg::history::{Event, EventKind, Item, Role, parse_export};
+use pmg::host::block_on;
 use pmg::llm::LanguageModel;
-use pmg::preference::{ExtractOptions, Extractor, Preferences, PromptMode, SyncFeed, block_on};
+use pmg::preference::{ExtractOptions, Extractor, Preferences, PromptMode, SyncFeed};
 use pmg::{Error, HistoryError, PmgDevice};
 
 fn lm() -> &'static LanguageModel {

@@ -442,7 +442,7 @@ impl Generator {
         opts: &SampleOptions,
         on_step: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<Tensor<4>> {
-        crate::preference::block_on(self.denoise(conds, seeds, opts, &mut BlockingSteps(on_step)))
+        crate::host::block_on(self.denoise(conds, seeds, opts, &mut BlockingSteps(on_step)))
     }
 
     /// Generate images natively (blocking readback).

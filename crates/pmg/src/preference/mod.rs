@@ -144,18 +144,6 @@ impl Feed for AsyncFeed<'_> {
     }
 }
 
-/// Run a future that never waits (a `SyncFeed` flow) to completion.
-pub fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
-}
-
 /// Preference extraction for one model: holds the per-vocabulary tables.
 pub struct Extractor<'m> {
     lm: &'m LanguageModel,
@@ -350,5 +338,5 @@ fn weigh(decoded: Vec<Decoded>) -> Vec<Keyword> {
 pub fn extract(lm: &LanguageModel, events: &[Event], opts: &ExtractOptions) -> Result<Preferences> {
     let ex = Extractor::new(lm)?;
     let mut feed = SyncFeed(lm.new_session());
-    block_on(ex.preferences(&mut feed, events, opts))
+    crate::host::block_on(ex.preferences(&mut feed, events, opts))
 }
