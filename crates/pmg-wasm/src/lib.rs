@@ -58,19 +58,6 @@ fn bad_arg(msg: impl std::fmt::Display) -> JsValue {
     js_error(Error::InvalidArgument(msg.to_string()))
 }
 
-/// Resolve a device in the browser. `auto` takes WebGPU on a hardware adapter and the CPU
-/// otherwise (a software adapter such as SwiftShader is slower than the CPU path).
-async fn device(choice: DeviceChoice) -> Result<PmgDevice, Error> {
-    match choice {
-        DeviceChoice::Cpu => Ok(PmgDevice::cpu()),
-        DeviceChoice::Wgpu => webgpu().await,
-        DeviceChoice::Auto => match webgpu().await {
-            Ok(d) if !d.is_software => Ok(d),
-            _ => Ok(PmgDevice::cpu()),
-        },
-    }
-}
-
 async fn webgpu() -> Result<PmgDevice, Error> {
     let unavailable = |reason: String| Error::Device { device: "webgpu".into(), reason };
     let browser = browser_adapter().await;
@@ -83,7 +70,7 @@ async fn webgpu() -> Result<PmgDevice, Error> {
         || text.contains("swiftshader")
         || text.contains("llvmpipe");
     let name = if info.name.is_empty() { browser.description } else { info.name };
-    Ok(PmgDevice { device, kind: BackendKind::Wgpu, adapter: format!("{name} (WebGPU)"), is_software })
+    Ok(PmgDevice::from_wgpu(device, format!("{name} (WebGPU)"), is_software))
 }
 
 /// What the browser itself says of its default adapter; wgpu's adapter info is mostly empty there.
@@ -321,7 +308,7 @@ impl Llm {
     /// Build the model from GGUF bytes on `device` (`"auto" | "webgpu" | "cpu"`).
     pub async fn load(bytes: Vec<u8>, device: String, n_ctx: Option<u32>) -> Result<Llm, JsValue> {
         let choice: DeviceChoice = device.parse().map_err(js_error)?;
-        let dev = self::device(choice).await.map_err(js_error)?;
+        let dev = PmgDevice::choose(choice, webgpu).await.map_err(js_error)?;
         let n_ctx = n_ctx.unwrap_or(2048) as usize;
         let lm = LanguageModel::from_gguf_bytes(&bytes, &dev, n_ctx).map_err(js_error)?;
         drop(bytes); // the GGUF copy is not needed once the weights are on the device

@@ -58,18 +58,32 @@ impl PmgDevice {
         PmgDevice { device: Device::flex(), kind: BackendKind::Cpu, adapter, is_software: false }
     }
 
-    /// Resolve a choice natively. `Auto` prefers a hardware GPU and falls back to the CPU
-    /// (a software GPU emulation is slower than our CPU kernels).
-    #[cfg(not(target_family = "wasm"))]
-    pub fn new(choice: DeviceChoice) -> Result<Self> {
+    /// A GPU device as wgpu opened it: the one place such a `PmgDevice` is built.
+    pub fn from_wgpu(device: Device, adapter: String, is_software: bool) -> Self {
+        PmgDevice { device, kind: BackendKind::Wgpu, adapter, is_software }
+    }
+
+    /// The one policy for a choice, whatever opens the GPU (`gpu`: natively wgpu's default adapter, in
+    /// the browser WebGPU): `Wgpu` insists on it; `Auto` takes it on a hardware adapter and the CPU
+    /// otherwise (a software GPU emulation is slower than our CPU kernels).
+    pub async fn choose<F: std::future::Future<Output = Result<Self>>>(
+        choice: DeviceChoice,
+        gpu: impl FnOnce() -> F,
+    ) -> Result<Self> {
         match choice {
             DeviceChoice::Cpu => Ok(Self::cpu()),
-            DeviceChoice::Wgpu => Self::wgpu(),
-            DeviceChoice::Auto => match Self::wgpu() {
+            DeviceChoice::Wgpu => gpu().await,
+            DeviceChoice::Auto => match gpu().await {
                 Ok(d) if !d.is_software => Ok(d),
                 _ => Ok(Self::cpu()),
             },
         }
+    }
+
+    /// Resolve a choice natively ([`PmgDevice::choose`] with wgpu's default adapter).
+    #[cfg(not(target_family = "wasm"))]
+    pub fn new(choice: DeviceChoice) -> Result<Self> {
+        crate::host::block_on(Self::choose(choice, || async { Self::wgpu() }))
     }
 
     #[cfg(all(feature = "wgpu", not(target_family = "wasm")))]

@@ -19,8 +19,6 @@ use burn::tensor::{DType, Int, Shape, Tensor, TensorData};
 use cubecl::prelude::*;
 
 use super::QMatrix;
-#[cfg(not(target_family = "wasm"))]
-use crate::device::BackendKind;
 use crate::device::PmgDevice;
 use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
@@ -1082,10 +1080,5 @@ fn init_native_once() -> Result<PmgDevice> {
         wgpu_options().init_with_setup().map_err(|e| Error::Device { device: "wgpu".into(), reason: e.to_string() })?;
     let info = setup.adapter.get_info();
     let is_software = info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu;
-    Ok(PmgDevice {
-        device,
-        kind: BackendKind::Wgpu,
-        adapter: format!("{} ({:?}, {})", info.name, info.backend, info.driver),
-        is_software,
-    })
+    Ok(PmgDevice::from_wgpu(device, format!("{} ({:?}, {})", info.name, info.backend, info.driver), is_software))
 }
