@@ -211,6 +211,15 @@ impl JsPersonalizeOptions {
     }
 }
 
+/// Options from JS: `undefined` or `null` are the defaults; unknown or mistyped fields are an
+/// `InvalidArgumentError`.
+fn js_options<T: serde::de::DeserializeOwned + Default>(options: JsValue) -> Result<T, JsValue> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(T::default());
+    }
+    serde_wasm_bindgen::from_value(options).map_err(bad_arg)
+}
+
 fn safe_seed(seed: f64) -> Result<u64, JsValue> {
     if !(seed.is_finite() && seed >= 0.0 && seed.fract() == 0.0 && seed <= 9_007_199_254_740_991.0) {
         return Err(bad_arg(format!("seed {seed} is not a non-negative safe integer")));
@@ -379,11 +388,7 @@ impl Llm {
     /// Invalid events are skipped (validate them on the way in with `validateEvents`).
     pub async fn preferences(&self, events_json: String, options: JsValue) -> Result<JsValue, JsValue> {
         let (events, _) = pmg::history::parse_export(&events_json).map_err(js_error)?;
-        let opts: pmg::preference::ExtractOptions = if options.is_undefined() || options.is_null() {
-            Default::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(bad_arg)?
-        };
+        let opts: pmg::preference::ExtractOptions = js_options(options)?;
         let ex = pmg::preference::Extractor::new(&self.lm).map_err(js_error)?;
         let mut feed = pmg::preference::AsyncFeed(self.lm.new_session());
         let prefs = ex.preferences(&mut feed, &events, &opts).await.map_err(js_error)?;
@@ -394,11 +399,7 @@ impl Llm {
     #[wasm_bindgen(js_name = itemKeywords)]
     pub async fn item_keywords(&self, item_json: String, n: u32, options: JsValue) -> Result<JsValue, JsValue> {
         let item: pmg::history::Item = serde_json::from_str(&item_json).map_err(bad_arg)?;
-        let opts: pmg::preference::ExtractOptions = if options.is_undefined() || options.is_null() {
-            Default::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(bad_arg)?
-        };
+        let opts: pmg::preference::ExtractOptions = js_options(options)?;
         let ex = pmg::preference::Extractor::new(&self.lm).map_err(js_error)?;
         let mut feed = pmg::preference::AsyncFeed(self.lm.new_session());
         let kws = ex.item_keywords(&mut feed, &item, n as usize, &opts).await.map_err(js_error)?;
@@ -429,15 +430,8 @@ impl Llm {
         on_step: Option<js_sys::Function>,
     ) -> Result<JsValue, JsValue> {
         use pmg::diffusion::{MAX_TEXT_TOKENS, SampleOptions, encode_text_async};
-        let o: JsImageOptions = if options.is_undefined() || options.is_null() {
-            JsImageOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(bad_arg)?
-        };
-        let g =
-            self.generator.borrow().clone().ok_or_else(|| {
-                js_error(Error::InvalidArgument("no generator loaded (call loadGenerator first)".into()))
-            })?;
+        let o: JsImageOptions = js_options(options)?;
+        let g = self.loaded_generator()?;
         let seed = o.seed.unwrap_or(0.0);
         safe_seed(seed)?;
         let n = o.n.unwrap_or(1);
@@ -503,17 +497,10 @@ impl Llm {
         options: JsValue,
         on_progress: Option<js_sys::Function>,
     ) -> Result<JsValue, JsValue> {
-        let o: JsPersonalizeOptions = if options.is_undefined() || options.is_null() {
-            JsPersonalizeOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(bad_arg)?
-        };
+        let o: JsPersonalizeOptions = js_options(options)?;
         let opts = o.into_options()?;
         let (events, _) = pmg::history::parse_export(&events_json).map_err(js_error)?;
-        let g =
-            self.generator.borrow().clone().ok_or_else(|| {
-                js_error(Error::InvalidArgument("no generator loaded (call loadGenerator first)".into()))
-            })?;
+        let g = self.loaded_generator()?;
         let sc = self
             .scorer
             .borrow()
@@ -567,17 +554,20 @@ impl Llm {
 }
 
 impl Llm {
+    fn loaded_generator(&self) -> Result<std::rc::Rc<pmg::diffusion::Generator>, JsValue> {
+        self.generator
+            .borrow()
+            .clone()
+            .ok_or_else(|| js_error(Error::InvalidArgument("no generator loaded (call loadGenerator first)".into())))
+    }
+
     async fn run(
         &self,
         prompt: Vec<u32>,
         options: JsValue,
         on_token: Option<js_sys::Function>,
     ) -> Result<JsValue, JsValue> {
-        let opts: JsGenOptions = if options.is_undefined() || options.is_null() {
-            JsGenOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(bad_arg)?
-        };
+        let opts: JsGenOptions = js_options(options)?;
         let cancel = pmg::llm::CancelToken::new();
         let mut opts = opts.into_options();
         opts.cancel = Some(cancel.clone());
