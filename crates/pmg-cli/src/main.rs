@@ -200,19 +200,11 @@ enum EvalCmd {
     },
     /// The generator and scorer on the held-out emoji: retrieval top-1/top-5 and Frechet distance,
     /// against baselines (needs data/emoji and `pmg train embed`).
+    ///
+    /// `--grid` writes a sample grid (and a .txt with its captions); `--limit` counts held-out items.
     Image {
-        #[arg(long, default_value = "data/emoji")]
-        data: PathBuf,
         #[command(flatten)]
-        sample: SampleArgs,
-        /// Only the first N held-out items.
-        #[arg(long)]
-        limit: Option<usize>,
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Write a sample grid PNG (and a .txt with its captions) here.
-        #[arg(long)]
-        grid: Option<PathBuf>,
+        run: EvalRun,
     },
     /// Does the generator draw the catalog? By the judge: 300 sampled training concepts from their
     /// names and every held-out concept, at strength 1 and the default, beside real images and
@@ -240,24 +232,17 @@ enum EvalCmd {
     },
     /// PMG against the target-only baseline on synthetic users built from held-out emoji
     /// (accuracy and preference scores, distance to the history; needs data/emoji).
+    ///
+    /// `--grid` shows the history, the target and each system's choice for one user per taste;
+    /// `--limit` counts users.
     Personalize {
-        #[arg(long, default_value = "data/emoji")]
-        data: PathBuf,
         #[command(flatten)]
-        sample: SampleArgs,
+        run: EvalRun,
         /// Seeds per preference weight.
         #[arg(long, default_value_t = 2)]
         seeds: usize,
         #[arg(long, default_value_t = 0.5)]
         alpha: f32,
-        /// Only the first N users.
-        #[arg(long)]
-        limit: Option<usize>,
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Write a grid PNG (history, target, each system's choice; one user per taste) here.
-        #[arg(long)]
-        grid: Option<PathBuf>,
         /// Leave out the implicit-embedding systems (they need models/emoji-soft-prompt.safetensors).
         #[arg(long)]
         no_embeddings: bool,
@@ -573,6 +558,24 @@ fn history_cmd(cmd: HistoryCmd, file: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// What an evaluation reads and writes: the data, the sampler, how much of the set, the reports.
+#[derive(Args, Clone)]
+struct EvalRun {
+    #[arg(long, default_value = "data/emoji")]
+    data: PathBuf,
+    #[command(flatten)]
+    sample: SampleArgs,
+    /// Only the first N items of the set.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the evaluation's grid PNG here.
+    #[arg(long)]
+    grid: Option<PathBuf>,
+}
+
 /// The LLM and the device it runs on: one argument group for every command that loads it.
 #[derive(Args, Clone)]
 struct LlmArgs {
@@ -790,7 +793,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             llm: read_model(&llm.model)?,
             scale,
         })?,
-        Cmd::Eval { cmd: EvalCmd::Image { data, sample, limit, json, grid } } => {
+        Cmd::Eval { cmd: EvalCmd::Image { run: EvalRun { data, sample, limit, json, grid } } } => {
             image::eval(image::EvalArgs { data, opts: sample.options(), limit, json, grid })?
         }
         Cmd::Personalize { args, history, sample, llm } => {
@@ -822,7 +825,15 @@ fn main_inner(cli: Cli) -> Result<()> {
             );
         }
         Cmd::Eval {
-            cmd: EvalCmd::Personalize { data, sample, seeds, alpha, limit, json, grid, no_embeddings, judge, model },
+            cmd:
+                EvalCmd::Personalize {
+                    run: EvalRun { data, sample, limit, json, grid },
+                    seeds,
+                    alpha,
+                    no_embeddings,
+                    judge,
+                    model,
+                },
         } => personalize::eval(personalize::EvalArgs {
             data,
             sample: sample.options(),
