@@ -348,7 +348,7 @@ export class Pmg {
     const list = events ?? (await this.history.list());
     const r = await this.#abortable('personalize', { ...options, events: list }, (p) => onProgress?.(p), signal, 'personalization aborted');
     const candidates = r.candidates.map((c) => ({ ...c, image: PmgImage.from(c.image) }));
-    return { ...r, candidates, chosen: r.chosen };
+    return { ...r, candidates };
   }
 
   /** A queued worker call that `signal` cancels (between steps, on the worker side). */
