@@ -50,3 +50,24 @@ test("the README's JS quickstart is the fixture app, verbatim", () => {
   const block = /## Quickstart[\s\S]*?```js\n([\s\S]*?)```/.exec(readme)?.[1];
   assert.equal(block, readFileSync(new URL('fixtures/app.js', web), 'utf8'));
 });
+
+test('npx pmg-web assets copies every asset a site serves, each checked, and prints the options', async () => {
+  const { models, defaultLlm, generator } = await import('../../src/models.js');
+  const m = models[defaultLlm];
+  const wheel = new URL(`../models/${new URL(m.url).pathname.split('/').pop()}`, web);
+  const ready = existsSync(wheel) && existsSync(new URL('pkg/pmg_bg.wasm', web)) && existsSync(new URL(`models/${generator.files.denoiser.file}`, web));
+  if (!ready) return; // needs scripts/fetch-models.sh and scripts/build-web.sh
+  const { mkdtempSync, readdirSync } = await import('node:fs');
+  const { createHash } = await import('node:crypto');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = join(mkdtempSync(join(tmpdir(), 'pmg-assets-')), 'pmg');
+  const out = execFileSync(process.execPath, [new URL('bin/pmg-web.mjs', web).pathname, 'assets', dir, '--llm-file', wheel.pathname, '--url', '/static/pmg/'], { encoding: 'utf8' });
+  const files = readdirSync(dir).sort();
+  assert.deepEqual(files, ['pmg_bg.wasm', m.file, ...Object.values(generator.files).map((f) => f.file)].sort());
+  const sha = (f) => createHash('sha256').update(readFileSync(join(dir, f))).digest('hex');
+  assert.equal(sha(m.file), m.sha256, 'the GGUF unpacked from the wheel');
+  for (const f of Object.values(generator.files)) assert.equal(sha(f.file), f.sha256, f.file);
+  assert.match(out, /llmBaseUrl: '\/static\/pmg\/', generatorBaseUrl: '\/static\/pmg\/', wasmUrl: '\/static\/pmg\/pmg_bg.wasm'/);
+  assert.throws(() => execFileSync(process.execPath, [new URL('bin/pmg-web.mjs', web).pathname, 'assets', dir, '--llm-file', new URL('package.json', web).pathname], { stdio: 'pipe' }), /SHA-256/);
+});
