@@ -385,7 +385,7 @@ impl Llm {
     }
 
     /// Preference keywords from a history (`events_json`: an export or an array of events, as JSON).
-    /// Invalid events are skipped (validate them on the way in with `validateEvents`).
+    /// Invalid events are skipped (pmg-web's history module validates them on the way in).
     pub async fn preferences(&self, events_json: String, options: JsValue) -> Result<JsValue, JsValue> {
         let (events, _) = pmg::history::parse_export(&events_json).map_err(js_error)?;
         let opts: pmg::preference::ExtractOptions = js_options(options)?;
@@ -596,22 +596,4 @@ impl Llm {
 #[wasm_bindgen(js_name = sha256Hex)]
 pub fn sha256_hex(bytes: &[u8]) -> String {
     pmg::models::sha256_hex(bytes)
-}
-
-/// Validate history events (`json`: an export `{ version, events }` or an array). Returns
-/// `{ events, rejected: [{ index, kind, message }] }`: the valid events in their canonical form, and
-/// why each other one was refused. Throws `HistoryError` when the document itself is malformed.
-#[wasm_bindgen(js_name = validateEvents)]
-pub fn validate_events(json: String) -> Result<JsValue, JsValue> {
-    let (events, report) = pmg::history::parse_export(&json).map_err(js_error)?;
-    let rejected: Vec<serde_json::Value> = report
-        .rejected
-        .iter()
-        .map(|e| {
-            let mut v = serde_json::to_value(e).unwrap_or_default();
-            v["message"] = e.to_string().into();
-            v
-        })
-        .collect();
-    to_js(&serde_json::json!({ "events": events, "rejected": rejected }))
 }
