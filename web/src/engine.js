@@ -191,9 +191,9 @@ export class Engine {
     const llm = this.#model();
     const { target: _target, events = [], ...options } = o;
     for (const k of Object.keys(options)) if (options[k] === undefined || options[k] === null) delete options[k];
-    const needs = [this.#generator(onProgress, signal), this.#extra('scorer', 'loadScorer', onProgress, signal)];
-    if (options.embeddings ?? Llm.personalizeDefaults().embeddings) needs.push(this.#extra('softPrompt', 'loadSoftPrompt', onProgress, signal));
-    await Promise.all(needs);
+    const parts = ['generator', 'scorer'];
+    if (options.embeddings ?? Llm.personalizeDefaults().embeddings) parts.push('softPrompt');
+    await this.preload(parts, onProgress, signal);
     const t0 = performance.now();
     let r;
     try {
@@ -231,7 +231,10 @@ export class Engine {
     }
   }
 
-  /** Fetch and load generator parts now rather than on first use: `names` of 'generator', 'scorer', 'softPrompt'. */
+  /**
+   * Fetch and load generator parts (each once): `names` of 'generator', 'scorer', 'softPrompt'.
+   * `personalize` loads what it needs through here; `load({ preload })` calls it ahead of use.
+   */
   async preload(names, onProgress = () => {}, signal) {
     const loads = { generator: () => this.#generator(onProgress, signal), scorer: () => this.#extra('scorer', 'loadScorer', onProgress, signal), softPrompt: () => this.#extra('softPrompt', 'loadSoftPrompt', onProgress, signal) };
     for (const n of names) if (!loads[n]) throw new InvalidArgumentError(`preload: unknown part ${JSON.stringify(n)} (generator, scorer, softPrompt)`);

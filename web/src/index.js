@@ -275,7 +275,8 @@ export class Pmg {
     const t = this._transport();
     this.#state = 'loading';
     const args = { ...model, device, cache, nCtx, wasmUrl: wasmUrl && String(new URL(wasmUrl, baseUrl())), generator: gen };
-    const progress = overallProgress(onProgress, { llm: model.archive?.bytes ?? model.bytes, ...Object.fromEntries(preload.map((p) => [p, gen[p === 'generator' ? 'denoiser' : p].bytes])) }, preload.includes('generator') ? gen.autoencoder.bytes : 0);
+    const files = preload.flatMap((p) => (p === 'generator' ? ['autoencoder', 'denoiser'] : [p]));
+    const progress = overallProgress(onProgress, (model.archive?.bytes ?? model.bytes ?? 0) + files.reduce((a, f) => a + gen[f].bytes, 0));
     let onAbort;
     const aborted = new Promise((_, reject) => {
       onAbort = () => {
@@ -525,12 +526,11 @@ function abortError(message, signal, partialFrom) {
 }
 
 /**
- * Wraps `onProgress` so that every event also carries `fraction`: bytes arrived over all bytes this
- * load fetches (`sizes`: file -> expected bytes; `extra`: bytes of files reported under another name).
+ * Wraps `onProgress` so that every event also carries `fraction`: bytes arrived (per file, the
+ * latest count) over `total`, the bytes this load fetches.
  */
-function overallProgress(onProgress, sizes, extra = 0) {
+function overallProgress(onProgress, total) {
   const loaded = {};
-  const total = Object.values(sizes).reduce((a, b) => a + (b ?? 0), 0) + extra;
   return (p) => {
     if (p.phase === 'download') loaded[p.file ?? 'llm'] = p.loaded;
     const got = Object.values(loaded).reduce((a, b) => a + b, 0);
