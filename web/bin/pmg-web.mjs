@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fetchModel } from '../src/loader.js';
 import { defaultLlm, generator, models } from '../src/models.js';
 import { zipMember } from '../src/zip.js';
 
@@ -55,11 +56,12 @@ async function llmBytes(m, file) {
     return checked(b, m.sha256, file);
   }
   console.log(`downloading ${m.url}`);
-  const res = await fetch(m.url, { referrerPolicy: 'no-referrer', credentials: 'omit' });
-  if (!res.ok) fail(`${m.url}: HTTP ${res.status}`);
-  const b = new Uint8Array(await res.arrayBuffer());
-  if (!m.archive) return checked(b, m.sha256, m.url);
-  return checked(await zipMember(checked(b, m.archive.sha256, m.url), m.archive.member), m.sha256, m.archive.member);
+  // The browser's own loader: the same request, archive unpacking and hash checks.
+  try {
+    return (await fetchModel({ ...m, cache: false })).bytes;
+  } catch (e) {
+    return fail(`${m.url}: ${e.message}`);
+  }
 }
 
 const o = parse(process.argv.slice(2));
