@@ -27,8 +27,6 @@ function nextTask() {
   });
 }
 
-const GEN_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'stop'];
-
 /** A target picture as PNG bytes for the wasm side: PNG bytes (Uint8Array / ArrayBuffer), a PNG Blob, or undefined. */
 async function pngBytes(image) {
   if (image === undefined || image === null) return undefined;
@@ -90,10 +88,8 @@ export class Engine {
    * Run one generation. `onToken(text, id)` gets every token; `isCancelled()` is polled between tokens.
    * @param {'chat' | 'complete'} kind
    */
-  async generate(kind, input, opts = {}, onToken = () => {}, isCancelled = () => false) {
-    const llm = this.#model();
-    const options = {};
-    for (const k of GEN_KEYS) if (opts[k] !== undefined && opts[k] !== null) options[k] = opts[k];
+  async generate(kind, input, options = {}, onToken = () => {}, isCancelled = () => false) {
+    const llm = this.#model(); // the binding checks `options` against GenerateOptions (options.d.ts)
     if (kind === 'chat' && !Array.isArray(input)) throw new InvalidArgumentError('chat() takes an array of { role, content } messages');
     if (kind === 'complete' && typeof input !== 'string') throw new InvalidArgumentError('complete() takes a string prompt');
     const cb = async (text, id) => {
@@ -249,8 +245,7 @@ export class Engine {
     if (typeof o?.prompt !== 'string' || !o.prompt.trim()) throw new InvalidArgumentError('generateImage() needs a non-empty prompt');
     const llm = this.#model();
     await this.#generator(onProgress, signal);
-    const options = {};
-    for (const k of ['seed', 'steps', 'guidance', 'sampler', 'strength', 'n']) if (o[k] !== undefined && o[k] !== null) options[k] = o[k];
+    const { prompt: _prompt, ...options } = o; // checked by the binding against ImageOptions (options.d.ts)
     const t0 = performance.now();
     let r;
     try {

@@ -1,4 +1,25 @@
-// Types of pmg-web's public API (src/index.js).
+// Types of pmg-web's public API (src/index.js). The option shapes the wasm binding reads come from
+// their Rust definitions (options.d.ts, generated); here they are partial and joined with the
+// JavaScript-only fields (callbacks, signals, events).
+
+import type {
+  ExtractOptions,
+  GenerateOptions as GenerateCore,
+  ImageOptions,
+  PersonalizeOptions as PersonalizeCore,
+  RenderOptions,
+} from './options.js';
+export type {
+  Domain,
+  ExtractOptions,
+  ImageOptions,
+  PromptMode,
+  RenderOptions,
+  SampleOptions,
+  SamplerKind,
+  SamplingParams,
+  Weighting,
+} from './options.js';
 
 /** Where the model runs: `auto` takes WebGPU on a hardware adapter and the CPU (wasm) otherwise. */
 export type Device = 'auto' | 'webgpu' | 'cpu';
@@ -50,23 +71,10 @@ export interface LoadOptions {
   generatorBaseUrl?: string;
 }
 
-export type SamplerKind = 'ddim' | 'dpm-solver2m';
-
-export interface GenerateImageOptions {
+/** `seed`, `n` and the sampling options (`steps`, `guidance`, `sampler`, `strength`), documented in options.d.ts. */
+export interface GenerateImageOptions extends Partial<ImageOptions> {
   /** Text describing the picture, e.g. `'smiling cat face'`. */
   prompt: string;
-  /** Seed of the initial noise (a non-negative safe integer, default 0). Image i uses `seed + i`. */
-  seed?: number;
-  /** Denoising steps, 1..50 (default 20). */
-  steps?: number;
-  /** Classifier-free guidance scale, 0..20 (default 3; 1 turns guidance off). */
-  guidance?: number;
-  /** Default `'ddim'`. */
-  sampler?: SamplerKind;
-  /** Starting noise, in (0, 1] (default 0.6): below 1 the run starts from the nearest training emoji (see `references`) noised that far; 1 starts from pure noise. */
-  strength?: number;
-  /** Images to generate, 1..16 (default 1). */
-  n?: number;
   /** Called after each denoising step. */
   onStep?: (step: number, total: number) => void;
   /** Download progress of the generator weights (first call only). */
@@ -83,36 +91,17 @@ export interface PictureTarget {
   image?: Uint8Array | ArrayBuffer | Blob;
 }
 
-export interface PersonalizeOptions {
+/**
+ * Every field but `target` is optional (the defaults are listed in options.d.ts). `alpha`,
+ * `weights`, `seeds`, `seed`, `weighting`, `preferenceKeywords`, `keywords`, `embeddings`,
+ * `imageStrengths` and the sampling options (`steps`, `guidance`, `sampler`, `strength`) are
+ * documented in options.d.ts; `extract` takes the options of `preferences()`.
+ */
+export interface PersonalizeOptions extends Partial<Omit<PersonalizeCore, 'extract'>> {
   /** What to make: a title such as `'birthday cake'`, or an item with its picture. */
   target: string | PictureTarget;
-  /** With a target picture: the strengths candidates start from it at (seed i takes the i-th, cycling; default `[0.5, 0.7]`; lower keeps more of the picture). */
-  imageStrengths?: number[];
-  /** 0 = closest to the target, 1 = most personal. Default: the alpha learned from this user's feedback (0.5 without any). */
-  alpha?: number;
-  /** Preference weights to try, each 0..8 (default `[0, 1, 2]`; 0 is the unpersonalized image). */
-  weights?: number[];
-  /** Seeds per weight, 1..8 (default 2); at most 16 candidates in all. */
-  seeds?: number;
-  /** First seed (default 0). */
-  seed?: number;
-  /** `'text'` (default): the keywords repeated w times in the prompt (the paper's way); `'rows'`: the keywords' hidden states repeated w times. */
-  weighting?: 'rows' | 'text';
-  /** Preference keywords in the conditioning, 1..8 (default 3). */
-  preferenceKeywords?: number;
-  /** Condition on the preference keywords (default true). They are extracted either way: candidates are scored against them. */
-  keywords?: boolean;
-  /** Condition on the implicit preferences (default false): the LLM's soft-prompt rows read from the history (PMG's soft "image tokens"), repeated w times. The soft-prompt weights (0.7 MB) are fetched on first use. */
-  embeddings?: boolean;
-  steps?: number;
-  guidance?: number;
-  sampler?: SamplerKind;
-  /** As for `generateImage` (default 0.6). */
-  strength?: number;
-  /** History rendering and preference prompt (see `preferences()`). */
-  domain?: 'stickers' | 'shop' | 'movies';
-  mode?: 'direct' | 'per_attribute';
-  nKeywords?: number;
+  /** How the preference keywords are extracted (as for `preferences()`). */
+  extract?: Partial<Omit<ExtractOptions, 'render'>> & { render?: Partial<RenderOptions> };
   /** Use these events instead of the stored history. */
   events?: HistoryEvent[];
   onProgress?: (p: PersonalizeProgress) => void;
@@ -244,18 +233,8 @@ export interface ChatMessage {
   content: string;
 }
 
-export interface GenerateOptions {
-  /** Default 256. */
-  maxTokens?: number;
-  /** 0 is greedy (the default). */
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  repetitionPenalty?: number;
-  /** Seed of the sampler: the same seed and options give the same tokens. */
-  seed?: number;
-  /** Stop before any of these strings; they are not part of the output. */
-  stop?: string[];
+/** `maxTokens`, `stop` and the sampling options (`temperature`, `topK`, `topP`, `repetitionPenalty`, `repeatLastN`, `seed`), documented in options.d.ts. */
+export interface GenerateOptions extends Partial<GenerateCore> {
   /** Aborting stops the generation: iteration and `result` reject with `AbortError` (whose `partial` holds what came). */
   signal?: AbortSignal;
 }
@@ -286,21 +265,9 @@ export declare class Generation implements AsyncIterable<Token> {
 import type { History, HistoryEvent, HistoryItem } from './history.js';
 export * from './history.js';
 
-export type Domain = 'stickers' | 'shop' | 'movies';
-
-export interface PreferenceOptions {
-  /** Default 8. */
-  nKeywords?: number;
-  /** Which of PMG's renderings (default 'stickers'). */
-  domain?: Domain;
-  /** One prompt, or one per attribute plus an integrate prompt (default 'direct'). */
-  mode?: 'direct' | 'per_attribute';
-  /** 0 (default) is greedy: the same history gives the same keywords. */
-  temperature?: number;
-  seed?: number;
-  /** Words per keyword (default 3). */
-  maxWords?: number;
-  render?: { maxItems?: number; maxMessages?: number; maxSearches?: number; minRating?: number; budgetTokens?: number };
+/** The extraction options (`nKeywords`, `domain`, `mode`, `temperature`, `seed`, `maxWords`, `render`), documented in options.d.ts. */
+export interface PreferenceOptions extends Partial<Omit<ExtractOptions, 'render'>> {
+  render?: Partial<RenderOptions>;
   /** Use these events instead of the stored history. */
   events?: HistoryEvent[];
 }

@@ -224,6 +224,10 @@ test('misuse: calls before load, after dispose, bad arguments', async () => {
   assertEqual(messages?.name, 'InvalidArgumentError', 'chat with a string');
   const opts = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ llmBaseUrl: '/models/', device: 'cpu' }); try { await pmg.complete('x', { maxTokens: 'many' }).result; } finally { pmg.dispose(); }`);
   assertEqual(opts?.name, 'InvalidArgumentError', 'bad option type');
+  // Option names are checked against their one Rust definition (options.d.ts), flattened groups included.
+  const typo = await errorOf(p, `const pmg = await pmgWeb.Pmg.load({ llmBaseUrl: '/models/', device: 'cpu' }); try { await pmg.complete('x', { maxTokens: 2, topk: 3 }).result; } finally { pmg.dispose(); }`);
+  assertEqual(typo?.name, 'InvalidArgumentError', 'misspelt option');
+  assert(/topk/.test(typo.message) && /topK/.test(typo.message), `the message names the option and the known ones: ${typo.message}`);
 });
 
 test('bad files: 404, truncated, not a GGUF, integrity mismatch', async () => {

@@ -56,6 +56,9 @@ export async function usage(out: HTMLElement): Promise<void> {
   await pmg.personalize({ alpha: 0.5 });
   // @ts-expect-error: not a weighting
   await pmg.personalize({ target: 'x', weighting: 'embedding' });
+  await pmg.personalize({ target: 'x', steps: 8, extract: { domain: 'shop', nKeywords: 4, render: { maxItems: 4 } } });
+  // @ts-expect-error: the extraction options go under `extract`
+  await pmg.personalize({ target: 'x', domain: 'shop' });
   const completion = await pmg.chat.completions.create({ messages: [{ role: 'user', content: 'Hi!' }], max_tokens: 16 });
   console.log(completion.choices[0].message.content, completion.choices[0].finish_reason);
   const stream = await pmg.chat.completions.create({ messages: [{ role: 'user', content: 'Hi!' }], stream: true, signal: ac.signal });

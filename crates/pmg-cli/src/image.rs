@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pmg::diffusion::{Generator, MAX_TEXT_TOKENS, SampleOptions, encode_text};
+use pmg::diffusion::{Generator, ImageOptions, MAX_TEXT_TOKENS, SampleOptions, encode_text};
 use pmg::image::Image;
 use pmg::llm::LanguageModel;
 use pmg::scorer::Scorer;
@@ -55,16 +55,15 @@ pub fn upscale(img: &Image, f: usize) -> Image {
 
 pub struct ImageArgs {
     pub prompt: String,
-    pub seed: u64,
-    pub n: usize,
+    pub options: ImageOptions,
     pub out: PathBuf,
-    pub opts: SampleOptions,
     pub device: DeviceChoice,
     pub llm: Vec<u8>,
     pub scale: usize,
 }
 
 pub fn image(a: ImageArgs) -> Result<()> {
+    a.options.validate()?;
     let device = PmgDevice::new(a.device)?;
     let t0 = std::time::Instant::now();
     let lm = LanguageModel::from_gguf_bytes(&a.llm, &device, 64)?;
@@ -74,17 +73,16 @@ pub fn image(a: ImageArgs) -> Result<()> {
     let near = generator.references(&cond);
     if !near.is_empty() {
         let names: Vec<String> = near.iter().map(|(n, s)| format!("{n} ({s:.2})")).collect();
-        let start = if a.opts.strength < 1.0 {
-            format!("; the run starts from the first, noised to {}", a.opts.strength)
+        let start = if a.options.sample.strength < 1.0 {
+            format!("; the run starts from the first, noised to {}", a.options.sample.strength)
         } else {
             String::new()
         };
         eprintln!("nearest training emoji{start}: {}", names.join(", "));
     }
-    let n = a.n.max(1);
+    let n = a.options.n;
     let conds = vec![cond; n];
-    let seeds: Vec<u64> = (0..n as u64).map(|i| a.seed + i).collect();
-    let imgs = generator.generate(&conds, &seeds, &a.opts, &mut |i, total| {
+    let imgs = generator.generate(&conds, &a.options.seeds(), &a.options.sample, &mut |i, total| {
         eprint!("\rdenoising {i}/{total}");
         true
     })?;
@@ -100,9 +98,9 @@ pub fn image(a: ImageArgs) -> Result<()> {
         out.height,
         n,
         if n == 1 { "" } else { "s" },
-        a.seed,
-        a.opts.steps,
-        a.opts.guidance,
+        a.options.seed,
+        a.options.sample.steps,
+        a.options.sample.guidance,
         device.adapter,
         if device.kind == pmg::BackendKind::Wgpu { "wgpu" } else { "cpu" },
         (t1 - t0).as_secs_f64(),
@@ -111,22 +109,13 @@ pub fn image(a: ImageArgs) -> Result<()> {
     Ok(())
 }
 
-pub struct EvalArgs {
-    pub data: PathBuf,
-    pub opts: SampleOptions,
-    pub limit: Option<usize>,
-    pub json: Option<PathBuf>,
-    pub grid: Option<PathBuf>,
-}
-
-/// Held-out evaluation; prints the markdown table, optionally writes JSON and the sample grid.
-pub fn eval(a: EvalArgs) -> Result<()> {
+pub fn eval(a: crate::EvalRun) -> Result<()> {
     let device = PmgDevice::cpu();
     let data = pmg_train::EmojiData::load(&a.data)?;
     let bank = pmg_train::CaptionBank::load(&a.data.join(pmg_train::data::BANK_FILE), &data)?;
     let generator = load_generator(&models_dir(), &device)?;
     let scorer = load_scorer(&models_dir(), &device)?;
-    let out = pmg_train::evaluate(&data, &bank, &generator, &scorer, &a.opts, a.limit)?;
+    let out = pmg_train::evaluate(&data, &bank, &generator, &scorer, &a.sample, a.limit)?;
     println!("{}", out.report.markdown());
     if let Some(p) = &a.json {
         write_file(p, serde_json::to_vec_pretty(&out.report).expect("json"))?;
@@ -146,7 +135,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         let rows: Vec<(usize, usize)> = distinct.iter().step_by(every).take(16).copied().collect();
         let conds: Vec<_> = rows.iter().flat_map(|&(_, i)| std::iter::repeat_n(bank.primary(i).clone(), 3)).collect();
         let seeds: Vec<u64> = rows.iter().flat_map(|_| [1u64, 2, 3]).collect();
-        let samples = generator.generate(&conds, &seeds, &a.opts, &mut |_, _| true)?;
+        let samples = generator.generate(&conds, &seeds, &a.sample, &mut |_, _| true)?;
         let mut cells = Vec::new();
         let mut captions = Vec::new();
         for (r, &(k, i)) in rows.iter().enumerate() {
@@ -155,7 +144,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             cells.extend(samples[3 * r..3 * r + 3].iter().cloned());
             cells.push(data.image(out.nearest[k]));
             let start = match generator.references(bank.primary(i)).first() {
-                Some((name, _)) if a.opts.strength < 1.0 => format!("; generated from: {name}"),
+                Some((name, _)) if a.sample.strength < 1.0 => format!("; generated from: {name}"),
                 _ => String::new(),
             };
             captions.push(format!(
@@ -167,7 +156,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         }
         let header = format!(
             "Columns: real held-out image | autoencoder reconstruction | generated, seeds 1, 2, 3 (strength {}: from the retrieved training emoji noised that far) | nearest training image by caption (baseline)",
-            a.opts.strength
+            a.sample.strength
         );
         write_grid(p, &cells, 6, &header, &captions)?;
     }

@@ -6,12 +6,37 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use pmg::diffusion::SampleOptions;
-use pmg::llm::{GenerateOptions, LanguageModel, SamplingParams};
+use pmg::llm::{GenerateOptions, LanguageModel};
 use pmg::tokenizer::ChatMessage;
 use pmg::{DeviceChoice, Error, PmgDevice, Result};
 
 mod image;
 mod personalize;
+/// What an evaluation reads and writes, for every evaluation command.
+mod eval_run {
+    use clap::Args;
+    use pmg::diffusion::SampleOptions;
+    use std::path::PathBuf;
+
+    /// What an evaluation reads and writes: the data, the sampler, how much of the set, the reports.
+    #[derive(Args, Clone)]
+    pub struct EvalRun {
+        #[arg(long, default_value = "data/emoji")]
+        pub data: PathBuf,
+        #[command(flatten)]
+        pub sample: SampleOptions,
+        /// Only the first N items of the set.
+        #[arg(long)]
+        pub limit: Option<usize>,
+        /// Write the figures as JSON here.
+        #[arg(long)]
+        pub json: Option<PathBuf>,
+        /// Write the evaluation's grid PNG here.
+        #[arg(long)]
+        pub grid: Option<PathBuf>,
+    }
+}
+use eval_run::EvalRun;
 mod train;
 
 #[derive(Parser)]
@@ -61,23 +86,13 @@ enum Cmd {
         /// A history: an export (`{"version":1,"events":[...]}` or `[...]`) or a JSON-lines file.
         #[arg(long)]
         history: PathBuf,
-        /// stickers | shop | movies
-        #[arg(long, default_value = "stickers")]
-        domain: pmg::history::render::Domain,
-        /// direct | per-attribute
-        #[arg(long, default_value = "direct")]
-        mode: pmg::preference::PromptMode,
-        #[arg(long, default_value_t = 8)]
-        n: usize,
+        #[command(flatten)]
+        options: pmg::preference::ExtractOptions,
         /// Also describe this item (title) in keywords, as PMG does for the target.
         #[arg(long)]
         target: Option<String>,
         #[command(flatten)]
         llm: LlmArgs,
-        #[arg(long, default_value_t = 0.0)]
-        temperature: f32,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
         /// Print JSON (keywords with weights, attributes, the rendered history).
         #[arg(long)]
         json: bool,
@@ -95,16 +110,11 @@ enum Cmd {
         /// What to draw, a few words ("smiling cat face"); at most 32 tokens are read.
         #[arg(long)]
         prompt: String,
-        /// Seed of the initial noise: the same seed gives the same image on every backend.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Images (seeds seed, seed+1, ...); more than one writes a grid.
-        #[arg(long, default_value_t = 1)]
-        n: usize,
+        /// More than one image (--n) writes a grid.
+        #[command(flatten)]
+        options: pmg::diffusion::ImageOptions,
         #[arg(long, default_value = "image.png")]
         out: PathBuf,
-        #[command(flatten)]
-        sample: SampleArgs,
         /// The LLM encodes the prompt.
         #[command(flatten)]
         llm: LlmArgs,
@@ -120,8 +130,6 @@ enum Cmd {
         /// A history: an export or a JSON-lines file (default: the `pmg history` file).
         #[arg(long)]
         history: Option<PathBuf>,
-        #[command(flatten)]
-        sample: SampleArgs,
         #[command(flatten)]
         llm: LlmArgs,
     },
@@ -154,29 +162,6 @@ enum Cmd {
         #[arg(long)]
         tensors: bool,
     },
-}
-
-#[derive(Args, Clone, Copy)]
-struct SampleArgs {
-    /// Denoising steps (1..=50).
-    #[arg(long, default_value_t = SampleOptions::default().steps)]
-    steps: usize,
-    /// Classifier-free guidance scale (1 = off).
-    #[arg(long, default_value_t = SampleOptions::default().guidance)]
-    guidance: f32,
-    /// ddim | dpm-solver2m
-    #[arg(long, default_value = "ddim")]
-    sampler: pmg::diffusion::SamplerKind,
-    /// Starting noise in (0, 1]: below 1 the run starts from the nearest training emoji's latent,
-    /// noised that far (denoiser files with a retrieval bank).
-    #[arg(long, default_value_t = SampleOptions::default().strength)]
-    strength: f32,
-}
-
-impl SampleArgs {
-    fn options(&self) -> SampleOptions {
-        SampleOptions { steps: self.steps, guidance: self.guidance, sampler: self.sampler, strength: self.strength }
-    }
 }
 
 /// The independent judge's weights (evaluation only).
@@ -213,7 +198,7 @@ enum EvalCmd {
         #[arg(long, default_value = "data/emoji")]
         data: PathBuf,
         #[command(flatten)]
-        sample: SampleArgs,
+        sample: SampleOptions,
         /// Training concepts to sample (a fixed seeded sample).
         #[arg(long, default_value_t = pmg_train::concepts::TRAIN_CONCEPTS)]
         concepts: usize,
@@ -558,24 +543,6 @@ fn history_cmd(cmd: HistoryCmd, file: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// What an evaluation reads and writes: the data, the sampler, how much of the set, the reports.
-#[derive(Args, Clone)]
-struct EvalRun {
-    #[arg(long, default_value = "data/emoji")]
-    data: PathBuf,
-    #[command(flatten)]
-    sample: SampleArgs,
-    /// Only the first N items of the set.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Write the figures as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Write the evaluation's grid PNG here.
-    #[arg(long)]
-    grid: Option<PathBuf>,
-}
-
 /// The LLM and the device it runs on: one argument group for every command that loads it.
 #[derive(Args, Clone)]
 struct LlmArgs {
@@ -598,46 +565,14 @@ impl LlmArgs {
 struct GenArgs {
     #[command(flatten)]
     llm: LlmArgs,
-    #[arg(long, default_value_t = 256)]
-    max_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    #[arg(long, default_value_t = 40)]
-    top_k: usize,
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
-    #[arg(long, default_value_t = 1.0)]
-    repetition_penalty: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Stop when the output contains this text (repeatable).
-    #[arg(long)]
-    stop: Vec<String>,
+    #[command(flatten)]
+    generate: GenerateOptions,
     /// Context length in tokens (KV cache size).
     #[arg(long, default_value_t = 2048)]
     ctx: usize,
     /// Print the generated token ids and text as one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
-}
-
-impl GenArgs {
-    fn options(&self) -> GenerateOptions {
-        GenerateOptions {
-            max_tokens: self.max_tokens,
-            sampling: SamplingParams {
-                temperature: self.temperature,
-                top_k: self.top_k,
-                top_p: self.top_p,
-                repetition_penalty: self.repetition_penalty,
-                seed: self.seed,
-                ..Default::default()
-            },
-            stop: self.stop.clone(),
-            cancel: None,
-        }
-    }
 }
 
 fn default_model() -> PathBuf {
@@ -663,7 +598,7 @@ fn load(opts: &GenArgs) -> Result<LanguageModel> {
 
 /// Generate after `prompt`, streaming text to stdout (or printing JSON at the end). Returns the text.
 fn run(lm: &LanguageModel, session: &mut pmg::llm::Session<'_>, prompt: &[u32], opts: &GenArgs) -> Result<String> {
-    let mut stream = session.generate(prompt, opts.options())?;
+    let mut stream = session.generate(prompt, opts.generate.clone())?;
     let mut ids = Vec::new();
     let out = std::io::stdout();
     for tok in &mut stream {
@@ -783,24 +718,19 @@ fn main_inner(cli: Cli) -> Result<()> {
         }
         Cmd::History { cmd, file } => history_cmd(cmd, file)?,
         Cmd::Train { cmd } => train::run(cmd, read_model)?,
-        Cmd::Image { prompt, seed, n, out, sample, llm, scale } => image::image(image::ImageArgs {
+        Cmd::Image { prompt, options, out, llm, scale } => image::image(image::ImageArgs {
             prompt,
-            seed,
-            n,
+            options,
             out,
-            opts: sample.options(),
             device: llm.device_or(DeviceChoice::Auto),
             llm: read_model(&llm.model)?,
             scale,
         })?,
-        Cmd::Eval { cmd: EvalCmd::Image { run: EvalRun { data, sample, limit, json, grid } } } => {
-            image::eval(image::EvalArgs { data, opts: sample.options(), limit, json, grid })?
-        }
-        Cmd::Personalize { args, history, sample, llm } => {
+        Cmd::Eval { cmd: EvalCmd::Image { run } } => image::eval(run)?,
+        Cmd::Personalize { args, history, llm } => {
             let path = history.unwrap_or_else(|| history_file(None));
             let events = read_history(&path)?;
-            let opts = sample.options();
-            personalize::personalize(args, events, opts, llm.device_or(DeviceChoice::Auto), read_model(&llm.model)?)?
+            personalize::personalize(args, events, llm.device_or(DeviceChoice::Auto), read_model(&llm.model)?)?
         }
         Cmd::Feedback { result, candidate, up, down: _, file } => {
             let mut store = pmg::history::store::JsonlStore::open(history_file(file));
@@ -824,32 +754,20 @@ fn main_inner(cli: Cli) -> Result<()> {
                 p.feedback
             );
         }
-        Cmd::Eval {
-            cmd:
-                EvalCmd::Personalize {
-                    run: EvalRun { data, sample, limit, json, grid },
-                    seeds,
-                    alpha,
-                    no_embeddings,
-                    judge,
-                    model,
-                },
-        } => personalize::eval(personalize::EvalArgs {
-            data,
-            sample: sample.options(),
-            seeds,
-            alpha,
-            limit,
-            json,
-            grid,
-            embeddings: !no_embeddings,
-            judge: judge.exists().then_some(judge),
-            llm: read_model(&model)?,
-        })?,
+        Cmd::Eval { cmd: EvalCmd::Personalize { run, seeds, alpha, no_embeddings, judge, model } } => {
+            personalize::eval(personalize::EvalArgs {
+                run,
+                seeds,
+                alpha,
+                embeddings: !no_embeddings,
+                judge: judge.exists().then_some(judge),
+                llm: read_model(&model)?,
+            })?
+        }
         Cmd::Eval { cmd: EvalCmd::Generator { data, sample, concepts, judge, json, grid, grid_rows, llm } } => {
             image::eval_generator(image::GeneratorEvalArgs {
                 data,
-                opts: sample.options(),
+                opts: sample,
                 concepts,
                 judge,
                 json,
@@ -863,18 +781,10 @@ fn main_inner(cli: Cli) -> Result<()> {
         Cmd::Eval { cmd: EvalCmd::Preferences { set, n, llm, json, mode } } => {
             eval_preferences(&set, n, &llm.model, llm.device_or(DeviceChoice::Cpu), json, mode)?
         }
-        Cmd::Preferences { history, domain, mode, n, target, llm, temperature, seed, json, show_prompt } => {
+        Cmd::Preferences { history, options: opts, target, llm, json, show_prompt } => {
             let events = read_history(&history)?;
             let bytes = read_model(&llm.model)?;
             let lm = LanguageModel::from_gguf_bytes(&bytes, &PmgDevice::new(llm.device_or(DeviceChoice::Auto))?, 2048)?;
-            let opts = pmg::preference::ExtractOptions {
-                n_keywords: n,
-                domain,
-                mode,
-                temperature,
-                seed,
-                ..Default::default()
-            };
             let ex = pmg::preference::Extractor::new(&lm)?;
             let mut feed = pmg::preference::SyncFeed(lm.new_session());
             let prefs = pmg::host::block_on(ex.preferences(&mut feed, &events, &opts))?;
@@ -989,7 +899,7 @@ fn bench(
     };
     let v = serde_json::json!({
         "system": format!("pmg {} ({})", env!("CARGO_PKG_VERSION"), dev.adapter),
-        "threads": pmg::kernels::pool::Pool::global().threads(),
+        "threads": pmg::host::pool::Pool::global().threads(),
         "load_s": load_s,
         "prefill_tok_s": median(&mut prefill),
         "decode_tok_s": median(&mut decode),

@@ -4,13 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use pmg::diffusion::SampleOptions;
-use pmg::history::render::Domain;
 use pmg::history::{Event, EventKind};
 use pmg::image::Image;
 use pmg::llm::LanguageModel;
-use pmg::personalize::{PersonalizeOptions, Personalized, Personalizer, Profile, Stage, Target, Weighting};
-use pmg::preference::ExtractOptions;
+use pmg::personalize::{PersonalizeOptions, Personalized, Personalizer, Profile, Stage, Target};
 use pmg::{DeviceChoice, Error, PmgDevice, Result};
 
 use crate::image::{
@@ -26,39 +23,11 @@ pub struct PersonalizeArgs {
     /// emoji data (--emoji-data). Candidates then start from it, so the target stays recognisable.
     #[arg(long)]
     pub target_image: Option<String>,
-    /// With --target-image: the strengths candidates start from it at (seed i takes the i-th,
-    /// cycling; lower keeps more of the picture). Default: the library's.
-    #[arg(long, value_delimiter = ',')]
-    pub image_strengths: Option<Vec<f32>>,
     /// The fetched emoji data (scripts/fetch-emoji.sh), for a code point in --target-image.
     #[arg(long, default_value = "data/emoji")]
     pub emoji_data: PathBuf,
-    /// 0 = stay close to the target, 1 = follow the preferences. Default: learned from your feedback (0.5 without any).
-    #[arg(long)]
-    pub alpha: Option<f32>,
-    /// Preference weights to generate (0 = the unpersonalized image), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
-    pub weights: Vec<u32>,
-    /// Seeds per weight.
-    #[arg(long, default_value_t = 2)]
-    pub seeds: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// How the weight applies: text (the keywords repeated in the prompt) | rows (the keywords' hidden states repeated).
-    #[arg(long, default_value = "text")]
-    pub weighting: Weighting,
-    /// Preference keywords in the conditioning.
-    #[arg(long, default_value_t = 3)]
-    pub keywords: usize,
-    /// Condition on the preference keywords (true | false; they still score the candidates).
-    #[arg(long, default_value_t = PersonalizeOptions::default().keywords, action = clap::ArgAction::Set)]
-    pub use_keywords: bool,
-    /// Condition on the implicit preferences: the soft prompt's rows from the history (true | false).
-    #[arg(long, default_value_t = PersonalizeOptions::default().embeddings, action = clap::ArgAction::Set)]
-    pub use_embeddings: bool,
-    /// stickers | shop | movies
-    #[arg(long, default_value = "stickers")]
-    pub domain: Domain,
+    #[command(flatten)]
+    pub options: PersonalizeOptions,
     /// The chosen image (PNG). The result (scores of every candidate) goes next to it as .json.
     #[arg(long, default_value = "personalized.png")]
     pub out: PathBuf,
@@ -74,32 +43,15 @@ pub fn result_path(out: &Path) -> PathBuf {
     out.with_extension("json")
 }
 
-pub fn personalize(
-    a: PersonalizeArgs,
-    events: Vec<Event>,
-    sample: SampleOptions,
-    device: DeviceChoice,
-    llm: Vec<u8>,
-) -> Result<()> {
+pub fn personalize(a: PersonalizeArgs, events: Vec<Event>, device: DeviceChoice, llm: Vec<u8>) -> Result<()> {
+    let opts = a.options;
+    opts.validate()?;
     let device = PmgDevice::new(device)?;
     let t0 = std::time::Instant::now();
     let lm = LanguageModel::from_gguf_bytes(&llm, &device, 2048)?;
     let generator = load_generator(&models_dir(), &device)?;
     let scorer = load_scorer(&models_dir(), &device)?;
-    let soft = if a.use_embeddings { Some(load_soft_prompt(&models_dir(), &device)?) } else { None };
-    let opts = PersonalizeOptions {
-        alpha: a.alpha,
-        weights: a.weights,
-        seeds: a.seeds,
-        seed: a.seed,
-        weighting: a.weighting,
-        preference_keywords: a.keywords,
-        keywords: a.use_keywords,
-        embeddings: a.use_embeddings,
-        image_strengths: a.image_strengths.unwrap_or(PersonalizeOptions::default().image_strengths),
-        sample,
-        extract: ExtractOptions { domain: a.domain, ..Default::default() },
-    };
+    let soft = if opts.embeddings { Some(load_soft_prompt(&models_dir(), &device)?) } else { None };
     let image = match &a.target_image {
         None => None,
         Some(arg) if Path::new(arg).is_file() => Some(Image::decode_png(&read(Path::new(arg))?)?),
@@ -192,13 +144,9 @@ pub fn feedback(
 }
 
 pub struct EvalArgs {
-    pub data: PathBuf,
-    pub sample: SampleOptions,
+    pub run: crate::EvalRun,
     pub seeds: usize,
     pub alpha: f32,
-    pub limit: Option<usize>,
-    pub json: Option<PathBuf>,
-    pub grid: Option<PathBuf>,
     /// Include the implicit-embedding systems (needs the soft prompt).
     pub embeddings: bool,
     /// The independent judge (eval/judge/), when its file is there.
@@ -209,7 +157,7 @@ pub struct EvalArgs {
 /// `pmg eval personalize`: prints the markdown table; optionally JSON and a grid.
 pub fn eval(a: EvalArgs) -> Result<()> {
     let device = PmgDevice::cpu();
-    let data = pmg_train::EmojiData::load(&a.data)?;
+    let data = pmg_train::EmojiData::load(&a.run.data)?;
     let lm = LanguageModel::from_gguf_bytes(&a.llm, &device, 2048)?;
     let generator = load_generator(&models_dir(), &device)?;
     let scorer = load_scorer(&models_dir(), &device)?;
@@ -222,16 +170,16 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         &scorer,
         soft.as_ref(),
         judge.as_ref(),
-        &a.sample,
+        &a.run.sample,
         a.seeds,
         a.alpha,
-        a.limit,
+        a.run.limit,
     )?;
     println!("{}", out.report.markdown());
-    if let Some(p) = &a.json {
+    if let Some(p) = &a.run.json {
         write_file(p, serde_json::to_vec_pretty(&out.report).expect("json"))?;
     }
-    if let Some(p) = &a.grid {
+    if let Some(p) = &a.run.grid {
         // One user per taste: the 5 history images, the target's real image, each system's choice.
         let mut cells = Vec::new();
         let mut lines = Vec::new();

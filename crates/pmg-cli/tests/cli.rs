@@ -69,7 +69,7 @@ fn preferences_from_the_sample_history() {
         sample,
         "--device",
         "cpu",
-        "--n",
+        "--n-keywords",
         "5",
         "--target",
         "birthday cake",
@@ -80,7 +80,8 @@ fn preferences_from_the_sample_history() {
     let kws = v["preferences"]["keywords"].as_array().unwrap();
     assert!(!kws.is_empty() && kws.len() <= 5, "{out}");
     assert!(v["target"].as_array().is_some_and(|t| !t.is_empty()), "{out}");
-    let (ok, out, _) = pmg(&["preferences", "--history", sample, "--device", "cpu", "--n", "5", "--show-prompt"]);
+    let (ok, out, _) =
+        pmg(&["preferences", "--history", sample, "--device", "cpu", "--n-keywords", "5", "--show-prompt"]);
     assert!(ok && out.contains("Stickers the user picked:") && out.contains("#User:"), "{out}");
     let (ok, _, err) = pmg(&["preferences", "--history", "/nonexistent.json", "--device", "cpu"]);
     assert!(!ok && err.contains("/nonexistent.json"), "{err}");

@@ -3,13 +3,13 @@
 //! this crate is empty.
 #![cfg(target_family = "wasm")]
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use pmg::device::{BackendKind, DeviceChoice, PmgDevice};
 use pmg::error::Error;
-use pmg::llm::{GenerateOptions, LanguageModel, SamplingParams};
+use pmg::llm::{GenerateOptions, LanguageModel};
 use pmg::tokenizer::ChatMessage;
 
 mod selftest;
@@ -62,7 +62,7 @@ async fn webgpu() -> Result<PmgDevice, Error> {
     let unavailable = |reason: String| Error::Device { device: "webgpu".into(), reason };
     let browser = browser_adapter().await;
     let (device, setup) =
-        pmg::kernels::wgpu::wgpu_options().init_with_setup_async().await.map_err(|e| unavailable(e.to_string()))?;
+        pmg::device::wgpu_options().init_with_setup_async().await.map_err(|e| unavailable(e.to_string()))?;
     let info = setup.adapter.get_info();
     let text = format!("{} {} {:?} {}", info.name, info.driver, info.device_type, browser.description).to_lowercase();
     let is_software = browser.is_fallback
@@ -115,37 +115,6 @@ async fn browser_adapter() -> BrowserAdapter {
     BrowserAdapter { is_fallback, description }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct JsGenOptions {
-    max_tokens: Option<usize>,
-    temperature: Option<f32>,
-    top_k: Option<usize>,
-    top_p: Option<f32>,
-    repetition_penalty: Option<f32>,
-    seed: Option<u64>,
-    stop: Vec<String>,
-}
-
-impl JsGenOptions {
-    fn into_options(self) -> GenerateOptions {
-        let d = SamplingParams::default();
-        GenerateOptions {
-            max_tokens: self.max_tokens.unwrap_or(256),
-            sampling: SamplingParams {
-                temperature: self.temperature.unwrap_or(d.temperature),
-                top_k: self.top_k.unwrap_or(d.top_k),
-                top_p: self.top_p.unwrap_or(d.top_p),
-                repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
-                seed: self.seed.unwrap_or(d.seed),
-                ..d
-            },
-            stop: self.stop,
-            cancel: None,
-        }
-    }
-}
-
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct JsResult {
@@ -167,64 +136,36 @@ pub struct Llm {
     soft_prompt: std::cell::RefCell<Option<std::rc::Rc<pmg::soft_prompt::SoftPrompt>>>,
 }
 
-/// `personalize` options (all optional), flat for JavaScript.
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
-struct JsPersonalizeOptions {
-    alpha: Option<f32>,
-    weights: Option<Vec<u32>>,
-    seeds: Option<usize>,
-    seed: Option<f64>,
-    weighting: Option<pmg::personalize::Weighting>,
-    preference_keywords: Option<usize>,
-    keywords: Option<bool>,
-    embeddings: Option<bool>,
-    image_strengths: Option<Vec<f32>>,
-    steps: Option<usize>,
-    guidance: Option<f32>,
-    sampler: Option<pmg::diffusion::SamplerKind>,
-    strength: Option<f32>,
-    domain: Option<pmg::history::render::Domain>,
-    mode: Option<pmg::preference::PromptMode>,
-    n_keywords: Option<usize>,
-}
-
-impl JsPersonalizeOptions {
-    fn into_options(self) -> Result<pmg::personalize::PersonalizeOptions, JsValue> {
-        let mut o = pmg::personalize::PersonalizeOptions { alpha: self.alpha, ..Default::default() };
-        if let Some(seed) = self.seed {
-            o.seed = safe_seed(seed)?;
-        }
-        o.weights = self.weights.unwrap_or(o.weights);
-        o.seeds = self.seeds.unwrap_or(o.seeds);
-        o.weighting = self.weighting.unwrap_or(o.weighting);
-        o.preference_keywords = self.preference_keywords.unwrap_or(o.preference_keywords);
-        o.keywords = self.keywords.unwrap_or(o.keywords);
-        o.embeddings = self.embeddings.unwrap_or(o.embeddings);
-        o.image_strengths = self.image_strengths.unwrap_or(o.image_strengths);
-        o.sample = sample_options(o.sample, self.steps, self.guidance, self.sampler, self.strength);
-        o.extract.domain = self.domain.unwrap_or(o.extract.domain);
-        o.extract.mode = self.mode.unwrap_or(o.extract.mode);
-        o.extract.n_keywords = self.n_keywords.unwrap_or(o.extract.n_keywords);
-        o.validate().map_err(js_error)?;
-        Ok(o)
-    }
-}
-
-/// Options from JS: `undefined` or `null` are the defaults; unknown or mistyped fields are an
-/// `InvalidArgumentError`.
-fn js_options<T: serde::de::DeserializeOwned + Default>(options: JsValue) -> Result<T, JsValue> {
+/// Options from JS into their one Rust definition: `undefined` or `null` (the whole object or a
+/// field) are the defaults; an unknown or mistyped field is an `InvalidArgumentError` (the known
+/// names are those the defaults serialize with, so flattened groups count too).
+fn js_options<T: serde::de::DeserializeOwned + serde::Serialize + Default>(options: JsValue) -> Result<T, JsValue> {
     if options.is_undefined() || options.is_null() {
         return Ok(T::default());
     }
-    serde_wasm_bindgen::from_value(options).map_err(bad_arg)
-}
-
-fn safe_seed(seed: f64) -> Result<u64, JsValue> {
-    if !(seed.is_finite() && seed >= 0.0 && seed.fract() == 0.0 && seed <= 9_007_199_254_740_991.0) {
-        return Err(bad_arg(format!("seed {seed} is not a non-negative safe integer")));
+    let Some(obj) = options.dyn_ref::<js_sys::Object>() else {
+        return Err(bad_arg("options must be an object"));
+    };
+    let known = match serde_json::to_value(T::default()) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => Default::default(),
+    };
+    let given = js_sys::Object::new();
+    for entry in js_sys::Object::entries(obj).iter() {
+        let entry: js_sys::Array = entry.unchecked_into();
+        let (key, value) = (entry.get(0), entry.get(1));
+        if value.is_undefined() || value.is_null() {
+            continue;
+        }
+        let name = key.as_string().unwrap_or_default();
+        if !known.contains_key(&name) {
+            let mut names: Vec<&str> = known.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            return Err(bad_arg(format!("unknown option `{name}` (known: {})", names.join(", "))));
+        }
+        js_sys::Reflect::set(&given, &key, &value)?;
     }
-    Ok(seed as u64)
+    serde_wasm_bindgen::from_value(given.into()).map_err(bad_arg)
 }
 
 /// Progress of `personalize` to a JS callback; `false` (or a promise of it, or a throw) cancels.
@@ -282,34 +223,6 @@ fn image_to_js(img: &pmg::image::Image) -> Result<JsValue, JsValue> {
     js_sys::Reflect::set(&o, &"height".into(), &JsValue::from(img.height as u32))?;
     js_sys::Reflect::set(&o, &"rgba".into(), &js_sys::Uint8Array::from(img.rgba.as_slice()))?;
     Ok(o.into())
-}
-
-/// `base` with the sampling options a JS caller gave (`generateImage` and `personalize` take the same).
-fn sample_options(
-    base: pmg::diffusion::SampleOptions,
-    steps: Option<usize>,
-    guidance: Option<f32>,
-    sampler: Option<pmg::diffusion::SamplerKind>,
-    strength: Option<f32>,
-) -> pmg::diffusion::SampleOptions {
-    pmg::diffusion::SampleOptions {
-        steps: steps.unwrap_or(base.steps),
-        guidance: guidance.unwrap_or(base.guidance),
-        sampler: sampler.unwrap_or(base.sampler),
-        strength: strength.unwrap_or(base.strength),
-    }
-}
-
-/// `generateImage` options (all optional).
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
-struct JsImageOptions {
-    seed: Option<f64>,
-    steps: Option<usize>,
-    guidance: Option<f32>,
-    sampler: Option<pmg::diffusion::SamplerKind>,
-    strength: Option<f32>,
-    n: Option<usize>,
 }
 
 #[wasm_bindgen]
@@ -429,26 +342,19 @@ impl Llm {
         options: JsValue,
         on_step: Option<js_sys::Function>,
     ) -> Result<JsValue, JsValue> {
-        use pmg::diffusion::{MAX_TEXT_TOKENS, SampleOptions, encode_text_async};
-        let o: JsImageOptions = js_options(options)?;
+        use pmg::diffusion::{ImageOptions, MAX_TEXT_TOKENS, encode_text_async};
+        let o: ImageOptions = js_options(options)?;
+        o.validate().map_err(js_error)?;
         let g = self.loaded_generator()?;
-        let seed = o.seed.unwrap_or(0.0);
-        safe_seed(seed)?;
-        let n = o.n.unwrap_or(1);
-        if !(1..=16).contains(&n) {
-            return Err(bad_arg(format!("n {n} outside 1..=16")));
-        }
-        let opts = sample_options(SampleOptions::default(), o.steps, o.guidance, o.sampler, o.strength);
-        opts.validate().map_err(js_error)?;
         let cond = encode_text_async(&self.lm, &prompt, MAX_TEXT_TOKENS).await.map_err(js_error)?;
         let references: Vec<serde_json::Value> = g
             .references(&cond)
             .into_iter()
             .map(|(name, s)| serde_json::json!({ "name": name, "similarity": s }))
             .collect();
+        let n = o.n;
         let conds = vec![cond; n];
-        let seeds: Vec<u64> = (0..n as u64).map(|i| seed as u64 + i).collect();
-        let x = g.denoise(&conds, &seeds, &opts, &mut JsSteps(on_step)).await.map_err(js_error)?;
+        let x = g.denoise(&conds, &o.seeds(), &o.sample, &mut JsSteps(on_step)).await.map_err(js_error)?;
         let data = pmg::device::read_f32_async(x).await.map_err(js_error)?;
         let images = js_sys::Array::new();
         for img in pmg::diffusion::to_images(&data, n) {
@@ -456,10 +362,10 @@ impl Llm {
         }
         let out = js_sys::Object::new();
         js_sys::Reflect::set(&out, &"images".into(), &images)?;
-        js_sys::Reflect::set(&out, &"seed".into(), &JsValue::from(seed))?;
-        js_sys::Reflect::set(&out, &"steps".into(), &JsValue::from(opts.steps as u32))?;
-        js_sys::Reflect::set(&out, &"guidance".into(), &JsValue::from(opts.guidance))?;
-        js_sys::Reflect::set(&out, &"strength".into(), &JsValue::from(opts.strength))?;
+        js_sys::Reflect::set(&out, &"seed".into(), &JsValue::from(o.seed as f64))?;
+        js_sys::Reflect::set(&out, &"steps".into(), &JsValue::from(o.sample.steps as u32))?;
+        js_sys::Reflect::set(&out, &"guidance".into(), &JsValue::from(o.sample.guidance))?;
+        js_sys::Reflect::set(&out, &"strength".into(), &JsValue::from(o.sample.strength))?;
         js_sys::Reflect::set(&out, &"references".into(), &to_js(&references)?)?;
         Ok(out.into())
     }
@@ -497,8 +403,8 @@ impl Llm {
         options: JsValue,
         on_progress: Option<js_sys::Function>,
     ) -> Result<JsValue, JsValue> {
-        let o: JsPersonalizeOptions = js_options(options)?;
-        let opts = o.into_options()?;
+        let opts: pmg::personalize::PersonalizeOptions = js_options(options)?;
+        opts.validate().map_err(js_error)?;
         let (events, _) = pmg::history::parse_export(&events_json).map_err(js_error)?;
         let g = self.loaded_generator()?;
         let sc = self
@@ -567,9 +473,8 @@ impl Llm {
         options: JsValue,
         on_token: Option<js_sys::Function>,
     ) -> Result<JsValue, JsValue> {
-        let opts: JsGenOptions = js_options(options)?;
+        let mut opts: GenerateOptions = js_options(options)?;
         let cancel = pmg::llm::CancelToken::new();
-        let mut opts = opts.into_options();
         opts.cancel = Some(cancel.clone());
         let mut session = self.lm.new_session();
         let mut stream = session.generate(&prompt, opts).map_err(js_error)?;

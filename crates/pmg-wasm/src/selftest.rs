@@ -3,12 +3,13 @@
 //! (`web/tests/browser.mjs` calls it).
 //!
 //! The SIMD128 kernel does the scalar kernel's float operations in the same order (see
-//! `gguf/quant.rs`), so every result must be equal bit for bit; any difference is an error.
+//! `kernels/q8.rs`), so every result must be equal bit for bit; any difference is an error.
 
 use wasm_bindgen::prelude::*;
 
 use pmg::gguf::GgmlType;
-use pmg::gguf::quant::{self, Q8Activations, QK};
+use pmg::gguf::quant::QK;
+use pmg::kernels::q8::{self as quant, Q8Activations};
 
 use pmg::rng::SeededRng;
 
@@ -115,10 +116,10 @@ pub fn kernel_self_test() -> Result<String, JsValue> {
     match run() {
         Ok((n, worst)) => Ok(format!(
             "{} kernel: {n} dot products of Q4_0/Q4_1/Q8_0 equal the scalar kernel's (max abs difference {worst:e})",
-            quant::kernel_name()
+            pmg::host::cpu_kernels()
         )),
         Err(msg) => {
-            let err = js_sys::Error::new(&format!("{} kernel self-test failed: {msg}", quant::kernel_name()));
+            let err = js_sys::Error::new(&format!("{} kernel self-test failed: {msg}", pmg::host::cpu_kernels()));
             err.set_name("KernelSelfTestError");
             Err(err.into())
         }

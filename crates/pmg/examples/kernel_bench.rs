@@ -26,7 +26,7 @@ fn main() {
             s * 1e3,
             total / 1_000_000,
             total as f64 / s / 1e9,
-            pmg::kernels::pool::Pool::global().threads()
+            pmg::host::pool::Pool::global().threads()
         );
     }
 }

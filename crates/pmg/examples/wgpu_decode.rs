@@ -67,7 +67,7 @@ fn main() {
     let warm = std::env::args().any(|a| a == "--warm");
     let path = std::env::var("PMG_MODEL").unwrap_or_else(|_| "models/SmolLM2-135M-Instruct.Q4_1.gguf".into());
     let bytes = std::fs::read(&path).expect("run scripts/fetch-models.sh (or set PMG_MODEL)");
-    let (device, setup) = pmg::kernels::wgpu::wgpu_options().init_with_setup().expect("wgpu adapter");
+    let (device, setup) = pmg::device::wgpu_options().init_with_setup().expect("wgpu adapter");
     let info = setup.adapter.get_info();
     let dev = PmgDevice {
         device,

@@ -19,7 +19,7 @@ pub enum DeviceChoice {
     Cpu,
 }
 
-crate::from_str_by_serde_name!(DeviceChoice, "device");
+crate::names_from_serde!(DeviceChoice, "device");
 
 /// Which kernels a device runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -49,12 +49,11 @@ impl fmt::Debug for PmgDevice {
 impl PmgDevice {
     pub fn cpu() -> Self {
         #[cfg(not(target_family = "wasm"))]
-        let threads = crate::kernels::pool::Pool::global().threads();
+        let threads = crate::host::pool::Pool::global().threads();
         #[cfg(target_family = "wasm")]
         let threads = 1;
         let plural = if threads == 1 { "" } else { "s" };
-        let adapter =
-            format!("cpu (burn flex + pmg {} kernels, {threads} thread{plural})", crate::gguf::quant::kernel_name());
+        let adapter = format!("cpu (burn flex + pmg {} kernels, {threads} thread{plural})", crate::host::cpu_kernels());
         PmgDevice { device: Device::flex(), kind: BackendKind::Cpu, adapter, is_software: false }
     }
 
@@ -88,7 +87,7 @@ impl PmgDevice {
 
     #[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
     pub fn wgpu() -> Result<Self> {
-        crate::kernels::wgpu::init_native()
+        init_native()
     }
 
     #[cfg(all(not(feature = "wgpu"), not(target_family = "wasm")))]
@@ -109,4 +108,40 @@ pub fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> 
 /// Reads an f32 tensor back to the host without blocking (the only way on WebGPU in a browser).
 pub async fn read_f32_async<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
     t.into_data_async().await.map_err(readback_error)?.try_into_vec::<f32>().map_err(readback_error)
+}
+
+/// Most launches cubecl batches into one command buffer (`tasks_max`): a decode step is ~280
+/// launches, so the whole step goes out in one submission, ended by the token-id readback.
+/// (cubecl's default, 32, cut a step into 9 submissions.)
+#[cfg(feature = "wgpu")]
+pub const TASKS_MAX: usize = 1024;
+
+/// burn's wgpu options as pmg wants them (natively and in the browser):
+/// `wgpu_options().init_with_setup_async().await`.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_options() -> burn::tensor::wgpu::WgpuOptions {
+    Device::wgpu_options().tasks_max(TASKS_MAX)
+}
+
+/// burn's wgpu runtime on the default adapter, initialised once per process (burn refuses a second
+/// initialisation; later calls return the same device).
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
+fn init_native() -> Result<PmgDevice> {
+    static DEVICE: std::sync::Mutex<Option<PmgDevice>> = std::sync::Mutex::new(None);
+    let mut slot = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(d) = slot.as_ref() {
+        return Ok(d.clone());
+    }
+    let d = init_native_once()?;
+    *slot = Some(d.clone());
+    Ok(d)
+}
+
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
+fn init_native_once() -> Result<PmgDevice> {
+    let (device, setup) =
+        wgpu_options().init_with_setup().map_err(|e| Error::Device { device: "wgpu".into(), reason: e.to_string() })?;
+    let info = setup.adapter.get_info();
+    let is_software = info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu;
+    Ok(PmgDevice::from_wgpu(device, format!("{} ({:?}, {})", info.name, info.backend, info.driver), is_software))
 }

@@ -126,14 +126,28 @@ pub fn parse_name<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result
         .map_err(|e| Error::InvalidArgument(format!("{what} {s:?}: {e}")))
 }
 
-/// `FromStr` through [`parse_name`].
+/// An option's name as serde spells it (its `Display`, e.g. for a command line's defaults).
+pub fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// `FromStr` through [`parse_name`] and `Display` through [`serde_name`]: the serde attributes are
+/// the one list of names.
 #[macro_export]
-macro_rules! from_str_by_serde_name {
+macro_rules! names_from_serde {
     ($t:ty, $what:literal) => {
         impl std::str::FromStr for $t {
             type Err = $crate::Error;
             fn from_str(s: &str) -> $crate::Result<Self> {
                 $crate::error::parse_name(s, $what)
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&$crate::error::serde_name(self))
             }
         }
     };
@@ -152,6 +166,8 @@ mod tests {
         assert_eq!("dpm++2m".parse::<SamplerKind>().unwrap(), SamplerKind::DpmSolver2m);
         assert_eq!("per-attribute".parse::<PromptMode>().unwrap(), PromptMode::PerAttribute);
         assert_eq!("per_attribute".parse::<PromptMode>().unwrap(), PromptMode::PerAttribute);
+        assert_eq!(SamplerKind::DpmSolver2m.to_string(), "dpm-solver2m");
+        assert_eq!(PromptMode::PerAttribute.to_string(), "per_attribute");
         let e = "tpu".parse::<DeviceChoice>().unwrap_err().to_string();
         assert!(e.contains("tpu") && e.contains("auto") && e.contains("wgpu") && e.contains("cpu"), "{e}");
     }

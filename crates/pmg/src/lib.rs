@@ -13,6 +13,8 @@ pub mod image;
 pub mod kernels;
 pub mod llm;
 pub mod models;
+#[cfg(test)]
+mod options_ts;
 pub mod personalize;
 pub mod preference;
 pub mod rng;

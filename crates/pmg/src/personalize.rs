@@ -49,6 +49,7 @@ use crate::soft_prompt::SoftPrompt;
 /// How the preference weight `w` enters the conditioning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Weighting {
     /// `"target, kw1, kw2, kw1, kw2"`: the keywords repeated `w` times in the prompt (PMG's code).
     /// The default: in both held-out evaluations (EVALUATION.md) it kept more accuracy than `Rows`
@@ -59,32 +60,54 @@ pub enum Weighting {
     Rows,
 }
 
-crate::from_str_by_serde_name!(Weighting, "weighting");
+crate::names_from_serde!(Weighting, "weighting");
 
+/// How to personalize: one definition for Rust, JSON and JS (serde: camelCase, the sampling
+/// options flat beside these, the extraction options under `extract`), the command line (clap) and
+/// the TypeScript declarations (web/src/options.d.ts); the defaults are `Default`'s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct PersonalizeOptions {
-    /// 0 = only accuracy to the target counts, 1 = only the preferences. `None`: the user's
-    /// learned alpha from their feedback ([`Profile`]), starting at [`DEFAULT_ALPHA`].
+    /// 0 = only accuracy to the target counts, 1 = only the preferences. Unset: the alpha learned
+    /// from the user's feedback (the profile's; `DEFAULT_ALPHA` before any).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub alpha: Option<f32>,
-    /// Preference weights to try; 0 is the unpersonalized target-only image.
+    /// Preference weights to try, each 0..=8; 0 is the unpersonalized target-only image.
+    #[cfg_attr(feature = "clap", arg(long, value_delimiter = ',', default_values_t = PersonalizeOptions::default().weights))]
     pub weights: Vec<u32>,
-    /// Seeds per weight (`seed`, `seed + 1`, ...).
+    /// Seeds per weight (`seed`, `seed + 1`, ...), 1..=8; at most 16 candidates in all.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = PersonalizeOptions::default().seeds))]
     pub seeds: usize,
+    /// First seed of the noise.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = PersonalizeOptions::default().seed))]
+    #[cfg_attr(test, ts(type = "number"))]
     pub seed: u64,
+    /// text: the keywords repeated w times in the prompt (the paper's way); rows: the keywords'
+    /// hidden states repeated w times.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = PersonalizeOptions::default().weighting))]
     pub weighting: Weighting,
-    /// Preference keywords in the conditioning (the most confident first).
+    /// Preference keywords in the conditioning (the most confident first), 1..=8.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = PersonalizeOptions::default().preference_keywords))]
     pub preference_keywords: usize,
     /// Condition on the preference keywords (they are extracted either way: the choice scores
     /// candidates against them).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = PersonalizeOptions::default().keywords, action = clap::ArgAction::Set))]
     pub keywords: bool,
-    /// Condition on the implicit preferences (soft-prompt rows; needs the soft-prompt weights).
+    /// Condition on the implicit preferences (soft-prompt rows, PMG's soft "image tokens"; needs
+    /// the soft-prompt weights).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = PersonalizeOptions::default().embeddings, action = clap::ArgAction::Set))]
     pub embeddings: bool,
-    /// With a target picture: seed `i` of each weight starts from the picture at strength
-    /// `image_strengths[i % len]` (the share of the noise schedule it runs; lower keeps more of
-    /// the picture). `sample.strength` is for targets without a picture.
+    /// With a target picture: seed i of each weight starts from the picture at the i-th of these
+    /// strengths (cycling), each in (0, 1]; lower keeps more of the picture. (`strength` is for
+    /// targets without a picture.)
+    #[cfg_attr(feature = "clap", arg(long, value_delimiter = ',', default_values_t = PersonalizeOptions::default().image_strengths))]
     pub image_strengths: Vec<f32>,
+    #[serde(flatten)]
+    #[cfg_attr(feature = "clap", command(flatten))]
     pub sample: SampleOptions,
+    #[cfg_attr(feature = "clap", command(flatten))]
     pub extract: ExtractOptions,
 }
 

@@ -1,6 +1,7 @@
 //! GGUF reader and quantized kernels against independent references, and hostile inputs.
 
-use pmg::gguf::{GgmlType, Gguf, quant};
+use pmg::gguf::{GgmlType, Gguf};
+use pmg::kernels::q8 as quant;
 use pmg::kernels::{QMatrix, cpu};
 
 const QUANTS: &[u8] = include_bytes!("golden/quants.gguf");

@@ -128,19 +128,26 @@ pub fn context_batch(conds: &[&Conditioning], device: &Device) -> (Tensor<3>, Te
     )
 }
 
-/// How to sample.
+/// How to sample. One definition for Rust, JSON and JS (serde), the command line (clap) and the
+/// TypeScript declarations (web/src/options.d.ts); the defaults are `Default`'s.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SampleOptions {
-    /// Denoising steps (1..=50; 20 by default).
+    /// Denoising steps, 1..=50.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = SampleOptions::default().steps))]
     pub steps: usize,
-    /// Classifier-free guidance scale (1 = none).
+    /// Classifier-free guidance scale, 0..=20 (1 turns guidance off).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = SampleOptions::default().guidance))]
     pub guidance: f32,
+    /// ddim | dpm-solver2m (DPM-Solver++ 2M).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = SampleOptions::default().sampler))]
     pub sampler: SamplerKind,
-    /// How much noise the run starts from, in (0, 1]: 1 is pure noise; below 1 (with a denoiser
-    /// file that has a retrieval bank) the start is the nearest training emoji's latent noised to
-    /// that fraction of the schedule, and the steps cover only that fraction (SDEdit, Meng et al.
-    /// 2022; [`retrieval`]).
+    /// Starting noise, in (0, 1]: below 1 the run starts from a picture (the target's own, or the
+    /// training emoji nearest to the prompt) noised that far, and the steps cover only that share of
+    /// the schedule (SDEdit, Meng et al. 2022); 1 starts from pure noise.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = SampleOptions::default().strength))]
     pub strength: f32,
 }
 
@@ -162,6 +169,44 @@ impl SampleOptions {
             return Err(Error::InvalidArgument(format!("strength {} outside (0, 1]", self.strength)));
         }
         Ok(())
+    }
+}
+
+/// What `pmg image` and `generateImage` take: how many images from which seed, and how to sample.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct ImageOptions {
+    /// Seed of the initial noise; image `i` uses `seed + i`. The same seed gives the same image.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = ImageOptions::default().seed))]
+    #[cfg_attr(test, ts(type = "number"))]
+    pub seed: u64,
+    /// Images to generate, 1..=16.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = ImageOptions::default().n))]
+    pub n: usize,
+    #[serde(flatten)]
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub sample: SampleOptions,
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        ImageOptions { seed: 0, n: 1, sample: SampleOptions::default() }
+    }
+}
+
+impl ImageOptions {
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=16).contains(&self.n) {
+            return Err(Error::InvalidArgument(format!("n {} outside 1..=16", self.n)));
+        }
+        self.sample.validate()
+    }
+
+    /// The seed of each image.
+    pub fn seeds(&self) -> Vec<u64> {
+        (0..self.n as u64).map(|i| self.seed.wrapping_add(i)).collect()
     }
 }
 

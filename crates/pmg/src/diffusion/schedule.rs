@@ -122,6 +122,7 @@ impl Scheduler for DpmSolver2M<'_> {
 /// Which sampler to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum SamplerKind {
     #[default]
     Ddim,
@@ -129,7 +130,7 @@ pub enum SamplerKind {
     DpmSolver2m,
 }
 
-crate::from_str_by_serde_name!(SamplerKind, "sampler");
+crate::names_from_serde!(SamplerKind, "sampler");
 
 /// Per-row scalars as a `[b, 1, 1, 1]` tensor for broadcasting over latents.
 pub fn per_row(values: &[f32], device: &burn::tensor::Device) -> Tensor<4> {

@@ -13,6 +13,7 @@ use super::{Event, EventKind, Item, Role};
 /// Which of PMG's renderings to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Domain {
     /// Stickers and conversations: numbered items, then the chat as `#Speaker: text`.
     #[default]
@@ -23,7 +24,7 @@ pub enum Domain {
     Movies,
 }
 
-crate::from_str_by_serde_name!(Domain, "domain");
+crate::names_from_serde!(Domain, "domain");
 
 impl Domain {
     /// What the items are called in prompts.
@@ -38,6 +39,7 @@ impl Domain {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct RenderOptions {
     /// Most recent distinct items to show.
     pub max_items: usize,

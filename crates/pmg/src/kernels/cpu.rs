@@ -4,10 +4,10 @@
 //! (AVX2 where the CPU has it, SIMD128 on wasm, a portable scalar kernel elsewhere; for several
 //! tokens the wasm kernel unpacks each weight block once for 4 tokens); other types dequantize one
 //! row at a time into a small buffer. Rows are split across threads natively (our spinning pool,
-//! `pool.rs`); wasm runs one thread.
+//! `host/pool.rs`); wasm runs one thread.
 
 use super::QMatrix;
-use crate::gguf::quant::{self, Q8Activations};
+use super::q8::{self as quant, Q8Activations};
 
 /// Fewest rows handed to one part of a parallel matmul, so a part outweighs its dispatch.
 #[cfg(not(target_family = "wasm"))]
@@ -60,7 +60,7 @@ fn for_each_row_block(out_t: &mut [f32], m: usize, f: impl Fn(usize, &mut [f32])
     let rows = out_t.len() / m.max(1);
     #[cfg(not(target_family = "wasm"))]
     {
-        let pool = super::pool::Pool::global();
+        let pool = crate::host::pool::Pool::global();
         // About two parts per thread balances uneven progress without many tiny parts.
         let per = rows.div_ceil(2 * pool.threads()).max(ROWS_PER_TASK).next_multiple_of(4);
         let parts = rows.div_ceil(per);

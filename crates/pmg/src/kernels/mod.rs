@@ -5,8 +5,7 @@
 //! activations, SIMD, multi-threaded natively).
 
 pub mod cpu;
-#[cfg(not(target_family = "wasm"))]
-pub mod pool;
+pub mod q8;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 

@@ -1048,37 +1048,3 @@ fn burn_cubecl_contiguous(x: CubeTensor) -> CubeTensor {
 pub fn is_wgpu(device: &burn::tensor::Device) -> bool {
     matches!(device.as_dispatch(), DispatchDevice::Cube(CubeDevice::Wgpu(_)))
 }
-
-/// Most launches cubecl batches into one command buffer (`tasks_max`): a decode step is ~280
-/// launches, so the whole step goes out in one submission, ended by the token-id readback.
-/// (cubecl's default, 32, cut a step into 9 submissions.)
-pub const TASKS_MAX: usize = 1024;
-
-/// burn's wgpu options as pmg wants them (natively and in the browser):
-/// `wgpu_options().init_with_setup_async().await`.
-pub fn wgpu_options() -> burn::tensor::wgpu::WgpuOptions {
-    burn::tensor::Device::wgpu_options().tasks_max(TASKS_MAX)
-}
-
-/// burn's wgpu runtime on the default adapter, initialised once per process (burn refuses a second
-/// initialisation; later calls return the same device).
-#[cfg(not(target_family = "wasm"))]
-pub fn init_native() -> Result<PmgDevice> {
-    static DEVICE: std::sync::Mutex<Option<PmgDevice>> = std::sync::Mutex::new(None);
-    let mut slot = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(d) = slot.as_ref() {
-        return Ok(d.clone());
-    }
-    let d = init_native_once()?;
-    *slot = Some(d.clone());
-    Ok(d)
-}
-
-#[cfg(not(target_family = "wasm"))]
-fn init_native_once() -> Result<PmgDevice> {
-    let (device, setup) =
-        wgpu_options().init_with_setup().map_err(|e| Error::Device { device: "wgpu".into(), reason: e.to_string() })?;
-    let info = setup.adapter.get_info();
-    let is_software = info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu;
-    Ok(PmgDevice::from_wgpu(device, format!("{} ({:?}, {})", info.name, info.backend, info.driver), is_software))
-}

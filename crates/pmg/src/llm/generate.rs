@@ -33,14 +33,25 @@ impl CancelToken {
     }
 }
 
+/// What to generate: one definition for serde (JS: camelCase, the sampling options flat beside
+/// these), clap and TypeScript.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct GenerateOptions {
+    /// Tokens to generate at most.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = GenerateOptions::default().max_tokens))]
     pub max_tokens: usize,
+    #[serde(flatten)]
+    #[cfg_attr(feature = "clap", command(flatten))]
     pub sampling: SamplingParams,
-    /// Generation stops when the text ends with any of these; the stop string is not returned.
+    /// Stop before any of these strings; they are not part of the output.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub stop: Vec<String>,
     #[serde(skip)]
+    #[cfg_attr(feature = "clap", arg(skip))]
+    #[cfg_attr(test, ts(skip))]
     pub cancel: Option<CancelToken>,
 }
 

@@ -8,18 +8,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// How to pick each token: one definition for serde (JS: camelCase), clap and TypeScript.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SamplingParams {
-    /// 0 = greedy.
+    /// 0 is greedy (the default).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = SamplingParams::default().temperature))]
     pub temperature: f32,
-    /// 0 = off.
+    /// Keep the k most likely tokens; 0 = off.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = SamplingParams::default().top_k))]
     pub top_k: usize,
-    /// 1.0 = off.
+    /// Keep the most likely tokens up to this probability mass, in (0, 1]; 1 = off.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = SamplingParams::default().top_p))]
     pub top_p: f32,
-    /// 1.0 = off; >1 discourages tokens seen in the last `repeat_last_n`.
+    /// 1 = off; above 1 discourages tokens seen in the last `repeatLastN`.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = SamplingParams::default().repetition_penalty))]
     pub repetition_penalty: f32,
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = SamplingParams::default().repeat_last_n))]
     pub repeat_last_n: usize,
+    /// Seed of the sampler: the same seed and options give the same tokens.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = SamplingParams::default().seed))]
+    #[cfg_attr(test, ts(type = "number"))]
     pub seed: u64,
 }
 

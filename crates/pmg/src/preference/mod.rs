@@ -50,6 +50,7 @@ impl Preferences {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum PromptMode {
     #[default]
     Direct,
@@ -57,19 +58,36 @@ pub enum PromptMode {
     PerAttribute,
 }
 
-crate::from_str_by_serde_name!(PromptMode, "prompt mode");
+crate::names_from_serde!(PromptMode, "prompt mode");
 
+/// How to extract preference keywords (`pmg preferences`, `preferences()` in JS, and the `extract`
+/// part of the personalize options): one definition for serde, clap and TypeScript.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ExtractOptions {
+    /// Keywords to extract, 1..=32.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = ExtractOptions::default().n_keywords))]
     pub n_keywords: usize,
+    /// Which of PMG's history renderings: stickers | shop | movies.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = ExtractOptions::default().domain))]
     pub domain: Domain,
+    /// direct | per_attribute (PMG's attribute-wise prompt).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = ExtractOptions::default().mode))]
     pub mode: PromptMode,
+    #[cfg_attr(feature = "clap", arg(skip))]
     pub render: RenderOptions,
-    /// 0 = greedy (the default: the same history gives the same keywords).
+    /// Sampling temperature of the keywords; 0 is greedy (the default: the same history gives the
+    /// same keywords).
+    #[cfg_attr(feature = "clap", arg(long = "keyword-temperature", default_value_t = ExtractOptions::default().temperature))]
     pub temperature: f32,
+    /// Seed of the keywords' sampling (with a temperature above 0).
+    #[cfg_attr(feature = "clap", arg(long = "keyword-seed", default_value_t = ExtractOptions::default().seed))]
+    #[cfg_attr(test, ts(type = "number"))]
     pub seed: u64,
-    /// Words per keyword.
+    /// Words per keyword, 1..=6.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = ExtractOptions::default().max_words))]
     pub max_words: usize,
 }
 
