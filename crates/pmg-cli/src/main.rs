@@ -418,7 +418,7 @@ fn eval_preferences(
 ) -> Result<()> {
     use pmg::host::block_on;
     use pmg::preference::eval::{EvalSet, run_baseline, run_llm, summarize};
-    use pmg::preference::{Extractor, PromptMode, SyncFeed};
+    use pmg::preference::{Extractor, Feed, PromptMode};
     let text = std::fs::read_to_string(set_path)
         .map_err(|source| Error::Io { path: set_path.display().to_string(), source })?;
     let set = EvalSet::parse(&text)?;
@@ -430,7 +430,7 @@ fn eval_preferences(
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| pmg::models::manifest().default_llm_entry().file.clone());
     let ex = Extractor::new(&lm)?;
-    let mut feed = SyncFeed(lm.new_session());
+    let mut feed = Feed::blocking(lm.new_session());
     let mut all = serde_json::Map::new();
     let mut summaries = Vec::new();
     let t = std::time::Instant::now();
@@ -786,7 +786,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             let bytes = read_model(&llm.model)?;
             let lm = LanguageModel::from_gguf_bytes(&bytes, &PmgDevice::new(llm.device_or(DeviceChoice::Auto))?, 2048)?;
             let ex = pmg::preference::Extractor::new(&lm)?;
-            let mut feed = pmg::preference::SyncFeed(lm.new_session());
+            let mut feed = pmg::preference::Feed::blocking(lm.new_session());
             let prefs = pmg::host::block_on(ex.preferences(&mut feed, &events, &opts))?;
             let target_kw = match &target {
                 Some(t) => {

@@ -39,9 +39,8 @@ pub enum TrainCmd {
         /// Train from this pack (`pmg train pack`) instead of the dataset and the autoencoder.
         #[arg(long)]
         pack: Option<PathBuf>,
-        /// What a batch draws uniformly: record (the recipe of emoji-v1 to v3) | base (a base
-        /// emoji, then one of its skin-tone variations)
-        #[arg(long, default_value = "record")]
+        /// What a batch draws uniformly: record | base (a base emoji, then one of its records)
+        #[arg(long, default_value_t = stages::SampleBy::default())]
         sample_by: stages::SampleBy,
         #[arg(long, default_value = "models/emoji-denoiser.safetensors")]
         out: PathBuf,

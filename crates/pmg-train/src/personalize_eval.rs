@@ -22,11 +22,12 @@ use super::judge::{Judge, rank};
 use pmg::diffusion::{Generator, SampleOptions};
 use pmg::error::Result;
 use pmg::history::{Event, EventKind, Item};
+use pmg::host::Blocking;
 use pmg::host::block_on;
 use pmg::image::Image;
 use pmg::llm::LanguageModel;
-use pmg::personalize::{BlockingHost, PersonalizeOptions, Personalized, Personalizer, Profile, Target, Weighting};
-use pmg::preference::{ExtractOptions, Extractor, Preferences, SyncFeed};
+use pmg::personalize::{PersonalizeOptions, Personalized, Personalizer, Profile, Target, Weighting};
+use pmg::preference::{ExtractOptions, Extractor, Feed, Preferences};
 use pmg::scorer::{Scorer, dot, score_from_cosine};
 use pmg::soft_prompt::SoftPrompt;
 
@@ -265,7 +266,7 @@ pub fn evaluate(
     let mut chosen_images = Vec::new();
     for (k, user) in us.iter().enumerate() {
         let events = history_events(data, user);
-        let mut feed = SyncFeed(lm.new_session());
+        let mut feed = Feed::blocking(lm.new_session());
         let prefs: Preferences = block_on(ex.preferences(&mut feed, &events, &extract))?;
         let implicit = soft.map(|s| s.embed(lm, &events, &extract)).transpose()?;
         let target = data.records[user.target].captions[0].clone();
@@ -295,7 +296,7 @@ pub fn evaluate(
                 ..Default::default()
             };
             let r: Personalized = block_on(p.generate(
-                &mut BlockingHost(|_| true),
+                &mut Blocking(|_| true),
                 prefs.clone(),
                 implicit.as_ref(),
                 &Profile::default(),

@@ -134,37 +134,19 @@ pub fn denoiser_data(data_dir: &Path, ae_path: &Path) -> Result<DenoiserData> {
 }
 
 /// Which training records a denoiser batch draws.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SampleBy {
-    /// A base emoji uniformly, then one of its records (skin-tone variations). 294 of the 1,712
-    /// training bases have 6 or 26 variations, 58% of the records; by base they get 17% of the
-    /// batches, and every other emoji about twice the steps it gets by record. Tried for one
-    /// 3,000-step cycle: worse on the held-out emoji, by item and by base (eval/image/RESULTS.md).
+    /// A base emoji uniformly, then one of its records (its styles and skin-tone variations): every
+    /// concept gets the same share of the batches however many records it has. The 9-style run
+    /// (scripts/torch/train_denoiser.py, eval/image/RESULTS.md) draws this way.
     Base,
     /// A record uniformly (the recipe of emoji-v1 to v3).
     #[default]
     Record,
 }
 
-impl SampleBy {
-    /// The name on the command line and in the export's metadata.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Base => "base",
-            Self::Record => "record",
-        }
-    }
-}
-
-impl std::str::FromStr for SampleBy {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        [Self::Base, Self::Record]
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| crate::Error::InvalidArgument(format!("unknown sampling `{s}` (base, record)")))
-    }
-}
+pmg::names_from_serde!(SampleBy, "sampling");
 
 /// Stage 2: the denoiser on the autoencoder's latents of the training images, v-prediction on the
 /// cosine schedule, random caption per image, 10% null captions; the export holds the EMA
@@ -261,7 +243,7 @@ pub fn diffusion(
     w.metadata.insert("prediction".into(), "v".into());
     w.metadata.insert("schedule".into(), format!("cosine-{TRAIN_STEPS}"));
     w.metadata.insert("text_prefix".into(), pmg::diffusion::TEXT_PREFIX.into());
-    w.metadata.insert("sample_by".into(), sample_by.name().into());
+    w.metadata.insert("sample_by".into(), sample_by.to_string());
     d.retrieval()?.insert_into(&mut w);
     facts(&mut w, &cfg, tr.elapsed(), last);
     write_export(&w, out)

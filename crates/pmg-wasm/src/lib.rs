@@ -171,7 +171,7 @@ fn js_options<T: serde::de::DeserializeOwned + serde::Serialize + Default>(optio
 /// Progress of `personalize` to a JS callback; `false` (or a promise of it, or a throw) cancels.
 struct JsHost(Option<js_sys::Function>);
 
-impl pmg::personalize::Host for JsHost {
+impl pmg::host::Host<pmg::personalize::Stage> for JsHost {
     fn blocking(&self) -> bool {
         false
     }
@@ -189,15 +189,16 @@ impl pmg::personalize::Host for JsHost {
 /// `generateImage`'s `on_step(i, n)`: `false` (or a promise of it, or a throw) cancels.
 struct JsSteps(Option<js_sys::Function>);
 
-impl pmg::diffusion::StepHost for JsSteps {
+impl pmg::host::Host<pmg::diffusion::Step> for JsSteps {
     fn blocking(&self) -> bool {
         false
     }
-    fn step(&mut self, done: usize, total: usize) -> impl std::future::Future<Output = bool> {
+    fn progress(&mut self, s: pmg::diffusion::Step) -> impl std::future::Future<Output = bool> {
         let f = self.0.clone();
         async move {
             let Some(f) = f else { return true };
-            let Ok(keep) = f.call2(&JsValue::NULL, &JsValue::from(done as u32), &JsValue::from(total as u32)) else {
+            let Ok(keep) = f.call2(&JsValue::NULL, &JsValue::from(s.done as u32), &JsValue::from(s.total as u32))
+            else {
                 return false;
             };
             js_keep_going(keep).await
@@ -303,7 +304,7 @@ impl Llm {
         let (events, _) = pmg::history::parse_export(&events_json).map_err(js_error)?;
         let opts: pmg::preference::ExtractOptions = js_options(options)?;
         let ex = pmg::preference::Extractor::new(&self.lm).map_err(js_error)?;
-        let mut feed = pmg::preference::AsyncFeed(self.lm.new_session());
+        let mut feed = pmg::preference::Feed::awaited(self.lm.new_session());
         let prefs = ex.preferences(&mut feed, &events, &opts).await.map_err(js_error)?;
         to_js(&prefs)
     }
@@ -314,7 +315,7 @@ impl Llm {
         let item: pmg::history::Item = serde_json::from_str(&item_json).map_err(bad_arg)?;
         let opts: pmg::preference::ExtractOptions = js_options(options)?;
         let ex = pmg::preference::Extractor::new(&self.lm).map_err(js_error)?;
-        let mut feed = pmg::preference::AsyncFeed(self.lm.new_session());
+        let mut feed = pmg::preference::Feed::awaited(self.lm.new_session());
         let kws = ex.item_keywords(&mut feed, &item, n as usize, &opts).await.map_err(js_error)?;
         to_js(&kws)
     }
@@ -414,10 +415,9 @@ impl Llm {
             .ok_or_else(|| js_error(Error::InvalidArgument("no scorer loaded (call loadScorer first)".into())))?;
         let soft = self.soft_prompt.borrow().clone();
         let p = pmg::personalize::Personalizer { lm: &self.lm, generator: &g, scorer: &sc, soft: soft.as_deref() };
-        let mut feed = pmg::preference::AsyncFeed(self.lm.new_session());
         let image = target_png.map(|b| pmg::image::Image::decode_png(&b)).transpose().map_err(js_error)?;
         let target = pmg::personalize::Target { title: target, image };
-        let r = p.run(&mut feed, &mut JsHost(on_progress), &events, &target, &opts).await.map_err(js_error)?;
+        let r = p.run(&mut JsHost(on_progress), &events, &target, &opts).await.map_err(js_error)?;
         let out = to_js(&r)?;
         let cands: js_sys::Array = js_sys::Reflect::get(&out, &"candidates".into())?.unchecked_into();
         for (i, c) in r.candidates.iter().enumerate() {

@@ -36,10 +36,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::{read_f32, read_f32_async};
 use crate::diffusion::{
-    Conditioning, Generator, Init, MAX_TEXT_TOKENS, SampleOptions, StepHost, encode_text, encode_text_async, to_images,
+    Conditioning, Generator, Init, MAX_TEXT_TOKENS, SampleOptions, Step, encode_text, encode_text_async, to_images,
 };
 use crate::error::{Error, Result};
 use crate::history::{Event, EventKind, Feedback};
+use crate::host::{Blocking, Host};
 use crate::image::Image;
 use crate::llm::LanguageModel;
 use crate::preference::{ExtractOptions, Extractor, Feed, Preferences};
@@ -351,39 +352,20 @@ pub fn prompt_text(target: &str, keywords: &[String], w: u32) -> String {
     parts.join(", ")
 }
 
-/// What the pipeline needs from its caller: whether to block on readbacks (native) or await them
-/// (browser), and where progress goes. `progress` returning `false` cancels.
-pub trait Host {
-    fn blocking(&self) -> bool;
-    fn progress(&mut self, stage: Stage) -> impl Future<Output = bool>;
-}
-
-/// A native host: blocking readbacks, progress to a closure.
-pub struct BlockingHost<F: FnMut(Stage) -> bool>(pub F);
-
-impl<F: FnMut(Stage) -> bool> Host for BlockingHost<F> {
-    fn blocking(&self) -> bool {
-        true
-    }
-    fn progress(&mut self, stage: Stage) -> impl Future<Output = bool> {
-        std::future::ready((self.0)(stage))
-    }
-}
-
 /// The pipeline's host as the generator's step host: steps become `Stage::Denoise`, counted over
 /// all the runs of one call (`before` steps done in earlier runs, `all` in total).
-struct DenoiseSteps<'h, H: Host> {
+struct DenoiseSteps<'h, H: Host<Stage>> {
     host: &'h mut H,
     before: usize,
     all: usize,
 }
 
-impl<H: Host> StepHost for DenoiseSteps<'_, H> {
+impl<H: Host<Stage>> Host<Step> for DenoiseSteps<'_, H> {
     fn blocking(&self) -> bool {
         self.host.blocking()
     }
-    fn step(&mut self, step: usize, _steps: usize) -> impl Future<Output = bool> {
-        self.host.progress(Stage::Denoise { step: self.before + step, steps: self.all })
+    fn progress(&mut self, s: Step) -> impl Future<Output = bool> {
+        self.host.progress(Stage::Denoise { step: self.before + s.done, steps: self.all })
     }
 }
 
@@ -397,12 +379,12 @@ pub struct Personalizer<'a> {
     pub soft: Option<&'a SoftPrompt>,
 }
 
-async fn cancel_unless<H: Host>(host: &mut H, stage: Stage) -> Result<()> {
+async fn cancel_unless<H: Host<Stage>>(host: &mut H, stage: Stage) -> Result<()> {
     if host.progress(stage).await { Ok(()) } else { Err(Error::Cancelled) }
 }
 
 impl Personalizer<'_> {
-    async fn encode<H: Host>(&self, host: &H, text: &str) -> Result<Conditioning> {
+    async fn encode<H: Host<Stage>>(&self, host: &H, text: &str) -> Result<Conditioning> {
         if host.blocking() {
             encode_text(self.lm, text, MAX_TEXT_TOKENS)
         } else {
@@ -410,13 +392,13 @@ impl Personalizer<'_> {
         }
     }
 
-    async fn read<H: Host, const D: usize>(&self, host: &H, t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    async fn read<H: Host<Stage>, const D: usize>(&self, host: &H, t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
         if host.blocking() { read_f32(t) } else { read_f32_async(t).await }
     }
 
     /// The implicit-preference rows of a history (`None` unless `opts.embeddings`, or when the
     /// history renders to nothing).
-    pub async fn implicit<H: Host>(
+    pub async fn implicit<H: Host<Stage>>(
         &self,
         host: &H,
         events: &[Event],
@@ -439,9 +421,8 @@ impl Personalizer<'_> {
 
     /// The whole pipeline: preferences (keywords, and implicit rows when asked) from `events`,
     /// then [`Self::generate`].
-    pub async fn run<F: Feed, H: Host>(
+    pub async fn run<H: Host<Stage>>(
         &self,
-        feed: &mut F,
         host: &mut H,
         events: &[Event],
         target: &Target,
@@ -449,7 +430,8 @@ impl Personalizer<'_> {
     ) -> Result<Personalized> {
         opts.validate()?;
         cancel_unless(host, Stage::Extract).await?;
-        let prefs = Extractor::new(self.lm)?.preferences(feed, events, &opts.extract).await?;
+        let mut feed = Feed::new(self.lm.new_session(), host.blocking());
+        let prefs = Extractor::new(self.lm)?.preferences(&mut feed, events, &opts.extract).await?;
         let implicit = if prefs.neutral { None } else { self.implicit(host, events, opts).await? };
         let profile = Profile::from_history(events);
         self.generate(host, prefs, implicit.as_ref(), &profile, target, opts).await
@@ -458,7 +440,7 @@ impl Personalizer<'_> {
     /// Candidates for `target` from already extracted preferences (the demo shows the keywords
     /// first, and may regenerate without asking the LLM again) and implicit rows
     /// ([`Self::implicit`]; used only when `opts.embeddings`).
-    pub async fn generate<H: Host>(
+    pub async fn generate<H: Host<Stage>>(
         &self,
         host: &mut H,
         prefs: Preferences,
@@ -588,8 +570,7 @@ pub fn personalize(
     opts: &PersonalizeOptions,
     on_progress: impl FnMut(Stage) -> bool,
 ) -> Result<Personalized> {
-    let mut feed = crate::preference::SyncFeed(p.lm.new_session());
-    crate::host::block_on(p.run(&mut feed, &mut BlockingHost(on_progress), events, &target.into(), opts))
+    crate::host::block_on(p.run(&mut Blocking(on_progress), events, &target.into(), opts))
 }
 
 #[cfg(test)]

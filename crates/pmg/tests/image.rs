@@ -3,7 +3,8 @@
 
 mod common;
 
-use pmg::diffusion::{BlockingSteps, Conditioning, Generator, Init, MAX_TEXT_TOKENS, SampleOptions, encode_text};
+use pmg::diffusion::{Conditioning, Generator, Init, MAX_TEXT_TOKENS, SampleOptions, encode_text};
+use pmg::host::Blocking;
 use pmg::image::Image;
 use pmg::llm::LanguageModel;
 use pmg::scorer::Scorer;
@@ -133,7 +134,7 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
             Init::Nearest(std::slice::from_ref(query)),
             &[seed],
             &opts,
-            &mut BlockingSteps(&mut |_, _| true),
+            &mut Blocking(|_| true),
         ))
         .unwrap();
         pmg::diffusion::to_images(&pmg::device::read_f32(x).unwrap(), 1).remove(0)
@@ -148,7 +149,7 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
             Init::Nearest(&[]),
             &[seed],
             &opts,
-            &mut BlockingSteps(&mut |_, _| true)
+            &mut Blocking(|_| true)
         ))
         .is_err()
     );
@@ -163,7 +164,7 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
             Init::Images(&[img]),
             &[seed],
             &o,
-            &mut BlockingSteps(&mut |_, _| true),
+            &mut Blocking(|_| true),
         ))
         .unwrap();
         pmg::diffusion::to_images(&pmg::device::read_f32(x).unwrap(), 1).remove(0)
@@ -180,7 +181,7 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
             Init::Images(&imgs),
             &[seed],
             &opts,
-            &mut BlockingSteps(&mut |_, _| true),
+            &mut Blocking(|_| true),
         ));
         assert!(r.is_err(), "{what}");
     }

@@ -9,7 +9,7 @@ use pmg::history::render::Domain;
 use pmg::history::{Event, EventKind, Item, Role, parse_export};
 use pmg::host::block_on;
 use pmg::llm::LanguageModel;
-use pmg::preference::{ExtractOptions, Extractor, Preferences, PromptMode, SyncFeed};
+use pmg::preference::{ExtractOptions, Extractor, Feed, Preferences, PromptMode};
 use pmg::{Error, HistoryError, PmgDevice};
 
 fn lm() -> &'static LanguageModel {
@@ -19,7 +19,7 @@ fn lm() -> &'static LanguageModel {
 
 fn extract(events: &[Event], opts: &ExtractOptions) -> pmg::Result<Preferences> {
     let ex = Extractor::new(lm())?;
-    let mut feed = SyncFeed(lm().new_session());
+    let mut feed = Feed::blocking(lm().new_session());
     block_on(ex.preferences(&mut feed, events, opts))
 }
 
@@ -181,7 +181,7 @@ fn hostile_history_cannot_break_the_prompt_or_the_answer() {
 #[test]
 fn item_keywords_describe_the_target() {
     let ex = Extractor::new(lm()).unwrap();
-    let mut feed = SyncFeed(lm().new_session());
+    let mut feed = Feed::blocking(lm().new_session());
     let target = item("1f382", "birthday cake", "Food & Drink", &["cake", "candles", "celebration"]);
     let kws = block_on(ex.item_keywords(&mut feed, &target, 10, &ExtractOptions::default())).unwrap();
     assert!(kws.len() >= 5 && kws.len() <= 10, "{kws:?}");

@@ -17,6 +17,7 @@ use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::device::{PmgDevice, read_f32};
 use crate::error::{Error, Result};
+use crate::host::{Blocking, Host};
 use crate::image::Image;
 use crate::llm::LanguageModel;
 use crate::rng::SeededRng;
@@ -445,10 +446,10 @@ impl Generator {
     }
 
     /// The denoising loop, for every caller: one image per (conditioning, seed). After each step
-    /// the host hears `(done, total)` and may cancel by answering `false`; on a non-blocking host
+    /// the host hears the [`Step`] and may cancel by answering `false`; on a non-blocking host
     /// each step is awaited first (a one-value readback), so progress reflects finished GPU work.
     /// Returns decoded images `[b, 4, 64, 64]` on the device.
-    pub async fn denoise<H: StepHost>(
+    pub async fn denoise<H: Host<Step>>(
         &self,
         conds: &[Conditioning],
         seeds: &[u64],
@@ -459,7 +460,7 @@ impl Generator {
     }
 
     /// [`denoise`](Self::denoise) with the start given ([`start_from`](Self::start_from)).
-    pub async fn denoise_from<H: StepHost>(
+    pub async fn denoise_from<H: Host<Step>>(
         &self,
         conds: &[Conditioning],
         init: Init<'_>,
@@ -472,7 +473,7 @@ impl Generator {
             if !host.blocking() {
                 s.sync_async().await?;
             }
-            if !host.step(s.done, s.total()).await {
+            if !host.progress(Step { done: s.done, total: s.total() }).await {
                 return Err(Error::Cancelled);
             }
         }
@@ -487,7 +488,7 @@ impl Generator {
         opts: &SampleOptions,
         on_step: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<Tensor<4>> {
-        crate::host::block_on(self.denoise(conds, seeds, opts, &mut BlockingSteps(on_step)))
+        crate::host::block_on(self.denoise(conds, seeds, opts, &mut Blocking(|s: Step| on_step(s.done, s.total))))
     }
 
     /// Generate images natively (blocking readback).
@@ -507,23 +508,11 @@ impl Generator {
     }
 }
 
-/// Who drives a denoising run: whether readbacks may block (native) or must be awaited
-/// (WebGPU in a browser), and what happens after each step (`false` cancels).
-pub trait StepHost {
-    fn blocking(&self) -> bool;
-    fn step(&mut self, done: usize, total: usize) -> impl std::future::Future<Output = bool>;
-}
-
-/// A native host: blocking readbacks, a closure after each step.
-pub struct BlockingSteps<'f>(pub &'f mut dyn FnMut(usize, usize) -> bool);
-
-impl StepHost for BlockingSteps<'_> {
-    fn blocking(&self) -> bool {
-        true
-    }
-    fn step(&mut self, done: usize, total: usize) -> impl std::future::Future<Output = bool> {
-        std::future::ready((self.0)(done, total))
-    }
+/// Progress of a denoising run: `done` of `total` steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub done: usize,
+    pub total: usize,
 }
 
 /// A denoising run in progress.

@@ -30,7 +30,7 @@ pub(crate) fn has_avx2() -> bool {
     })
 }
 
-/// Run a future that never waits (native readbacks, `SyncFeed`, blocking hosts) to completion. A
+/// Run a future that never waits (native readbacks, blocking feeds and hosts) to completion. A
 /// future that did wait would be polled again after a yield, not woken: this is not an executor
 /// for I/O.
 pub fn block_on<F: Future>(f: F) -> F::Output {
@@ -41,5 +41,25 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
             return v;
         }
         std::thread::yield_now();
+    }
+}
+
+/// Who drives a pipeline run (preference extraction, denoising, personalize), whatever its
+/// progress `P` is: whether device readbacks may block the thread (natively, and on the CPU backend
+/// anywhere) or must be awaited (WebGPU in a browser), and where progress goes (`false` cancels).
+pub trait Host<P> {
+    fn blocking(&self) -> bool;
+    fn progress(&mut self, p: P) -> impl Future<Output = bool>;
+}
+
+/// A native host: blocking readbacks, progress to a closure.
+pub struct Blocking<F>(pub F);
+
+impl<P, F: FnMut(P) -> bool> Host<P> for Blocking<F> {
+    fn blocking(&self) -> bool {
+        true
+    }
+    fn progress(&mut self, p: P) -> impl Future<Output = bool> {
+        std::future::ready((self.0)(p))
     }
 }

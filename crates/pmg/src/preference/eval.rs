@@ -174,9 +174,9 @@ pub fn summarize(system: &str, scores: &[HistoryScore], seconds: f32) -> Summary
 }
 
 /// Run the LLM extractor over the set.
-pub async fn run_llm<F: Feed>(
+pub async fn run_llm(
     ex: &Extractor<'_>,
-    feed: &mut F,
+    feed: &mut Feed<'_>,
     set: &EvalSet,
     mode: PromptMode,
     n: usize,

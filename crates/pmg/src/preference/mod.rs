@@ -10,7 +10,6 @@ pub mod decode;
 pub mod eval;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
@@ -132,33 +131,32 @@ pub fn attributes(domain: Domain) -> &'static [&'static str] {
 const SYSTEM: &str = "You are a careful assistant. You describe what a person likes with short keywords.";
 const ANSWER_PREFIX: &str = "The keywords are:\n1.";
 
-/// Something that runs the LLM over tokens: a blocking session natively, an async one in the browser.
-pub trait Feed {
+/// The LLM session a pipeline feeds tokens to, reading the logits back the way its host allows:
+/// blocking (natively, and on the CPU backend anywhere) or awaited (WebGPU in a browser).
+pub struct Feed<'a> {
+    pub session: Session<'a>,
+    blocking: bool,
+}
+
+impl<'a> Feed<'a> {
+    pub fn new(session: Session<'a>, blocking: bool) -> Self {
+        Feed { session, blocking }
+    }
+    /// Blocking readbacks (native).
+    pub fn blocking(session: Session<'a>) -> Self {
+        Self::new(session, true)
+    }
+    /// Awaited readbacks (required on WebGPU in a browser).
+    pub fn awaited(session: Session<'a>) -> Self {
+        Self::new(session, false)
+    }
     /// Start a new context.
-    fn reset(&mut self);
+    pub fn reset(&mut self) {
+        self.session.reset();
+    }
     /// Append tokens; logits of the last one.
-    fn feed(&mut self, tokens: &[u32]) -> impl Future<Output = Result<Vec<f32>>>;
-}
-
-/// Blocking feed (native).
-pub struct SyncFeed<'a>(pub Session<'a>);
-impl Feed for SyncFeed<'_> {
-    fn reset(&mut self) {
-        self.0.reset();
-    }
-    fn feed(&mut self, tokens: &[u32]) -> impl Future<Output = Result<Vec<f32>>> {
-        std::future::ready(self.0.feed(tokens))
-    }
-}
-
-/// Async feed (required on WebGPU, where readback cannot block).
-pub struct AsyncFeed<'a>(pub Session<'a>);
-impl Feed for AsyncFeed<'_> {
-    fn reset(&mut self) {
-        self.0.reset();
-    }
-    fn feed(&mut self, tokens: &[u32]) -> impl Future<Output = Result<Vec<f32>>> {
-        self.0.feed_async(tokens)
+    pub async fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        if self.blocking { self.session.feed(tokens) } else { self.session.feed_async(tokens).await }
     }
 }
 
@@ -199,9 +197,9 @@ impl<'m> Extractor<'m> {
         Ok(ids)
     }
 
-    async fn decode<F: Feed>(
+    async fn decode(
         &self,
-        feed: &mut F,
+        feed: &mut Feed<'_>,
         user: &str,
         opts: DecodeOptions,
         choices: Option<&[String]>,
@@ -246,9 +244,9 @@ impl<'m> Extractor<'m> {
     }
 
     /// Preference keywords from a history.
-    pub async fn preferences<F: Feed>(
+    pub async fn preferences(
         &self,
-        feed: &mut F,
+        feed: &mut Feed<'_>,
         events: &[Event],
         opts: &ExtractOptions,
     ) -> Result<Preferences> {
@@ -298,9 +296,9 @@ impl<'m> Extractor<'m> {
     }
 
     /// Keywords describing one item (PMG's "describe it in 10 keywords"), for the target of a generation.
-    pub async fn item_keywords<F: Feed>(
+    pub async fn item_keywords(
         &self,
-        feed: &mut F,
+        feed: &mut Feed<'_>,
         item: &Item,
         n: usize,
         opts: &ExtractOptions,
@@ -355,6 +353,6 @@ fn weigh(decoded: Vec<Decoded>) -> Vec<Keyword> {
 /// Blocking convenience: preferences from a history with a fresh session.
 pub fn extract(lm: &LanguageModel, events: &[Event], opts: &ExtractOptions) -> Result<Preferences> {
     let ex = Extractor::new(lm)?;
-    let mut feed = SyncFeed(lm.new_session());
+    let mut feed = Feed::blocking(lm.new_session());
     crate::host::block_on(ex.preferences(&mut feed, events, opts))
 }
