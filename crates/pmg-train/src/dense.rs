@@ -1,38 +1,35 @@
-//! A differentiable f32 copy of the llama forward pass for a few appended positions (soft-prompt
-//! training). The quantized [`Llama`] has no autodiff (its projections are our own kernels), so
-//! training PMG's implicit-preference tokens runs this instead: every projection dequantized to
-//! an f32 matrix on the training device, weights held as constants (no gradients of their own),
-//! gradients flowing only to the input embeddings.
+//! A differentiable f32 copy of the llama for a few appended positions (soft-prompt training). The
+//! quantized [`Llama`] has no autodiff (its projections are our own kernels), so training PMG's
+//! implicit-preference tokens runs the same layers ([`Layer::forward`]) with every projection
+//! dequantized to an f32 matrix on the training device, weights held as constants (no gradients of
+//! their own), gradients flowing only to the input embeddings.
 //!
 //! The history before the soft tokens does not depend on them (causal attention), so its keys and
 //! values come from a quantized prefill ([`KvCache::layer`]) and only the `k` soft positions run
 //! here: a batch of users, each with their own history length, in one pass.
 
-use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use pmg::device::read_f32;
 use pmg::error::{Error, Result};
 use pmg::kernels::QLinear;
 use pmg::llm::config::LlamaConfig;
-use pmg::llm::model::{KvCache, Llama, rms_norm, rotate_pairs};
+use pmg::llm::model::{KvCache, Layer, Llama, Project, rms_norm, rope_rows};
 
-struct DenseBlock {
-    attn_norm: Tensor<1>,
-    /// `[n_embd, (n_head + 2 n_head_kv) head_dim]`: q, k and v side by side (`x W^T` as one matmul).
-    qkv: Tensor<2>,
-    attn_output: Tensor<2>,
-    ffn_norm: Tensor<1>,
-    /// `[n_embd, 2 n_ff]`: gate and up side by side.
-    gate_up: Tensor<2>,
-    ffn_down: Tensor<2>,
+/// A projection as a dense f32 `W^T` (`[in, out]`), a constant of the graph.
+struct Dense(Tensor<2>);
+
+impl Project for Dense {
+    fn project(&self, x: Tensor<2>) -> Result<Tensor<2>> {
+        Ok(x.matmul(self.0.clone()))
+    }
 }
 
 /// The decoder blocks of a [`Llama`] as f32 tensors on `device` (~4 bytes per parameter: 425 MB
 /// for SmolLM2-135M without its embedding matrix).
 pub struct DenseLlama {
     pub config: LlamaConfig,
-    blocks: Vec<DenseBlock>,
+    blocks: Vec<Layer<Dense>>,
     output_norm: Tensor<1>,
     /// RoPE tables on the host, `[n_ctx, head_dim / 2]` row-major.
     cos: Vec<f32>,
@@ -101,22 +98,17 @@ fn host<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>> {
     read_f32(t.clone())
 }
 
-/// `W^T` of several projections side by side: `[cols, sum of rows]`.
-fn transposed(ls: &[&QLinear], device: &Device) -> Tensor<2> {
-    let cols = ls[0].weight.cols;
-    let rows: usize = ls.iter().map(|l| l.weight.rows).sum();
+/// A quantized projection as a dense `W^T`: `[cols, rows]`.
+fn transposed(l: &QLinear, device: &Device) -> Dense {
+    let (rows, cols) = (l.weight.rows, l.weight.cols);
+    let w = l.weight.dequantize();
     let mut out = vec![0f32; cols * rows];
-    let mut off = 0;
-    for l in ls {
-        let w = l.weight.dequantize();
-        for r in 0..l.weight.rows {
-            for c in 0..cols {
-                out[c * rows + off + r] = w[r * cols + c];
-            }
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = w[r * cols + c];
         }
-        off += l.weight.rows;
     }
-    Tensor::from_data(TensorData::new(out, [cols, rows]), device)
+    Dense(Tensor::from_data(TensorData::new(out, [cols, rows]), device))
 }
 
 impl DenseLlama {
@@ -130,13 +122,16 @@ impl DenseLlama {
             .blocks
             .iter()
             .map(|b| {
-                Ok(DenseBlock {
+                Ok(Layer {
                     attn_norm: vec1(&b.attn_norm)?,
-                    qkv: transposed(&[&b.attn_q, &b.attn_k, &b.attn_v], device),
-                    attn_output: transposed(&[&b.attn_output], device),
+                    attn_q: transposed(&b.attn_q, device),
+                    attn_k: transposed(&b.attn_k, device),
+                    attn_v: transposed(&b.attn_v, device),
+                    attn_output: transposed(&b.attn_output, device),
                     ffn_norm: vec1(&b.ffn_norm)?,
-                    gate_up: transposed(&[&b.ffn_gate, &b.ffn_up], device),
-                    ffn_down: transposed(&[&b.ffn_down], device),
+                    ffn_gate: transposed(&b.ffn_gate, device),
+                    ffn_up: transposed(&b.ffn_up, device),
+                    ffn_down: transposed(&b.ffn_down, device),
                 })
             })
             .collect::<Result<_>>()?;
@@ -152,13 +147,6 @@ impl DenseLlama {
 
     fn rms_norm<const D: usize>(&self, x: Tensor<D>, w: &Tensor<1>) -> Tensor<D> {
         rms_norm(x, w, self.config.rms_eps)
-    }
-
-    /// RoPE on `x: [b, k, heads, hd]`, row `i` of user `u` at position `lens[u] + i` (the angles
-    /// in `cos`/`sin`, `[b, k, 1, hd/2, 1]`), as [`Llama`] does.
-    fn rope(&self, x: Tensor<4>, cos: &Tensor<5>, sin: &Tensor<5>) -> Tensor<4> {
-        let [b, k, h, hd] = x.dims();
-        rotate_pairs(x.reshape([b, k, h, hd / 2, 2]), cos.clone(), sin.clone()).reshape([b, k, h, hd])
     }
 
     /// Final hidden states (after the output norm) `[b, k, n_embd]` of the input embeddings
@@ -204,28 +192,16 @@ impl DenseLlama {
             }
         }
         let bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, group * k, t + k]), &self.device);
-        let scale = 1.0 / (hd as f32).sqrt();
-        let (qd, kd) = (nh * hd, nkv * hd);
+        // Row `i` of user `u` sits at position `lens[u] + i`.
+        let rope = |x: Tensor<4>| rope_rows(x, &cos, &sin);
         let mut x = x.reshape([b * k, d]);
         for (blk, (hk, hv)) in self.blocks.iter().zip(&hist.layers) {
-            let h = self.rms_norm(x.clone(), &blk.attn_norm);
-            let qkv = h.matmul(blk.qkv.clone());
-            let q = self.rope(qkv.clone().narrow(1, 0, qd).reshape([b, k, nh, hd]), &cos, &sin);
-            let kn = self.rope(qkv.clone().narrow(1, qd, kd).reshape([b, k, nkv, hd]), &cos, &sin);
-            let vn = qkv.narrow(1, qd + kd, kd).reshape([b, k, nkv, hd]);
-            let keys = Tensor::cat(vec![hk.clone(), kn.permute([0, 2, 1, 3])], 2);
-            let values = Tensor::cat(vec![hv.clone(), vn.permute([0, 2, 1, 3])], 2);
-            // Query head h uses kv head h / group: [b, k, nkv, group, hd] -> [b, nkv, group*k, hd].
-            let q = q.reshape([b, k, nkv, group, hd]).permute([0, 2, 3, 1, 4]).reshape([b, nkv, group * k, hd]);
-            let scores = q.matmul(keys.swap_dims(2, 3)).mul_scalar(scale).add(bias.clone());
-            let att = softmax(scores, 3).matmul(values);
-            let att = att.reshape([b, nkv, group, k, hd]).permute([0, 3, 1, 2, 4]).reshape([b * k, qd]);
-            x = x.add(att.matmul(blk.attn_output.clone()));
-            let h = self.rms_norm(x.clone(), &blk.ffn_norm);
-            let gu = h.matmul(blk.gate_up.clone());
-            let nf = c.n_ff;
-            let f = silu(gu.clone().narrow(1, 0, nf)).mul(gu.narrow(1, nf, nf));
-            x = x.add(f.matmul(blk.ffn_down.clone()));
+            // The history's keys and values, then the soft rows' own: [b, nkv, t + k, hd].
+            let kv = |kn: Tensor<4>, vn: Tensor<4>| {
+                let keys = Tensor::cat(vec![hk.clone(), kn.permute([0, 2, 1, 3])], 2);
+                (keys, Tensor::cat(vec![hv.clone(), vn.permute([0, 2, 1, 3])], 2))
+            };
+            x = blk.forward(x, c, [b, k], rope, kv, Some(&bias))?;
         }
         Ok(self.rms_norm(x, &self.output_norm).reshape([b, k, d]))
     }

@@ -12,16 +12,69 @@ use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, Gguf};
 use crate::kernels::{QLinear, QMatrix};
 
-pub struct Block {
+/// A projection `x W^T` of rows `x: [n, in]`: a quantized GGUF matrix here, a dense f32 one in
+/// the differentiable copy that trains soft prompts (pmg-train's `dense.rs`).
+pub trait Project {
+    fn project(&self, x: Tensor<2>) -> Result<Tensor<2>>;
+}
+
+impl Project for QLinear {
+    fn project(&self, x: Tensor<2>) -> Result<Tensor<2>> {
+        self.forward(x)
+    }
+}
+
+/// One decoder layer's weights; `P` is how its projections are held.
+pub struct Layer<P> {
     pub attn_norm: Tensor<1>,
-    pub attn_q: QLinear,
-    pub attn_k: QLinear,
-    pub attn_v: QLinear,
-    pub attn_output: QLinear,
+    pub attn_q: P,
+    pub attn_k: P,
+    pub attn_v: P,
+    pub attn_output: P,
     pub ffn_norm: Tensor<1>,
-    pub ffn_gate: QLinear,
-    pub ffn_up: QLinear,
-    pub ffn_down: QLinear,
+    pub ffn_gate: P,
+    pub ffn_up: P,
+    pub ffn_down: P,
+}
+
+/// A layer of the quantized model.
+pub type Block = Layer<QLinear>;
+
+impl<P: Project> Layer<P> {
+    /// The layer on `x: [b * m, n_embd]` (`b` sequences of `m` new rows each): RMSNorm, grouped-query
+    /// attention, residual; RMSNorm, SwiGLU, residual. The caller owns positions and memory: `rope`
+    /// rotates `[b, m, heads, head_dim]` at the rows' positions; `kv` takes the new keys and values
+    /// `[b, m, n_head_kv, head_dim]` and returns all that the rows attend to, `[b, n_head_kv, t,
+    /// head_dim]`; `bias` (added to the scores `[b, n_head_kv, group * m, t]`) masks.
+    pub fn forward(
+        &self,
+        x: Tensor<2>,
+        c: &LlamaConfig,
+        [b, m]: [usize; 2],
+        rope: impl Fn(Tensor<4>) -> Tensor<4>,
+        kv: impl FnOnce(Tensor<4>, Tensor<4>) -> (Tensor<4>, Tensor<4>),
+        bias: Option<&Tensor<4>>,
+    ) -> Result<Tensor<2>> {
+        let (hd, nh, nkv) = (c.head_dim, c.n_head, c.n_head_kv);
+        let group = nh / nkv;
+        let h = rms_norm(x.clone(), &self.attn_norm, c.rms_eps);
+        let q = rope(self.attn_q.project(h.clone())?.reshape([b, m, nh, hd]));
+        let k = rope(self.attn_k.project(h.clone())?.reshape([b, m, nkv, hd]));
+        let v = self.attn_v.project(h)?.reshape([b, m, nkv, hd]);
+        let (keys, values) = kv(k, v);
+        // Query head h uses kv head h / group: [b, m, nkv, group, hd] -> [b, nkv, group * m, hd].
+        let q = q.reshape([b, m, nkv, group, hd]).permute([0, 2, 3, 1, 4]).reshape([b, nkv, group * m, hd]);
+        let mut scores = q.matmul(keys.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f32).sqrt());
+        if let Some(bias) = bias {
+            scores = scores.add(bias.clone());
+        }
+        let att = softmax(scores, 3).matmul(values);
+        let att = att.reshape([b, nkv, group, m, hd]).permute([0, 3, 1, 2, 4]).reshape([b * m, nh * hd]);
+        let x = x.add(self.attn_output.project(att)?);
+        let h = rms_norm(x.clone(), &self.ffn_norm, c.rms_eps);
+        let f = silu(self.ffn_gate.project(h.clone())?).mul(self.ffn_up.project(h)?);
+        Ok(x.add(self.ffn_down.project(f)?))
+    }
 }
 
 #[cfg(feature = "wgpu")]
@@ -232,14 +285,6 @@ impl Llama {
         rms_norm(x, w, self.config.rms_eps)
     }
 
-    /// Rotate adjacent pairs `(x[2i], x[2i+1])` of every head by `pos * theta_i`; `x: [m, heads, hd]`.
-    fn rope(&self, x: Tensor<3>, pos: usize) -> Tensor<3> {
-        let [m, h, hd] = x.dims();
-        let cos = self.rope_cos.clone().slice(pos..pos + m).reshape([m, 1, hd / 2, 1]);
-        let sin = self.rope_sin.clone().slice(pos..pos + m).reshape([m, 1, hd / 2, 1]);
-        rotate_pairs(x.reshape([m, h, hd / 2, 2]), cos, sin).reshape([m, h, hd])
-    }
-
     /// Run `tokens` (at positions `cache.pos..`) through the model and return final hidden states
     /// (after the output norm) for the requested rows: `[1 or m, n_embd]`.
     pub fn forward_hidden(&self, tokens: &[u32], cache: &mut KvCache, rows: Rows) -> Result<Tensor<2>> {
@@ -278,10 +323,9 @@ impl Llama {
         }
         Self::check_room(cache, m)?;
         let pos = cache.pos;
-        let (hd, nh, nkv) = (c.head_dim, c.n_head, c.n_head_kv);
-        let group = nh / nkv;
+        let (hd, nkv) = (c.head_dim, c.n_head_kv);
+        let group = c.n_head / nkv;
         let t = pos + m;
-        let scale = 1.0 / (hd as f32).sqrt();
         // Causal mask for the new rows (query i sits at position pos + i), as an additive bias.
         let mask = (m > 1).then(|| {
             let mut bias = vec![0f32; group * m * t];
@@ -292,34 +336,23 @@ impl Llama {
                     }
                 }
             }
-            Tensor::<3>::from_data(TensorData::new(bias, [1, group * m, t]), &self.device.device)
+            Tensor::<4>::from_data(TensorData::new(bias, [1, 1, group * m, t]), &self.device.device)
         });
-
-        for (l, b) in self.blocks.iter().enumerate() {
-            let h = self.rms_norm(x.clone(), &b.attn_norm);
-            let q = self.rope(b.attn_q.forward(h.clone())?.reshape([m, nh, hd]), pos);
-            let k = self.rope(b.attn_k.forward(h.clone())?.reshape([m, nkv, hd]), pos);
-            let v = b.attn_v.forward(h)?.reshape([m, nkv, hd]);
-            let kc = std::mem::replace(&mut cache.k[l], Tensor::empty([0, 0, 0], &self.device.device));
-            let vc = std::mem::replace(&mut cache.v[l], Tensor::empty([0, 0, 0], &self.device.device));
-            cache.k[l] = kc.slice_assign([0..nkv, pos..t, 0..hd], k.swap_dims(0, 1));
-            cache.v[l] = vc.slice_assign([0..nkv, pos..t, 0..hd], v.swap_dims(0, 1));
-            let keys = cache.k[l].clone().slice([0..nkv, 0..t, 0..hd]);
-            let values = cache.v[l].clone().slice([0..nkv, 0..t, 0..hd]);
-            // Query head h uses kv head h / group: [m, nh, hd] -> [nkv, group * m, hd].
-            let q = q.reshape([m, nkv, group, hd]).permute([1, 2, 0, 3]).reshape([nkv, group * m, hd]);
-            let mut scores = q.matmul(keys.swap_dims(1, 2)).mul_scalar(scale);
-            if let Some(mask) = &mask {
-                scores = scores.add(mask.clone());
-            }
-            let att = softmax(scores, 2).matmul(values); // [nkv, group*m, hd]
-            let att = att.reshape([nkv, group, m, hd]).permute([2, 0, 1, 3]).reshape([m, nh * hd]);
-            x = x.add(b.attn_output.forward(att)?);
-
-            let h = self.rms_norm(x.clone(), &b.ffn_norm);
-            let gate = silu(b.ffn_gate.forward(h.clone())?);
-            let up = b.ffn_up.forward(h)?;
-            x = x.add(b.ffn_down.forward(gate.mul(up))?);
+        let cos = self.rope_cos.clone().slice(pos..t).reshape([1, m, 1, hd / 2, 1]);
+        let sin = self.rope_sin.clone().slice(pos..t).reshape([1, m, 1, hd / 2, 1]);
+        let rope = |x: Tensor<4>| rope_rows(x, &cos, &sin);
+        for (l, blk) in self.blocks.iter().enumerate() {
+            // New keys and values go into the cache at positions pos..t; the rows attend to 0..t.
+            let kv = |k: Tensor<4>, v: Tensor<4>| {
+                let empty = || Tensor::empty([0, 0, 0], &self.device.device);
+                let kc = std::mem::replace(&mut cache.k[l], empty());
+                let vc = std::mem::replace(&mut cache.v[l], empty());
+                cache.k[l] = kc.slice_assign([0..nkv, pos..t, 0..hd], k.reshape([m, nkv, hd]).swap_dims(0, 1));
+                cache.v[l] = vc.slice_assign([0..nkv, pos..t, 0..hd], v.reshape([m, nkv, hd]).swap_dims(0, 1));
+                let keys = cache.k[l].clone().slice([0..nkv, 0..t, 0..hd]).unsqueeze::<4>();
+                (keys, cache.v[l].clone().slice([0..nkv, 0..t, 0..hd]).unsqueeze::<4>())
+            };
+            x = blk.forward(x, c, [1, m], rope, kv, mask.as_ref())?;
         }
         cache.pos = t;
         let x = match rows {
@@ -417,6 +450,13 @@ pub fn rotate_pairs<const D: usize>(x: Tensor<D>, cos: Tensor<D>, sin: Tensor<D>
     let r0 = x0.clone().mul(cos.clone()).sub(x1.clone().mul(sin.clone()));
     let r1 = x0.mul(sin).add(x1.mul(cos));
     Tensor::cat(vec![r0, r1], D - 1)
+}
+
+/// RoPE on `x: [b, m, heads, head_dim]` by the angles of each row, `cos`/`sin`: `[b or 1, m, 1,
+/// head_dim / 2, 1]`.
+pub fn rope_rows(x: Tensor<4>, cos: &Tensor<5>, sin: &Tensor<5>) -> Tensor<4> {
+    let [b, m, h, hd] = x.dims();
+    rotate_pairs(x.reshape([b, m, h, hd / 2, 2]), cos.clone(), sin.clone()).reshape([b, m, h, hd])
 }
 
 /// `cos/sin(pos * theta^(-2i/d))`, as llama.cpp's rope in "normal" mode.
