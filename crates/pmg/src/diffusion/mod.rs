@@ -10,6 +10,7 @@ pub mod autoencoder;
 pub mod nn;
 pub mod retrieval;
 pub mod schedule;
+pub mod schedulers;
 pub mod unet;
 
 use burn::module::Module;
