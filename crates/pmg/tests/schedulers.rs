@@ -72,6 +72,44 @@ fn timesteps_sigmas_and_runs_match_diffusers() {
     }
 }
 
+/// The same plans on burn tensors (the CPU backend) give the host arrays' results, within float32
+/// arithmetic on samples as large as sigma_max (14.6): 1e-4.
+#[test]
+fn tensor_updates_equal_host_updates() {
+    use burn::tensor::{Tensor, TensorData};
+    let dev = pmg::PmgDevice::cpu().device;
+    let g = golden();
+    for c in g["cases"].as_array().unwrap().iter().filter(|c| c["steps"] == 4) {
+        let config = SchedulerConfig::from_json(&g["configs"][c["config"].as_str().unwrap()].to_string()).unwrap();
+        let plan = Plan::new(c["scheduler"].as_str().unwrap().parse().unwrap(), &config, 4).unwrap();
+        let t1 = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &dev);
+        let init: Vec<f32> = floats(&c["initial"]).iter().map(|v| v * plan.init_noise_sigma as f32).collect();
+        let (mut hx, mut tx) = (init.clone(), t1(&init));
+        let (mut hp, mut tp): (Option<Vec<f32>>, Option<Tensor<1>>) = (None, None);
+        let mut used = 0;
+        for i in 0..plan.steps() {
+            let o: Vec<f32> = hx.iter().map(|v| 0.5 * v - 0.1).collect();
+            let noise = plan.noisy(i).then(|| {
+                used += 1;
+                floats(&c["noise"][used - 1])
+            });
+            let u = plan.update(i);
+            let (nx, nd) = u.apply(&hx, &o, hp.as_deref(), noise.as_deref());
+            let (ntx, ntd) = u.apply_tensor(tx, t1(&o), tp, noise.as_deref().map(t1));
+            (hx, hp, tx, tp) = (nx, Some(nd), ntx, Some(ntd));
+        }
+        let dev_x = pmg::device::read_f32(tx).unwrap();
+        for (h, d) in hx.iter().zip(&dev_x) {
+            assert!(
+                close(*d as f64, *h as f64, 1e-4),
+                "{} {}: tensor {dev_x:?} vs host {hx:?}",
+                c["config"],
+                c["scheduler"]
+            );
+        }
+    }
+}
+
 #[test]
 fn unsupported_config_keys_are_refused() {
     let c = SchedulerConfig::from_json(r#"{"beta_schedule": "scaled_linear", "use_karras_sigmas": true}"#).unwrap();

@@ -9,6 +9,7 @@
 //! denoised estimate and the step's noise, so a [`Plan`] hands out scalar coefficients
 //! ([`Update`]) and the same plan drives host arrays and device tensors alike.
 
+use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -192,6 +193,27 @@ impl Update {
                 v as f32
             })
             .collect();
+        (next, d)
+    }
+}
+
+impl Update {
+    /// The update on device tensors (any shape): returns `(x', denoised)`.
+    pub fn apply_tensor<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        o: Tensor<D>,
+        d_prev: Option<Tensor<D>>,
+        noise: Option<Tensor<D>>,
+    ) -> (Tensor<D>, Tensor<D>) {
+        let d = x.clone().mul_scalar(self.denoised.0 as f32).add(o.mul_scalar(self.denoised.1 as f32));
+        let mut next = x.mul_scalar(self.x as f32).add(d.clone().mul_scalar(self.d as f32));
+        if let Some(p) = d_prev {
+            next = next.add(p.mul_scalar(self.d_prev as f32));
+        }
+        if let Some(n) = noise {
+            next = next.add(n.mul_scalar(self.noise as f32));
+        }
         (next, d)
     }
 }
