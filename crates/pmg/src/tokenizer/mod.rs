@@ -5,6 +5,7 @@
 //! maps names to split regexes; `smollm` (and the gpt2 family) is: every digit on its own, then
 //! GPT-2's byte-level regex.
 
+pub mod clip;
 mod template;
 
 pub use template::{ChatMessage, ChatTemplate, Segment};
