@@ -19,6 +19,7 @@ pub mod personalize;
 pub mod preference;
 pub mod rng;
 pub mod scorer;
+pub mod sd;
 pub mod soft_prompt;
 pub mod tensor_io;
 pub mod tokenizer;
