@@ -31,6 +31,14 @@ pub struct ClipTextConfig {
     pub layer_norm_eps: f64,
     #[serde(default = "default_act")]
     pub hidden_act: Activation,
+    /// The pooled output's token: 2 is transformers' legacy value, meaning the highest id in the
+    /// sequence (CLIP's end token is the last of its vocabulary); else the first of this id.
+    #[serde(default = "default_eos")]
+    pub eos_token_id: u32,
+}
+
+fn default_eos() -> u32 {
+    2
 }
 
 fn default_eps() -> f64 {
@@ -44,6 +52,12 @@ fn default_act() -> Activation {
 impl ClipTextConfig {
     pub fn from_json(text: &str) -> Result<Self> {
         let c: Self = serde_json::from_str(text).map_err(|e| Error::InvalidArgument(format!("config.json: {e}")))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let c = self;
         let sane = c.hidden_size > 0
             && c.num_attention_heads > 0
             && c.hidden_size.is_multiple_of(c.num_attention_heads)
@@ -57,38 +71,43 @@ impl ClipTextConfig {
         if !sane {
             return Err(Error::InvalidArgument(format!("config.json: an unusable CLIP text config {c:?}")));
         }
-        Ok(c)
+        Ok(())
     }
 }
 
-/// `x W^T + b` with `W^T` held as `[in, out]`.
-struct Linear {
+/// `x W^T (+ b)` with `W^T` held as `[in, out]`.
+pub(crate) struct Linear {
     wt: Tensor<2>,
-    b: Tensor<1>,
+    b: Option<Tensor<1>>,
 }
 
 impl Linear {
-    fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        x.matmul(self.wt.clone().unsqueeze()).add(self.b.clone().unsqueeze())
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let y = x.matmul(self.wt.clone().unsqueeze());
+        match &self.b {
+            Some(b) => y.add(b.clone().unsqueeze()),
+            None => y,
+        }
     }
 }
 
-struct LayerNorm {
+pub(crate) struct LayerNorm {
     w: Tensor<1>,
     b: Tensor<1>,
     eps: f64,
 }
 
 impl LayerNorm {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let mean = x.clone().mean_dim(2);
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let mean = x.clone().mean_dim(D - 1);
         let xc = x.sub(mean);
-        let var = xc.clone().square().mean_dim(2);
+        let var = xc.clone().square().mean_dim(D - 1);
         xc.div(var.add_scalar(self.eps).sqrt()).mul(self.w.clone().unsqueeze()).add(self.b.clone().unsqueeze())
     }
 }
 
-struct Layer {
+/// One pre-LayerNorm transformer layer of either CLIP tower.
+pub(crate) struct Layer {
     ln1: LayerNorm,
     q: Linear,
     k: Linear,
@@ -99,8 +118,96 @@ struct Layer {
     fc2: Linear,
 }
 
+impl Layer {
+    /// `x: [b, len, d]`; `mask` is added to the attention scores `[b, heads, len, len]`.
+    pub(crate) fn forward(&self, x: Tensor<3>, heads: usize, act: Activation, mask: Option<&Tensor<4>>) -> Tensor<3> {
+        let [b, len, d] = x.dims();
+        let hd = d / heads;
+        let y = self.ln1.forward(x.clone());
+        let split = |t: Tensor<3>| t.reshape([b, len, heads, hd]).swap_dims(1, 2);
+        let (q, k, v) = (split(self.q.forward(y.clone())), split(self.k.forward(y.clone())), split(self.v.forward(y)));
+        let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar((hd as f32).powf(-0.5));
+        if let Some(m) = mask {
+            scores = scores.add(m.clone());
+        }
+        let att = softmax(scores, 3).matmul(v);
+        let x = x.add(self.out.forward(att.swap_dims(1, 2).reshape([b, len, d])));
+        let y = self.fc1.forward(self.ln2.forward(x.clone()));
+        let y = match act {
+            Activation::QuickGelu => y.clone().mul(sigmoid(y.mul_scalar(1.702))),
+            Activation::Gelu => gelu(y),
+        };
+        x.add(self.fc2.forward(y))
+    }
+}
+
+/// Reads a tower's tensors, checking each shape.
+pub(crate) struct Loader<'a> {
+    pub w: &'a Weights,
+    pub file: &'a str,
+    pub prefix: &'a str,
+    pub device: &'a Device,
+}
+
+impl Loader<'_> {
+    pub(crate) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let full = format!("{}{name}", self.prefix);
+        let t = self.w.get(self.file, &full)?;
+        if t.shape != shape {
+            return Err(Error::Weights {
+                file: self.file.into(),
+                problem: format!("`{full}` is {:?}, the config says {shape:?}", t.shape),
+            });
+        }
+        Ok(t.data.clone())
+    }
+
+    pub(crate) fn vector(&self, name: &str, len: usize) -> Result<Tensor<1>> {
+        Ok(Tensor::from_data(TensorData::new(self.get(name, &[len])?, [len]), self.device))
+    }
+
+    pub(crate) fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor<2>> {
+        Ok(Tensor::from_data(TensorData::new(self.get(name, &[rows, cols])?, [rows, cols]), self.device))
+    }
+
+    /// A linear layer `name.weight` `[out, inp]` (+ `name.bias`).
+    pub(crate) fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+        let wt = self.matrix(&format!("{name}.weight"), out, inp)?.transpose();
+        let b = if bias { Some(self.vector(&format!("{name}.bias"), out)?) } else { None };
+        Ok(Linear { wt, b })
+    }
+
+    pub(crate) fn norm(&self, name: &str, d: usize, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            w: self.vector(&format!("{name}.weight"), d)?,
+            b: self.vector(&format!("{name}.bias"), d)?,
+            eps,
+        })
+    }
+
+    pub(crate) fn layers(&self, n: usize, d: usize, ff: usize, eps: f64) -> Result<Vec<Layer>> {
+        (0..n)
+            .map(|i| {
+                let l = |s: &str| format!("encoder.layers.{i}.{s}");
+                Ok(Layer {
+                    ln1: self.norm(&l("layer_norm1"), d, eps)?,
+                    q: self.linear(&l("self_attn.q_proj"), d, d, true)?,
+                    k: self.linear(&l("self_attn.k_proj"), d, d, true)?,
+                    v: self.linear(&l("self_attn.v_proj"), d, d, true)?,
+                    out: self.linear(&l("self_attn.out_proj"), d, d, true)?,
+                    ln2: self.norm(&l("layer_norm2"), d, eps)?,
+                    fc1: self.linear(&l("mlp.fc1"), ff, d, true)?,
+                    fc2: self.linear(&l("mlp.fc2"), d, ff, true)?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// The encoder's outputs for a batch: `[b, len, hidden]` each.
 pub struct TextStates {
+    /// The tokens' positions of the pooled output (see [`ClipTextConfig::eos_token_id`]).
+    pub pooled_at: Vec<usize>,
     /// After the final LayerNorm (what SD 1.x and 2.x condition on).
     pub last: Tensor<3>,
     /// The second-to-last layer's output, before any norm ("clip skip").
@@ -118,59 +225,24 @@ pub struct ClipTextModel {
 }
 
 impl ClipTextModel {
-    /// From `config.json` and the weights (`file` names them in errors).
+    /// From `config.json` and the weights (`file` names them in errors), transformers' names with
+    /// or without the `text_model.` prefix.
     pub fn from_weights(config: ClipTextConfig, w: &Weights, file: &str, device: &Device) -> Result<Self> {
-        let c = &config;
         let prefix =
             if w.tensors.contains_key("text_model.embeddings.token_embedding.weight") { "text_model." } else { "" };
-        let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            let t = w.get(file, &format!("{prefix}{name}"))?;
-            if t.shape != shape {
-                return Err(Error::Weights {
-                    file: file.into(),
-                    problem: format!("`{prefix}{name}` is {:?}, the config says {shape:?}", t.shape),
-                });
-            }
-            Ok(t.data.clone())
-        };
-        let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), device);
-        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
-            let wv = get(&format!("{name}.weight"), &[out, inp])?;
-            let wt = Tensor::<2>::from_data(TensorData::new(wv, [out, inp]), device).transpose();
-            Ok(Linear { wt, b: t1(get(&format!("{name}.bias"), &[out])?) })
-        };
-        let norm = |name: &str| -> Result<LayerNorm> {
-            let d = c.hidden_size;
-            Ok(LayerNorm {
-                w: t1(get(&format!("{name}.weight"), &[d])?),
-                b: t1(get(&format!("{name}.bias"), &[d])?),
-                eps: c.layer_norm_eps,
-            })
-        };
-        let (d, ff) = (c.hidden_size, c.intermediate_size);
-        let layers = (0..c.num_hidden_layers)
-            .map(|i| {
-                let l = |s: &str| format!("encoder.layers.{i}.{s}");
-                Ok(Layer {
-                    ln1: norm(&l("layer_norm1"))?,
-                    q: linear(&l("self_attn.q_proj"), d, d)?,
-                    k: linear(&l("self_attn.k_proj"), d, d)?,
-                    v: linear(&l("self_attn.v_proj"), d, d)?,
-                    out: linear(&l("self_attn.out_proj"), d, d)?,
-                    ln2: norm(&l("layer_norm2"))?,
-                    fc1: linear(&l("mlp.fc1"), ff, d)?,
-                    fc2: linear(&l("mlp.fc2"), d, ff)?,
-                })
-            })
-            .collect::<Result<_>>()?;
-        let pos = get("embeddings.position_embedding.weight", &[c.max_position_embeddings, d])?;
+        Self::load(config, &Loader { w, file, prefix, device })
+    }
+
+    pub(crate) fn load(config: ClipTextConfig, l: &Loader<'_>) -> Result<Self> {
+        let c = &config;
+        let d = c.hidden_size;
         Ok(ClipTextModel {
-            token_embedding: get("embeddings.token_embedding.weight", &[c.vocab_size, d])?,
-            position_embedding: Tensor::from_data(TensorData::new(pos, [c.max_position_embeddings, d]), device),
-            layers,
-            final_ln: norm("final_layer_norm")?,
+            token_embedding: l.get("embeddings.token_embedding.weight", &[c.vocab_size, d])?,
+            position_embedding: l.matrix("embeddings.position_embedding.weight", c.max_position_embeddings, d)?,
+            layers: l.layers(c.num_hidden_layers, d, c.intermediate_size, c.layer_norm_eps)?,
+            final_ln: l.norm("final_layer_norm", d, c.layer_norm_eps)?,
+            device: l.device.clone(),
             config,
-            device: device.clone(),
         })
     }
 
@@ -200,26 +272,21 @@ impl ClipTextModel {
             mask[i * len + i + 1..(i + 1) * len].iter_mut().for_each(|m| *m = f32::NEG_INFINITY);
         }
         let mask = Tensor::<4>::from_data(TensorData::new(mask, [1, 1, len, len]), &self.device);
-        let (h, hd) = (c.num_attention_heads, d / c.num_attention_heads);
-        let scale = (hd as f32).powf(-0.5);
         // transformers' hidden_states[-2]: the embeddings for a one-layer model.
         let mut penultimate = x.clone();
         for (i, l) in self.layers.iter().enumerate() {
-            let y = l.ln1.forward(x.clone());
-            let heads = |t: Tensor<3>| t.reshape([b, len, h, hd]).swap_dims(1, 2);
-            let (q, k, v) = (heads(l.q.forward(y.clone())), heads(l.k.forward(y.clone())), heads(l.v.forward(y)));
-            let att = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale).add(mask.clone()), 3).matmul(v);
-            x = x.add(l.out.forward(att.swap_dims(1, 2).reshape([b, len, d])));
-            let y = l.fc1.forward(l.ln2.forward(x.clone()));
-            let y = match c.hidden_act {
-                Activation::QuickGelu => y.clone().mul(sigmoid(y.mul_scalar(1.702))),
-                Activation::Gelu => gelu(y),
-            };
-            x = x.add(l.fc2.forward(y));
+            x = l.forward(x, c.num_attention_heads, c.hidden_act, Some(&mask));
             if i + 2 == self.layers.len() {
                 penultimate = x.clone();
             }
         }
-        Ok(TextStates { last: self.final_ln.forward(x), penultimate })
+        let pooled_at = ids
+            .iter()
+            .map(|s| match c.eos_token_id {
+                2 => s.iter().enumerate().fold(0, |best, (i, &t)| if t > s[best] { i } else { best }),
+                eos => s.iter().position(|&t| t == eos).unwrap_or(s.len() - 1),
+            })
+            .collect();
+        Ok(TextStates { pooled_at, last: self.final_ln.forward(x), penultimate })
     }
 }

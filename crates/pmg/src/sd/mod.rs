@@ -1,5 +1,6 @@
 //! Standard pretrained models of the Stable Diffusion family, from the files users already have
-//! (issue 21, in progress): CLIP's text encoder so far; the tokenizer is `tokenizer::clip`, the
+//! (issue 21, in progress): CLIP's text encoder and the whole CLIP (PMG's scorer) so far; the tokenizer is `tokenizer::clip`, the
 //! samplers `diffusion::schedulers`.
 
+pub mod clip_model;
 pub mod clip_text;
