@@ -65,7 +65,7 @@ fn bad_inputs_are_typed_errors() {
     let d = dir("gelu");
     let w = Weights::from_bytes("m", &std::fs::read(format!("{d}/model.safetensors")).unwrap()).unwrap();
     let mut c = ClipTextConfig::from_json(&std::fs::read_to_string(format!("{d}/config.json")).unwrap()).unwrap();
-    c.intermediate_size = 40;
+    c.tower.intermediate_size = 40;
     let e = ClipTextModel::from_weights(c, &w, "m", &pmg::PmgDevice::cpu().device).err().unwrap().to_string();
     assert!(e.contains("fc1"), "{e}");
 }

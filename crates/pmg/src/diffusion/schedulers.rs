@@ -61,16 +61,23 @@ pub enum Spacing {
 #[serde(default)]
 pub struct SchedulerConfig {
     pub num_train_timesteps: usize,
+    /// The noise schedule: betas from `beta_start` to `beta_end` (scaled_linear: their square
+    /// roots evenly spaced, SD's choice).
     pub beta_start: f64,
     pub beta_end: f64,
     pub beta_schedule: BetaSchedule,
+    /// What the UNet predicts: the noise (SD 1.x, SD-Turbo) or v (SD 2.x 768).
     pub prediction_type: Prediction,
+    /// Which training timesteps the steps visit (None: the sampler's own default).
     pub timestep_spacing: Option<Spacing>,
+    /// Added to "leading" timesteps (SD: 1).
     pub steps_offset: usize,
+    /// DDIM and LCM: whether the step after the last sees a clean signal (None: true).
     pub set_alpha_to_one: Option<bool>,
     /// LCM: the distillation's own step count and its boundary-condition scale.
     pub original_inference_steps: usize,
     pub timestep_scaling: f64,
+    // Knobs this implementation refuses when set (see `check`).
     pub clip_sample: Option<bool>,
     pub thresholding: bool,
     pub use_karras_sigmas: bool,

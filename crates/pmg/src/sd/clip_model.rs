@@ -7,34 +7,22 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
-use super::clip_text::{Activation, ClipTextConfig, ClipTextModel, Layer, LayerNorm, Loader};
+use super::clip_text::{ClipTextConfig, ClipTextModel, Layer, LayerNorm, Loader, TowerConfig};
 use crate::error::{Error, Result};
 use crate::tensor_io::Weights;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ClipVisionConfig {
-    pub hidden_size: usize,
-    pub intermediate_size: usize,
-    pub num_attention_heads: usize,
-    pub num_hidden_layers: usize,
+    #[serde(flatten)]
+    pub tower: TowerConfig,
     pub image_size: usize,
     pub patch_size: usize,
     #[serde(default = "three")]
     pub num_channels: usize,
-    #[serde(default = "eps")]
-    pub layer_norm_eps: f64,
-    #[serde(default = "quick_gelu")]
-    pub hidden_act: Activation,
 }
 
 fn three() -> usize {
     3
-}
-fn eps() -> f64 {
-    1e-5
-}
-fn quick_gelu() -> Activation {
-    Activation::QuickGelu
 }
 
 /// A `CLIPModel` `config.json`.
@@ -50,16 +38,11 @@ impl ClipConfig {
         let c: Self = serde_json::from_str(text).map_err(|e| Error::InvalidArgument(format!("config.json: {e}")))?;
         c.text_config.validate()?;
         let v = &c.vision_config;
-        let sane = v.hidden_size > 0
-            && v.num_attention_heads > 0
-            && v.hidden_size.is_multiple_of(v.num_attention_heads)
-            && (1..=256).contains(&v.num_hidden_layers)
-            && v.patch_size > 0
+        v.tower.validate("vision")?;
+        let sane = v.patch_size > 0
             && v.image_size.is_multiple_of(v.patch_size)
             && (1..=4096).contains(&(v.image_size / v.patch_size))
             && (1..=4).contains(&v.num_channels)
-            && v.hidden_size <= 1 << 14
-            && v.intermediate_size <= 1 << 16
             && (1..=1 << 14).contains(&c.projection_dim);
         if !sane {
             return Err(Error::InvalidArgument(format!("config.json: an unusable CLIP vision config {v:?}")));
@@ -82,7 +65,7 @@ pub struct ClipVisionModel {
 impl ClipVisionModel {
     fn load(config: ClipVisionConfig, l: &Loader<'_>) -> Result<Self> {
         let c = &config;
-        let (d, p, ch) = (c.hidden_size, c.patch_size, c.num_channels);
+        let (d, p, ch) = (c.tower.hidden_size, c.patch_size, c.num_channels);
         let n = (c.image_size / p).pow(2);
         let conv = l.get("embeddings.patch_embedding.weight", &[d, ch, p, p])?;
         let patch = Tensor::<2>::from_data(TensorData::new(conv, [d, ch * p * p]), l.device).transpose();
@@ -90,9 +73,9 @@ impl ClipVisionModel {
             patch,
             class: l.vector("embeddings.class_embedding", d)?,
             position: l.matrix("embeddings.position_embedding.weight", n + 1, d)?,
-            pre_ln: l.norm("pre_layrnorm", d, c.layer_norm_eps)?,
-            layers: l.layers(c.num_hidden_layers, d, c.intermediate_size, c.layer_norm_eps)?,
-            post_ln: l.norm("post_layernorm", d, c.layer_norm_eps)?,
+            pre_ln: l.norm("pre_layrnorm", d, c.tower.layer_norm_eps)?,
+            layers: c.tower.layers(l)?,
+            post_ln: l.norm("post_layernorm", d, c.tower.layer_norm_eps)?,
             config,
         })
     }
@@ -109,7 +92,7 @@ impl ClipVisionModel {
                 s = c.image_size
             )));
         }
-        let (p, g, d) = (c.patch_size, c.image_size / c.patch_size, c.hidden_size);
+        let (p, g, d) = (c.patch_size, c.image_size / c.patch_size, c.tower.hidden_size);
         // [b, ch, g, p, g, p] -> [b, g, g, ch, p, p]: each patch flattened as the convolution reads it.
         let patches = pixels.reshape([b, ch, g, p, g, p]).permute([0, 2, 4, 1, 3, 5]).reshape([b, g * g, ch * p * p]);
         let x = patches.matmul(self.patch.clone().unsqueeze());
@@ -117,7 +100,7 @@ impl ClipVisionModel {
         let x = Tensor::cat(vec![class, x], 1).add(self.position.clone().unsqueeze());
         let mut x = self.pre_ln.forward(x);
         for l in &self.layers {
-            x = l.forward(x, c.num_attention_heads, c.hidden_act, None);
+            x = l.forward(x, c.tower.num_attention_heads, c.tower.hidden_act, None);
         }
         Ok(self.post_ln.forward(x.slice([0..b, 0..1, 0..d]).reshape([b, d])))
     }
@@ -143,9 +126,11 @@ impl ClipModel {
         let e = config.projection_dim;
         let scale = root.get("logit_scale", &[])?;
         Ok(ClipModel {
-            text_projection: root.matrix("text_projection.weight", e, config.text_config.hidden_size)?.transpose(),
+            text_projection: root
+                .matrix("text_projection.weight", e, config.text_config.tower.hidden_size)?
+                .transpose(),
             visual_projection: root
-                .matrix("visual_projection.weight", e, config.vision_config.hidden_size)?
+                .matrix("visual_projection.weight", e, config.vision_config.tower.hidden_size)?
                 .transpose(),
             logit_scale: scale[0].exp(),
             text,

@@ -18,27 +18,17 @@ pub enum Activation {
     Gelu,
 }
 
-/// The keys of a `CLIPTextModel` `config.json` this encoder reads (others are ignored).
+/// The transformer sizes both CLIP towers share (their `config.json` keys).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ClipTextConfig {
-    pub vocab_size: usize,
+pub struct TowerConfig {
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_attention_heads: usize,
     pub num_hidden_layers: usize,
-    pub max_position_embeddings: usize,
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
     #[serde(default = "default_act")]
     pub hidden_act: Activation,
-    /// The pooled output's token: 2 is transformers' legacy value, meaning the highest id in the
-    /// sequence (CLIP's end token is the last of its vocabulary); else the first of this id.
-    #[serde(default = "default_eos")]
-    pub eos_token_id: u32,
-}
-
-fn default_eos() -> u32 {
-    2
 }
 
 fn default_eps() -> f64 {
@@ -49,6 +39,44 @@ fn default_act() -> Activation {
     Activation::QuickGelu
 }
 
+impl TowerConfig {
+    pub fn validate(&self, what: &str) -> Result<()> {
+        let c = self;
+        let sane = c.hidden_size > 0
+            && c.num_attention_heads > 0
+            && c.hidden_size.is_multiple_of(c.num_attention_heads)
+            && (1..=256).contains(&c.num_hidden_layers)
+            && (1..=1 << 16).contains(&c.intermediate_size)
+            && c.hidden_size <= 1 << 14;
+        if !sane {
+            return Err(Error::InvalidArgument(format!("config.json: an unusable CLIP {what} tower {c:?}")));
+        }
+        Ok(())
+    }
+
+    /// The tower's layers from `l` (transformers' `encoder.layers.{i}.*`).
+    pub(crate) fn layers(&self, l: &Loader<'_>) -> Result<Vec<Layer>> {
+        l.layers(self.num_hidden_layers, self.hidden_size, self.intermediate_size, self.layer_norm_eps)
+    }
+}
+
+/// The keys of a `CLIPTextModel` `config.json` this encoder reads (others are ignored).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ClipTextConfig {
+    #[serde(flatten)]
+    pub tower: TowerConfig,
+    pub vocab_size: usize,
+    pub max_position_embeddings: usize,
+    /// The pooled output's token: 2 is transformers' legacy value, meaning the highest id in the
+    /// sequence (CLIP's end token is the last of its vocabulary); else the first of this id.
+    #[serde(default = "default_eos")]
+    pub eos_token_id: u32,
+}
+
+fn default_eos() -> u32 {
+    2
+}
+
 impl ClipTextConfig {
     pub fn from_json(text: &str) -> Result<Self> {
         let c: Self = serde_json::from_str(text).map_err(|e| Error::InvalidArgument(format!("config.json: {e}")))?;
@@ -57,19 +85,12 @@ impl ClipTextConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        let c = self;
-        let sane = c.hidden_size > 0
-            && c.num_attention_heads > 0
-            && c.hidden_size.is_multiple_of(c.num_attention_heads)
-            && (1..=256).contains(&c.num_hidden_layers)
-            && (1..=4096).contains(&c.max_position_embeddings)
-            && c.vocab_size > 0
-            && c.intermediate_size > 0
-            && c.hidden_size <= 1 << 14
-            && c.intermediate_size <= 1 << 16
-            && c.vocab_size <= 1 << 20;
-        if !sane {
-            return Err(Error::InvalidArgument(format!("config.json: an unusable CLIP text config {c:?}")));
+        self.tower.validate("text")?;
+        if !((1..=4096).contains(&self.max_position_embeddings) && (1..=1 << 20).contains(&self.vocab_size)) {
+            return Err(Error::InvalidArgument(format!(
+                "config.json: CLIP text positions {} and vocabulary {}",
+                self.max_position_embeddings, self.vocab_size
+            )));
         }
         Ok(())
     }
@@ -235,12 +256,12 @@ impl ClipTextModel {
 
     pub(crate) fn load(config: ClipTextConfig, l: &Loader<'_>) -> Result<Self> {
         let c = &config;
-        let d = c.hidden_size;
+        let d = c.tower.hidden_size;
         Ok(ClipTextModel {
             token_embedding: l.get("embeddings.token_embedding.weight", &[c.vocab_size, d])?,
             position_embedding: l.matrix("embeddings.position_embedding.weight", c.max_position_embeddings, d)?,
-            layers: l.layers(c.num_hidden_layers, d, c.intermediate_size, c.layer_norm_eps)?,
-            final_ln: l.norm("final_layer_norm", d, c.layer_norm_eps)?,
+            layers: c.tower.layers(l)?,
+            final_ln: l.norm("final_layer_norm", d, c.tower.layer_norm_eps)?,
             device: l.device.clone(),
             config,
         })
@@ -249,7 +270,7 @@ impl ClipTextModel {
     /// The hidden states of a batch of token sequences of one length (pad them first).
     pub fn forward(&self, ids: &[Vec<u32>]) -> Result<TextStates> {
         let c = &self.config;
-        let (b, len, d) = (ids.len(), ids.first().map_or(0, Vec::len), c.hidden_size);
+        let (b, len, d) = (ids.len(), ids.first().map_or(0, Vec::len), c.tower.hidden_size);
         if b == 0 || len == 0 || len > c.max_position_embeddings || ids.iter().any(|s| s.len() != len) {
             return Err(Error::InvalidArgument(format!(
                 "CLIP text input: {b} sequences, lengths {:?} (one length, 1..={})",
@@ -275,7 +296,7 @@ impl ClipTextModel {
         // transformers' hidden_states[-2]: the embeddings for a one-layer model.
         let mut penultimate = x.clone();
         for (i, l) in self.layers.iter().enumerate() {
-            x = l.forward(x, c.num_attention_heads, c.hidden_act, Some(&mask));
+            x = l.forward(x, c.tower.num_attention_heads, c.tower.hidden_act, Some(&mask));
             if i + 2 == self.layers.len() {
                 penultimate = x.clone();
             }
