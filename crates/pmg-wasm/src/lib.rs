@@ -405,7 +405,6 @@ impl Llm {
         on_progress: Option<js_sys::Function>,
     ) -> Result<JsValue, JsValue> {
         let opts: pmg::personalize::PersonalizeOptions = js_options(options)?;
-        opts.validate().map_err(js_error)?;
         let (events, _) = pmg::history::parse_export(&events_json).map_err(js_error)?;
         let g = self.loaded_generator()?;
         let sc = self

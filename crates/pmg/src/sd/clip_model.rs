@@ -142,14 +142,13 @@ impl ClipModel {
     /// Projected text embeddings `[b, projection_dim]` (not normalised).
     pub fn text_embeds(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
         let s = self.text.forward(ids)?;
-        let [b, _, d] = s.last.dims();
+        let d = s.last.dims()[2];
         let rows: Vec<Tensor<2>> = s
             .pooled_at
             .iter()
             .enumerate()
             .map(|(i, &p)| s.last.clone().slice([i..i + 1, p..p + 1, 0..d]).reshape([1, d]))
             .collect();
-        debug_assert_eq!(rows.len(), b);
         Ok(Tensor::cat(rows, 0).matmul(self.text_projection.clone()))
     }
 
