@@ -7,7 +7,8 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
-use super::clip_text::{ClipTextConfig, ClipTextModel, Layer, LayerNorm, Loader, TowerConfig};
+use super::clip_text::{ClipTextConfig, ClipTextModel, Layer, TowerConfig};
+use super::nn::{LayerNorm, Loader};
 use crate::error::{Error, Result};
 use crate::tensor_io::Weights;
 

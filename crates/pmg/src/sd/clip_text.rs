@@ -8,6 +8,7 @@ use burn::tensor::activation::{gelu, sigmoid, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
+use super::nn::{LayerNorm, Linear, Loader};
 use crate::error::{Error, Result};
 use crate::tensor_io::Weights;
 
@@ -56,7 +57,7 @@ impl TowerConfig {
 
     /// The tower's layers from `l` (transformers' `encoder.layers.{i}.*`).
     pub(crate) fn layers(&self, l: &Loader<'_>) -> Result<Vec<Layer>> {
-        l.layers(self.num_hidden_layers, self.hidden_size, self.intermediate_size, self.layer_norm_eps)
+        layers(l, self.num_hidden_layers, self.hidden_size, self.intermediate_size, self.layer_norm_eps)
     }
 }
 
@@ -96,37 +97,6 @@ impl ClipTextConfig {
     }
 }
 
-/// `x W^T (+ b)` with `W^T` held as `[in, out]`.
-pub(crate) struct Linear {
-    wt: Tensor<2>,
-    b: Option<Tensor<1>>,
-}
-
-impl Linear {
-    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let y = x.matmul(self.wt.clone().unsqueeze());
-        match &self.b {
-            Some(b) => y.add(b.clone().unsqueeze()),
-            None => y,
-        }
-    }
-}
-
-pub(crate) struct LayerNorm {
-    w: Tensor<1>,
-    b: Tensor<1>,
-    eps: f64,
-}
-
-impl LayerNorm {
-    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let mean = x.clone().mean_dim(D - 1);
-        let xc = x.sub(mean);
-        let var = xc.clone().square().mean_dim(D - 1);
-        xc.div(var.add_scalar(self.eps).sqrt()).mul(self.w.clone().unsqueeze()).add(self.b.clone().unsqueeze())
-    }
-}
-
 /// One pre-LayerNorm transformer layer of either CLIP tower.
 pub(crate) struct Layer {
     ln1: LayerNorm,
@@ -162,67 +132,23 @@ impl Layer {
     }
 }
 
-/// Reads a tower's tensors, checking each shape.
-pub(crate) struct Loader<'a> {
-    pub w: &'a Weights,
-    pub file: &'a str,
-    pub prefix: &'a str,
-    pub device: &'a Device,
-}
-
-impl Loader<'_> {
-    pub(crate) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let full = format!("{}{name}", self.prefix);
-        let t = self.w.get(self.file, &full)?;
-        if t.shape != shape {
-            return Err(Error::Weights {
-                file: self.file.into(),
-                problem: format!("`{full}` is {:?}, the config says {shape:?}", t.shape),
-            });
-        }
-        Ok(t.data.clone())
-    }
-
-    pub(crate) fn vector(&self, name: &str, len: usize) -> Result<Tensor<1>> {
-        Ok(Tensor::from_data(TensorData::new(self.get(name, &[len])?, [len]), self.device))
-    }
-
-    pub(crate) fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor<2>> {
-        Ok(Tensor::from_data(TensorData::new(self.get(name, &[rows, cols])?, [rows, cols]), self.device))
-    }
-
-    /// A linear layer `name.weight` `[out, inp]` (+ `name.bias`).
-    pub(crate) fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
-        let wt = self.matrix(&format!("{name}.weight"), out, inp)?.transpose();
-        let b = if bias { Some(self.vector(&format!("{name}.bias"), out)?) } else { None };
-        Ok(Linear { wt, b })
-    }
-
-    pub(crate) fn norm(&self, name: &str, d: usize, eps: f64) -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            w: self.vector(&format!("{name}.weight"), d)?,
-            b: self.vector(&format!("{name}.bias"), d)?,
-            eps,
-        })
-    }
-
-    pub(crate) fn layers(&self, n: usize, d: usize, ff: usize, eps: f64) -> Result<Vec<Layer>> {
-        (0..n)
-            .map(|i| {
-                let l = |s: &str| format!("encoder.layers.{i}.{s}");
-                Ok(Layer {
-                    ln1: self.norm(&l("layer_norm1"), d, eps)?,
-                    q: self.linear(&l("self_attn.q_proj"), d, d, true)?,
-                    k: self.linear(&l("self_attn.k_proj"), d, d, true)?,
-                    v: self.linear(&l("self_attn.v_proj"), d, d, true)?,
-                    out: self.linear(&l("self_attn.out_proj"), d, d, true)?,
-                    ln2: self.norm(&l("layer_norm2"), d, eps)?,
-                    fc1: self.linear(&l("mlp.fc1"), ff, d, true)?,
-                    fc2: self.linear(&l("mlp.fc2"), d, ff, true)?,
-                })
+/// transformers' `encoder.layers.{i}.*`.
+fn layers(l: &Loader<'_>, n: usize, d: usize, ff: usize, eps: f64) -> Result<Vec<Layer>> {
+    (0..n)
+        .map(|i| {
+            let n = |s: &str| format!("encoder.layers.{i}.{s}");
+            Ok(Layer {
+                ln1: l.norm(&n("layer_norm1"), d, eps)?,
+                q: l.linear(&n("self_attn.q_proj"), d, d, true)?,
+                k: l.linear(&n("self_attn.k_proj"), d, d, true)?,
+                v: l.linear(&n("self_attn.v_proj"), d, d, true)?,
+                out: l.linear(&n("self_attn.out_proj"), d, d, true)?,
+                ln2: l.norm(&n("layer_norm2"), d, eps)?,
+                fc1: l.linear(&n("mlp.fc1"), ff, d, true)?,
+                fc2: l.linear(&n("mlp.fc2"), d, ff, true)?,
             })
-            .collect()
-    }
+        })
+        .collect()
 }
 
 /// The encoder's outputs for a batch: `[b, len, hidden]` each.

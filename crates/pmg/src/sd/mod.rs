@@ -1,6 +1,8 @@
 //! Standard pretrained models of the Stable Diffusion family, from the files users already have
-//! (issue 21, in progress): CLIP's text encoder and the whole CLIP (PMG's scorer) so far; the tokenizer is `tokenizer::clip`, the
-//! samplers `diffusion::schedulers`.
+//! (issue 21, in progress): CLIP's text encoder and the whole CLIP (PMG's scorer), diffusers' UNet
+//! and autoencoders; the tokenizer is `tokenizer::clip`, the samplers `diffusion::schedulers`.
 
 pub mod clip_model;
 pub mod clip_text;
+pub(crate) mod nn;
+pub mod unet;
