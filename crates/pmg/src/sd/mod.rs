@@ -5,4 +5,6 @@
 pub mod clip_model;
 pub mod clip_text;
 pub(crate) mod nn;
+pub mod taesd;
 pub mod unet;
+pub mod vae;

@@ -75,10 +75,6 @@ impl Conv2d {
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         conv2d(x, self.w.clone(), self.b.clone(), ConvOptions::new([self.stride; 2], [self.pad; 2], [1, 1], 1))
     }
-
-    pub(crate) fn out_channels(&self) -> usize {
-        self.w.dims()[0]
-    }
 }
 
 /// Query rows per attention chunk are chosen so that one chunk's scores stay under this many
