@@ -326,7 +326,7 @@ export class Pmg {
   /**
    * Generate emoji-style images for a text prompt on this device: `{ images: ImageData[], seed,
    * steps, guidance, ms }`. Options: `seed` (0), `steps` (20, 1..50), `guidance` (3),
-   * `sampler` ('ddim' | 'dpm-solver2m'), `n` (1..16 images, seeds seed..seed+n-1),
+   * `sampler` ('ddim' | 'dpm-solver2m'; SD models also 'euler' | 'euler-ancestral' | 'lcm'), `n` (1..16 images, seeds seed..seed+n-1),
    * `onStep(step, total)`, `onProgress(p)` (generator download on first use), `signal`.
    * The same seed gives the same image on every backend (within rounding).
    */

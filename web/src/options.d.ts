@@ -1,7 +1,7 @@
 // Generated from the Rust option structs (crates/pmg/src/options_ts.rs); do not edit.
 // Each struct's defaults (the Rust `Default`) follow it as JSON.
 
-export type SamplerKind = "ddim" | "dpm-solver2m";
+export type SamplerKind = "ddim" | "dpm-solver2m" | "euler" | "euler-ancestral" | "lcm";
 
 export type Domain = "stickers" | "shop" | "movies";
 
@@ -77,7 +77,7 @@ steps: number,
  */
 guidance: number, 
 /**
- * ddim | dpm-solver2m (DPM-Solver++ 2M).
+ * ddim | dpm-solver2m (DPM-Solver++ 2M) | euler | euler-ancestral | lcm (the last three: SD models).
  */
 sampler: SamplerKind, 
 /**

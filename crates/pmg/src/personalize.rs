@@ -514,7 +514,8 @@ impl Personalizer<'_> {
             })
             .collect();
         let from_picture = picture.is_some() || self.generator.retrieval.is_some();
-        let run_steps: Vec<usize> = runs.iter().map(|(o, _)| self.generator.run_steps(o, from_picture)).collect();
+        let run_steps: Vec<usize> =
+            runs.iter().map(|(o, _)| self.generator.run_steps(o, from_picture)).collect::<Result<_>>()?;
         let all = run_steps.iter().sum();
         let mut steps = DenoiseSteps { host, before: 0, all };
         let mut outputs = Vec::new();

@@ -194,6 +194,9 @@ fn held_out_caption_on_cpu_is_emoji_shaped_and_deterministic() {
     });
     assert!(matches!(r, Err(Error::Cancelled)) && calls == 3);
     assert!(matches!(g.generate(&[], &[], &opts, &mut |_, _| true), Err(Error::InvalidArgument(_))));
+    let euler = SampleOptions { sampler: pmg::diffusion::SamplerKind::Euler, ..opts };
+    let e = g.generate(&[Conditioning::null(576)], &[1], &euler, &mut |_, _| true).err().unwrap().to_string();
+    assert!(e.contains("ddim or dpm-solver2m"), "the SD family's samplers are refused: {e}");
     let bad = SampleOptions { steps: 0, ..opts };
     assert!(matches!(
         g.generate(&[Conditioning::null(576)], &[1], &bad, &mut |_, _| true),

@@ -3,7 +3,8 @@
 //! and whole runs with a fixed stand-in model and the noise diffusers was given (agreement measured at
 //! 1.3e-6 relative: float32 rounding; tolerance 1e-5).
 
-use pmg::diffusion::schedulers::{Plan, SchedulerConfig, SdSampler};
+use pmg::diffusion::SamplerKind;
+use pmg::diffusion::schedulers::{Plan, SchedulerConfig};
 
 fn golden() -> serde_json::Value {
     serde_json::from_str(include_str!("golden/schedulers.json")).unwrap()
@@ -25,7 +26,7 @@ fn timesteps_sigmas_and_runs_match_diffusers() {
     for c in cases {
         let name = format!("{} {} {} steps", c["config"], c["scheduler"], c["steps"]);
         let config = SchedulerConfig::from_json(&g["configs"][c["config"].as_str().unwrap()].to_string()).unwrap();
-        let sampler: SdSampler = c["scheduler"].as_str().unwrap().parse().unwrap();
+        let sampler: SamplerKind = c["scheduler"].as_str().unwrap().parse().unwrap();
         let plan = Plan::new(sampler, &config, c["steps"].as_u64().unwrap() as usize).unwrap();
         let want_t: Vec<f64> = c["timesteps"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         // Timesteps are float32 in diffusers (Euler's linspace) or whole numbers.
@@ -113,13 +114,13 @@ fn tensor_updates_equal_host_updates() {
 #[test]
 fn unsupported_config_keys_are_refused() {
     let c = SchedulerConfig::from_json(r#"{"beta_schedule": "scaled_linear", "use_karras_sigmas": true}"#).unwrap();
-    let e = Plan::new(SdSampler::Euler, &c, 4).unwrap_err().to_string();
+    let e = Plan::new(SamplerKind::Euler, &c, 4).unwrap_err().to_string();
     assert!(e.contains("use_karras_sigmas"), "{e}");
     // DDIM's class default clips the sample; SD configs say clip_sample: false.
-    let e = Plan::new(SdSampler::Ddim, &SchedulerConfig::default(), 4).unwrap_err().to_string();
+    let e = Plan::new(SamplerKind::Ddim, &SchedulerConfig::default(), 4).unwrap_err().to_string();
     assert!(e.contains("clip_sample"), "{e}");
     assert!(SchedulerConfig::from_json(r#"{"beta_schedule": "cubic"}"#).is_err());
     let c = SchedulerConfig::from_json(r#"{"clip_sample": false}"#).unwrap();
-    assert!(Plan::new(SdSampler::Ddim, &c, 0).is_err() && Plan::new(SdSampler::Ddim, &c, 1001).is_err());
-    assert!(Plan::new(SdSampler::Lcm, &c, 51).is_err(), "LCM has 50 original steps");
+    assert!(Plan::new(SamplerKind::Ddim, &c, 0).is_err() && Plan::new(SamplerKind::Ddim, &c, 1001).is_err());
+    assert!(Plan::new(SamplerKind::Lcm, &c, 51).is_err(), "LCM has 50 original steps");
 }

@@ -7,7 +7,8 @@
 mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use pmg::diffusion::schedulers::{Plan, SchedulerConfig, SdSampler};
+use pmg::diffusion::SamplerKind;
+use pmg::diffusion::schedulers::{Plan, SchedulerConfig};
 use pmg::sd::unet::{UNet, UNetConfig};
 use pmg::tensor_io::Weights;
 
@@ -83,7 +84,7 @@ fn four_step_samples_match_diffusers() {
     let config = SchedulerConfig::from_json(&r["scheduler_config"].to_string()).unwrap();
     let ctx = tensor(floats(&r["encoder_hidden_states"])[..7 * 32].to_vec(), [1, 7, 32], &device);
     for (name, run) in r["runs"].as_object().unwrap() {
-        let sampler: SdSampler = name.parse().unwrap();
+        let sampler: SamplerKind = name.parse().unwrap();
         let plan = Plan::new(sampler, &config, 4).unwrap();
         let want_t = floats(&run["timesteps"]);
         assert_eq!(plan.timesteps.iter().map(|&t| t as f32).collect::<Vec<_>>(), want_t, "{name}");

@@ -143,7 +143,7 @@ pub struct SampleOptions {
     /// Classifier-free guidance scale, 0..=20 (1 turns guidance off).
     #[cfg_attr(feature = "clap", arg(long, default_value_t = SampleOptions::default().guidance))]
     pub guidance: f32,
-    /// ddim | dpm-solver2m (DPM-Solver++ 2M).
+    /// ddim | dpm-solver2m (DPM-Solver++ 2M) | euler | euler-ancestral | lcm (the last three: SD models).
     #[cfg_attr(feature = "clap", arg(long, default_value_t = SampleOptions::default().sampler))]
     pub sampler: SamplerKind,
     /// Starting noise, in (0, 1]: below 1 the run starts from a picture (the target's own, or the
@@ -351,10 +351,13 @@ impl Generator {
         Ok(())
     }
 
-    fn scheduler(&self, kind: SamplerKind) -> Box<dyn Scheduler + '_> {
+    fn scheduler(&self, kind: SamplerKind) -> Result<Box<dyn Scheduler + '_>> {
         match kind {
-            SamplerKind::Ddim => Box::new(Ddim { schedule: &self.schedule }),
-            SamplerKind::DpmSolver2m => Box::new(DpmSolver2M::new(&self.schedule)),
+            SamplerKind::Ddim => Ok(Box::new(Ddim { schedule: &self.schedule })),
+            SamplerKind::DpmSolver2m => Ok(Box::new(DpmSolver2M::new(&self.schedule))),
+            other => Err(Error::InvalidArgument(format!(
+                "sampler {other}: the emoji generator samples with ddim or dpm-solver2m"
+            ))),
         }
     }
 
@@ -407,7 +410,7 @@ impl Generator {
             }
         };
         let ctx = self.context(conds, opts.guidance);
-        let sched = self.scheduler(opts.sampler);
+        let sched = self.scheduler(opts.sampler)?;
         let ts = self.timesteps(&*sched, opts, start.is_some());
         let mut x = self.noise(seeds);
         if let Some(z) = start {
@@ -419,8 +422,8 @@ impl Generator {
 
     /// How many denoiser steps a run takes: `opts.steps`, or fewer where a run from a picture
     /// rounds two of its timesteps to the same one.
-    pub fn run_steps(&self, opts: &SampleOptions, from_picture: bool) -> usize {
-        self.timesteps(&*self.scheduler(opts.sampler), opts, from_picture).len()
+    pub fn run_steps(&self, opts: &SampleOptions, from_picture: bool) -> Result<usize> {
+        Ok(self.timesteps(&*self.scheduler(opts.sampler)?, opts, from_picture).len())
     }
 
     fn timesteps(&self, sched: &dyn Scheduler, opts: &SampleOptions, from_picture: bool) -> Vec<usize> {

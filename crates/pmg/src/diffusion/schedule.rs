@@ -119,15 +119,24 @@ impl Scheduler for DpmSolver2M<'_> {
     }
 }
 
-/// Which sampler to use.
+/// Which sampler to use. The SD family runs every one as diffusers does
+/// (`diffusion::schedulers`); the emoji generator has its own DDIM and DPM-Solver++ 2M on its
+/// v-prediction cosine schedule and refuses the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub enum SamplerKind {
     #[default]
     Ddim,
+    /// DPM-Solver++ 2M (Lu et al. 2022).
     #[serde(alias = "dpm", alias = "dpm-solver", alias = "dpm++2m")]
     DpmSolver2m,
+    /// Euler (Karras et al. 2022, algorithm 2 without churn).
+    Euler,
+    /// Euler with ancestral noise.
+    EulerAncestral,
+    /// Latent consistency sampling (Luo et al. 2023): one to four steps on distilled models.
+    Lcm,
 }
 
 crate::names_from_serde!(SamplerKind, "sampler");

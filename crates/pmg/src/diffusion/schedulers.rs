@@ -12,21 +12,8 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::schedule::SamplerKind;
 use crate::error::{Error, Result};
-
-/// Which sampler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SdSampler {
-    Ddim,
-    Euler,
-    EulerAncestral,
-    #[serde(rename = "dpm++2m", alias = "dpm-solver2m")]
-    DpmSolver2m,
-    Lcm,
-}
-
-crate::names_from_serde!(SdSampler, "sampler");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -138,13 +125,13 @@ impl SchedulerConfig {
             .collect()
     }
 
-    fn check(&self, sampler: SdSampler) -> Result<()> {
+    fn check(&self, sampler: SamplerKind) -> Result<()> {
         let unsupported = |what: &str| {
             Err(Error::InvalidArgument(format!("scheduler_config.json: {what} is not supported (sampler {sampler})")))
         };
         // DDIM clips by default (diffusers' class default); SD checkpoints turn it off.
-        let clip_default = sampler == SdSampler::Ddim;
-        if self.clip_sample.unwrap_or(clip_default) && matches!(sampler, SdSampler::Ddim | SdSampler::Lcm) {
+        let clip_default = sampler == SamplerKind::Ddim;
+        if self.clip_sample.unwrap_or(clip_default) && matches!(sampler, SamplerKind::Ddim | SamplerKind::Lcm) {
             return unsupported("clip_sample");
         }
         if self.thresholding {
@@ -228,7 +215,7 @@ impl Update {
 /// A sampler set up for a number of steps (diffusers' `set_timesteps`).
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub sampler: SdSampler,
+    pub sampler: SamplerKind,
     pub prediction: Prediction,
     /// The timestep the model sees at each step (diffusers' `scheduler.timesteps`).
     pub timesteps: Vec<f64>,
@@ -267,7 +254,7 @@ fn interp(x: f64, ys: &[f64]) -> f64 {
 }
 
 impl Plan {
-    pub fn new(sampler: SdSampler, c: &SchedulerConfig, steps: usize) -> Result<Self> {
+    pub fn new(sampler: SamplerKind, c: &SchedulerConfig, steps: usize) -> Result<Self> {
         c.check(sampler)?;
         let t_train = c.num_train_timesteps;
         if !(1..=t_train).contains(&steps) {
@@ -276,7 +263,7 @@ impl Plan {
         let ac = c.alphas_cumprod();
         let sigmas_train: Vec<f64> = ac.iter().map(|a| ((1.0 - a) / a).sqrt()).collect();
         let spacing = c.timestep_spacing.unwrap_or(match sampler {
-            SdSampler::Ddim | SdSampler::Lcm => Spacing::Leading,
+            SamplerKind::Ddim | SamplerKind::Lcm => Spacing::Leading,
             _ => Spacing::Linspace,
         });
         let final_alpha = if c.set_alpha_to_one.unwrap_or(true) { 1.0 } else { ac[0] };
@@ -288,7 +275,7 @@ impl Plan {
             (0..steps).map(|i| round_even(tf - i as f64 * ratio) - 1.0).collect()
         };
         let (timesteps, sigmas) = match sampler {
-            SdSampler::Ddim => {
+            SamplerKind::Ddim => {
                 let ts = match spacing {
                     Spacing::Leading => leading(steps, t_train / steps),
                     Spacing::Trailing => trailing(),
@@ -296,7 +283,7 @@ impl Plan {
                 };
                 (ts, None)
             }
-            SdSampler::Euler | SdSampler::EulerAncestral => {
+            SamplerKind::Euler | SamplerKind::EulerAncestral => {
                 // diffusers keeps these timesteps in float32 (the model sees them so).
                 let ts: Vec<f64> = match spacing {
                     Spacing::Linspace => {
@@ -309,7 +296,7 @@ impl Plan {
                 s.push(0.0);
                 (ts, Some(s))
             }
-            SdSampler::DpmSolver2m => {
+            SamplerKind::DpmSolver2m => {
                 let ts: Vec<f64> = match spacing {
                     Spacing::Linspace => {
                         let mut v: Vec<f64> = linspace(0.0, tf - 1.0, steps + 1).into_iter().map(round_even).collect();
@@ -328,7 +315,7 @@ impl Plan {
                 s.push(0.0);
                 (ts, Some(s))
             }
-            SdSampler::Lcm => {
+            SamplerKind::Lcm => {
                 let k = t_train / c.original_inference_steps.max(1);
                 let origin: Vec<usize> = (1..=c.original_inference_steps).map(|i| i * k - 1).rev().collect();
                 if steps > origin.len() {
@@ -345,7 +332,7 @@ impl Plan {
             return Err(Error::InvalidArgument(format!("timesteps {timesteps:?} outside the training range")));
         }
         let init_noise_sigma = match &sigmas {
-            Some(s) if sampler != SdSampler::DpmSolver2m => {
+            Some(s) if sampler != SamplerKind::DpmSolver2m => {
                 let max = s.iter().cloned().fold(0.0, f64::max);
                 if matches!(spacing, Spacing::Linspace | Spacing::Trailing) { max } else { (max * max + 1.0).sqrt() }
             }
@@ -371,8 +358,8 @@ impl Plan {
     /// Whether step `i` adds noise (Euler ancestral every step, LCM all but the last).
     pub fn noisy(&self, i: usize) -> bool {
         match self.sampler {
-            SdSampler::EulerAncestral => true,
-            SdSampler::Lcm => i + 1 < self.steps(),
+            SamplerKind::EulerAncestral => true,
+            SamplerKind::Lcm => i + 1 < self.steps(),
             _ => false,
         }
     }
@@ -380,7 +367,7 @@ impl Plan {
     /// The factor of the sample fed to the model at step `i` (`scale_model_input`).
     pub fn input_scale(&self, i: usize) -> f64 {
         match (self.sampler, &self.sigmas) {
-            (SdSampler::Euler | SdSampler::EulerAncestral, Some(s)) => 1.0 / (s[i] * s[i] + 1.0).sqrt(),
+            (SamplerKind::Euler | SamplerKind::EulerAncestral, Some(s)) => 1.0 / (s[i] * s[i] + 1.0).sqrt(),
             _ => 1.0,
         }
     }
@@ -403,14 +390,14 @@ impl Plan {
     pub fn update(&self, i: usize) -> Update {
         let t = self.timesteps[i];
         match self.sampler {
-            SdSampler::Ddim => {
+            SamplerKind::Ddim => {
                 let prev_t = t - (self.train_steps / self.steps()) as f64;
                 let (a, ap) = (self.alpha(t), self.alpha(prev_t));
                 // x' = sqrt(ap) x0 + sqrt(1 - ap) eps, eps = (x - sqrt(a) x0) / sqrt(1 - a).
                 let e = (1.0 - ap).sqrt() / (1.0 - a).sqrt();
                 Update { denoised: self.x0(a), x: e, d: ap.sqrt() - e * a.sqrt(), d_prev: 0.0, noise: 0.0 }
             }
-            SdSampler::Euler | SdSampler::EulerAncestral => {
+            SamplerKind::Euler | SamplerKind::EulerAncestral => {
                 let s = self.sigmas.as_ref().expect("sigmas");
                 let (sigma, next) = (s[i], s[i + 1]);
                 // Denoised in the sigma parametrisation (x = x0 + sigma eps).
@@ -419,7 +406,7 @@ impl Plan {
                     Prediction::VPrediction => (1.0 / (sigma * sigma + 1.0), -sigma / (sigma * sigma + 1.0).sqrt()),
                     Prediction::Sample => (0.0, 1.0),
                 };
-                let (down, up) = if self.sampler == SdSampler::EulerAncestral {
+                let (down, up) = if self.sampler == SamplerKind::EulerAncestral {
                     let up = (next * next * (sigma * sigma - next * next) / (sigma * sigma)).sqrt();
                     ((next * next - up * up).sqrt(), up)
                 } else {
@@ -429,7 +416,7 @@ impl Plan {
                 let r = (down - sigma) / sigma;
                 Update { denoised, x: 1.0 + r, d: -r, d_prev: 0.0, noise: up }
             }
-            SdSampler::DpmSolver2m => {
+            SamplerKind::DpmSolver2m => {
                 let s = self.sigmas.as_ref().expect("sigmas");
                 // alpha_t = 1 / sqrt(sigma^2 + 1), sigma_t = sigma alpha_t, lambda = ln(alpha_t / sigma_t).
                 let at = |sg: f64| 1.0 / (sg * sg + 1.0).sqrt();
@@ -455,7 +442,7 @@ impl Plan {
                     Update { denoised, x: ratio, d: -a1 * em1 - half, d_prev: half, noise: 0.0 }
                 }
             }
-            SdSampler::Lcm => {
+            SamplerKind::Lcm => {
                 let prev_t = self.timesteps.get(i + 1).copied().unwrap_or(t);
                 let (a, ap) = (self.alpha(t), self.alpha(prev_t));
                 let sigma_data: f64 = 0.5;

@@ -5,6 +5,7 @@
 pub mod clip_model;
 pub mod clip_text;
 pub(crate) mod nn;
+pub mod pipeline;
 pub mod taesd;
 pub mod unet;
 pub mod vae;

@@ -38,7 +38,6 @@ impl ClipTokenizer {
     pub fn from_vocab_merges(vocab_json: &str, merges_txt: &str) -> Result<Self> {
         let vocab: HashMap<String, u32> =
             serde_json::from_str(vocab_json).map_err(|e| Error::Tokenizer(format!("vocab.json: {e}")))?;
-        let vocab: Vocab = vocab.into_iter().collect();
         let merges = merges_txt
             .lines()
             .enumerate()
@@ -49,6 +48,51 @@ impl ClipTokenizer {
                     .ok_or_else(|| Error::Tokenizer(format!("merges.txt line {}: `{l}` is not a pair", i + 1)))
             })
             .collect::<Result<Vec<_>>>()?;
+        Self::from_bpe(vocab, merges)
+    }
+
+    /// From a `tokenizer.json` (what transformers 5 saves in place of `vocab.json` + `merges.txt`):
+    /// its BPE vocabulary and merges (`"a b"` strings or `["a", "b"]` pairs), read into the same
+    /// CLIP normalisation and splitting as [`Self::from_vocab_merges`].
+    pub fn from_tokenizer_json(json: &str) -> Result<Self> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Merge {
+            Text(String),
+            Pair(String, String),
+        }
+        #[derive(serde::Deserialize)]
+        struct Model {
+            #[serde(rename = "type")]
+            kind: String,
+            vocab: HashMap<String, u32>,
+            merges: Vec<Merge>,
+        }
+        #[derive(serde::Deserialize)]
+        struct File {
+            model: Model,
+        }
+        let f: File = serde_json::from_str(json).map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
+        if f.model.kind != "BPE" {
+            return Err(Error::Tokenizer(format!("tokenizer.json: a {} model, CLIP's is BPE", f.model.kind)));
+        }
+        let merges = f
+            .model
+            .merges
+            .into_iter()
+            .map(|m| match m {
+                Merge::Pair(a, b) => Ok((a, b)),
+                Merge::Text(t) => t
+                    .split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| Error::Tokenizer(format!("tokenizer.json: merge `{t}` is not a pair"))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_bpe(f.model.vocab, merges)
+    }
+
+    fn from_bpe(vocab: HashMap<String, u32>, merges: Vec<(String, String)>) -> Result<Self> {
+        let vocab: Vocab = vocab.into_iter().collect();
         let id = |t: &str| vocab.get(t).copied().ok_or_else(|| Error::Tokenizer(format!("vocab.json has no {t}")));
         let (bos, eos) = (id(BOS)?, id(EOS)?);
         let bpe = BPE::builder()
@@ -71,6 +115,11 @@ impl ClipTokenizer {
         hf.with_pre_tokenizer(Some(Sequence::new(vec![words.into(), ByteLevel::new(false, true, false).into()])));
         hf.add_special_tokens(vec![AddedToken::from(BOS, true), AddedToken::from(EOS, true)]).map_err(tok_err)?;
         Ok(ClipTokenizer { hf, bos, eos })
+    }
+
+    /// The id of one token of the vocabulary.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.hf.token_to_id(token)
     }
 
     /// `[bos, text tokens..., eos]`.
