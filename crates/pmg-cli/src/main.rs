@@ -105,11 +105,22 @@ enum Cmd {
         #[command(subcommand)]
         cmd: EvalCmd,
     },
-    /// Generate an emoji-style image from a text prompt with the shipped generator.
+    /// Generate an image from a text prompt: an emoji with the shipped generator, or with a Stable
+    /// Diffusion checkpoint in diffusers' folder layout (--generator DIR).
     Image {
-        /// What to draw, a few words ("smiling cat face"); at most 32 tokens are read.
+        /// What to draw, a few words ("smiling cat face"); at most 32 tokens are read (77 by SD).
         #[arg(long)]
         prompt: String,
+        /// A diffusers SD folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/,
+        /// scheduler/): SD 1.x/2.x, SD-Turbo, BK-SDM. Without it, the shipped emoji generator.
+        #[arg(long)]
+        generator: Option<PathBuf>,
+        /// An autoencoder folder (TAESD's, say) decoding in place of the checkpoint's vae/.
+        #[arg(long, requires = "generator")]
+        vae: Option<PathBuf>,
+        /// Image side in pixels with --generator (a multiple of the VAE's factor times the UNet's).
+        #[arg(long, default_value_t = 512, requires = "generator")]
+        size: usize,
         /// More than one image (--n) writes a grid.
         #[command(flatten)]
         options: pmg::diffusion::ImageOptions,
@@ -718,7 +729,19 @@ fn main_inner(cli: Cli) -> Result<()> {
         }
         Cmd::History { cmd, file } => history_cmd(cmd, file)?,
         Cmd::Train { cmd } => train::run(cmd, read_model)?,
-        Cmd::Image { prompt, options, out, llm, scale } => image::image(image::ImageArgs {
+        Cmd::Image { prompt, generator: Some(dir), vae, size, options, out, llm, scale } => {
+            image::sd_image(image::SdImageArgs {
+                prompt,
+                dir,
+                vae,
+                size,
+                options,
+                out,
+                device: llm.device_or(DeviceChoice::Auto),
+                scale,
+            })?
+        }
+        Cmd::Image { prompt, generator: None, options, out, llm, scale, .. } => image::image(image::ImageArgs {
             prompt,
             options,
             out,

@@ -86,3 +86,24 @@ fn preferences_from_the_sample_history() {
     let (ok, _, err) = pmg(&["preferences", "--history", "/nonexistent.json", "--device", "cpu"]);
     assert!(!ok && err.contains("/nonexistent.json"), "{err}");
 }
+
+/// `pmg image --generator DIR` on the tiny diffusers checkpoint of pmg's goldens: a PNG of the
+/// asked size per seed, the same bytes for the same seed, and a typed error for a wrong size.
+#[test]
+fn image_from_a_diffusers_folder() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../pmg/tests/golden/sd-tiny");
+    let out = std::env::temp_dir().join(format!("pmg-cli-{}-sd.png", std::process::id()));
+    let o = out.to_str().unwrap();
+    let run = |seed: &str| {
+        let args = ["image", "--prompt", "a cat", "--generator", dir, "--size", "32", "--steps", "2"];
+        let (ok, _, err) = pmg(&[&args[..], &["--device", "cpu", "--seed", seed, "--out", o]].concat());
+        assert!(ok, "{err}");
+        let img = pmg::image::Image::decode_png(&std::fs::read(&out).unwrap()).unwrap();
+        assert_eq!((img.width, img.height), (32, 32));
+        img.rgba
+    };
+    let (a, b, c) = (run("5"), run("5"), run("6"));
+    assert!(a == b && a != c, "a seed draws one image");
+    let (ok, _, err) = pmg(&["image", "--prompt", "a cat", "--generator", dir, "--size", "30", "--device", "cpu"]);
+    assert!(!ok && err.contains("multiple of"), "{err}");
+}
