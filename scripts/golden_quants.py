@@ -10,7 +10,7 @@ import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as T, quants
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "golden", "quants.gguf")
+OUT = os.path.join(os.path.dirname(__file__), "..", "crates", "pmg", "tests", "golden", "quants.gguf")
 rng = np.random.default_rng(1234)
 
 # Byte offsets of the f16 scale fields inside each block, which must hold finite values.
@@ -42,6 +42,15 @@ for t in [T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K, T.Q5_K, T.Q6_K]:
     assert expected.shape == (rows, cols), (t, expected.shape)
     w.add_tensor(f"w.{t.name.lower()}", raw, raw_dtype=t)
     w.add_tensor(f"w.{t.name.lower()}.expected", expected)
+# Quantization (pmg quantizes standard checkpoints' linears on load): f32 rows, and their Q8_0 and
+# Q4_0 blocks by gguf-py's reference quantizer. A separate generator keeps the tensors above as they were.
+qrng = np.random.default_rng(99)
+for t in [T.Q8_0, T.Q4_0]:
+    # Four rows: whole 32-byte alignment units, so the file ends with tensor data (no padding).
+    x = (qrng.standard_normal((4, 256)) * qrng.uniform(0.01, 3.0, size=(4, 1))).astype(np.float32)
+    x[0, :32] = 0.0  # an all-zero block (scale 0)
+    w.add_tensor(f"q.{t.name.lower()}.input", x)
+    w.add_tensor(f"q.{t.name.lower()}", quants.quantize(x, t), raw_dtype=t)
 w.write_header_to_file()
 w.write_kv_data_to_file()
 w.write_tensors_to_file()

@@ -43,7 +43,7 @@ export async function usage(out: HTMLElement): Promise<void> {
   // @ts-expect-error: a prompt is required
   await pmg.generateImage({ seed: 1 });
   // @ts-expect-error: not a sampler
-  await pmg.generateImage({ prompt: 'x', sampler: 'euler' });
+  await pmg.generateImage({ prompt: 'x', sampler: 'heun' });
   const pr = await pmg.personalize({
     target: 'birthday cake', alpha: 0.6, weights: [0, 1, 2], seeds: 2, weighting: 'rows',
     onProgress: (p) => console.log(p.phase), signal: AbortSignal.timeout(60_000),

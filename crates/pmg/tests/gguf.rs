@@ -27,6 +27,22 @@ fn dequantization_matches_gguf_py() {
     }
 }
 
+/// Quantizing f32 rows to Q8_0 and Q4_0 (what pmg does to a standard checkpoint's linears on load)
+/// gives gguf-py's reference blocks byte for byte, zero blocks included.
+#[test]
+fn quantization_matches_gguf_py() {
+    let g = Gguf::parse(QUANTS).unwrap();
+    for (name, ty) in [("q8_0", GgmlType::Q8_0), ("q4_0", GgmlType::Q4_0)] {
+        let x = QMatrix::from_gguf(&g, &format!("q.{name}.input")).unwrap();
+        let want = QMatrix::from_gguf(&g, &format!("q.{name}")).unwrap();
+        assert_eq!((want.ty, want.rows, want.cols), (ty, x.rows, x.cols));
+        let mut got = Vec::new();
+        pmg::gguf::quant::quantize_row(ty, &x.dequantize(), &mut got).unwrap();
+        assert_eq!(got, &want.data[..], "{name}");
+    }
+    assert!(pmg::gguf::quant::quantize_row(GgmlType::Q4K, &[0.0; 256], &mut Vec::new()).is_none());
+}
+
 /// The quantized matmul equals the f32 product of the dequantized weight within the error of
 /// 8-bit activation quantization, for every type and for 1 and several rows of activations.
 #[test]
@@ -80,7 +96,7 @@ fn metadata_and_tensor_table_are_read() {
         g.get("pmg.fixture").and_then(|v| v.as_str()),
         Some("random quant blocks with reference dequantization")
     );
-    assert_eq!(g.tensors.len(), 18);
+    assert_eq!(g.tensors.len(), 22);
     let t = g.tensor("w.q6_k").unwrap();
     assert_eq!(t.dims, vec![512, 3]);
     assert_eq!(t.size, 3 * 2 * 210);

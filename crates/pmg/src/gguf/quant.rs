@@ -202,3 +202,39 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
         ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
     }
 }
+
+/// Quantize one row (`x.len()` a multiple of 32) to Q8_0 or Q4_0 blocks appended to `out`, as
+/// ggml's reference quantizers do (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref` in
+/// ggml-quants.c): one f16 scale per 32 values, `round(x / d)` with `d = amax / 127` (Q8_0), or
+/// `min(15, trunc(x / d + 8.5))` with `d = -max / 8`, `max` the value of largest magnitude (Q4_0).
+/// `None` for the other types.
+pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Option<()> {
+    debug_assert!(x.len().is_multiple_of(QK));
+    for b in x.chunks_exact(QK) {
+        match ty {
+            GgmlType::Q8_0 => {
+                let amax = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                out.extend_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+                out.extend(b.iter().map(|v| (v * id).round() as i8 as u8));
+            }
+            GgmlType::Q4_0 => {
+                let (mut amax, mut max) = (0f32, 0f32);
+                for &v in b {
+                    if amax < v.abs() {
+                        amax = v.abs();
+                        max = v;
+                    }
+                }
+                let d = max / -8.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                out.extend_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+                let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
+                out.extend((0..QK / 2).map(|j| q(b[j]) | (q(b[j + QK / 2]) << 4)));
+            }
+            _ => return None,
+        }
+    }
+    Some(())
+}
