@@ -3,6 +3,7 @@
 //! and autoencoders; the tokenizer is `tokenizer::clip`, the samplers `diffusion::schedulers`.
 
 pub mod clip_model;
+pub mod clip_scorer;
 pub mod clip_text;
 pub(crate) mod nn;
 pub mod pipeline;
