@@ -25,7 +25,10 @@ from diffusers import (
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
+import diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img as img2img_module
 import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a_module
+from diffusers import DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline
+from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -43,12 +46,16 @@ SCHEDULER = {
     "prediction_type": "epsilon",
 }
 PROMPT = "a photo of a cat wearing a tiny hat"
-SIZE = 32
+SIZE = 64  # the checkpoint's own size: the UNet's sample_size (32) times the VAE's factor (2)
 CASES = [
     {"name": "euler-ancestral-cfg", "sampler": "euler-ancestral", "steps": 4, "guidance": 3.0, "seed": 3},
     {"name": "ddim-no-guidance", "sampler": "ddim", "steps": 2, "guidance": 0.0, "seed": 11},
     {"name": "ddim-cfg", "sampler": "ddim", "steps": 3, "guidance": 5.0, "seed": 12},
     {"name": "euler-ancestral", "sampler": "euler-ancestral", "steps": 3, "guidance": 1.0, "seed": 13},
+    # img2img from start.png (the UNet's latents from the VAE's posterior mean).
+    {"name": "img2img-ddim", "sampler": "ddim", "steps": 4, "guidance": 3.0, "seed": 21, "strength": 0.5},
+    {"name": "img2img-euler-ancestral", "sampler": "euler-ancestral", "steps": 5, "guidance": 1.0, "seed": 22, "strength": 0.7},
+    {"name": "img2img-dpm", "sampler": "dpm-solver2m", "steps": 4, "guidance": 1.0, "seed": 23, "strength": 0.6},
 ]
 
 
@@ -146,8 +153,27 @@ def build():
     return pipe
 
 
+def start_picture():
+    """An opaque SIZE x SIZE picture (stripes and a disc), saved as start.png."""
+    y, x = np.mgrid[0:SIZE, 0:SIZE]
+    disc = (x - SIZE // 2) ** 2 + (y - SIZE // 2 + 2) ** 2 < (SIZE // 4) ** 2
+    rgb = np.stack([(x * 4) % 256, (y * 3 + 40) % 256, np.where(disc, 230, 30)], -1)
+    img = Image.fromarray(rgb.astype(np.uint8), "RGB")
+    img.save(OUT / "start.png")
+    return img
+
+
+def u8_hex(image):
+    """[h, w, 3] in [0, 1] as diffusers' own 8-bit output (numpy_to_pil), channel-major, hex."""
+    return np.transpose((image * 255).round().astype(np.uint8), (2, 0, 1)).tobytes().hex()
+
+
 def run(pipe, case, saved):
-    cls = {"ddim": DDIMScheduler, "euler-ancestral": EulerAncestralDiscreteScheduler}[case["sampler"]]
+    cls = {
+        "ddim": DDIMScheduler,
+        "euler-ancestral": EulerAncestralDiscreteScheduler,
+        "dpm-solver2m": DPMSolverMultistepScheduler,
+    }[case["sampler"]]
     # As diffusers users switch samplers: from the checkpoint's scheduler config.
     pipe.scheduler = cls.from_config(saved)
     rng = SeededRng(case["seed"])
@@ -158,6 +184,21 @@ def run(pipe, case, saved):
         return torch.from_numpy(rng.normals(int(np.prod(shape)))).reshape(shape)
 
     euler_a_module.randn_tensor = draw
+    if "strength" in case:
+        # pmg starts from the posterior's mean, and draws the start noise from its own generator.
+        img2img_module.retrieve_latents = lambda out, generator=None, sample_mode="sample": out.latent_dist.mode()
+        img2img_module.randn_tensor = lambda shape, **_: torch.from_numpy(initial.flatten().numpy()).reshape(shape)
+        i2i = StableDiffusionImg2ImgPipeline(**pipe.components)
+        with torch.no_grad():
+            image = i2i(
+                PROMPT,
+                image=start_picture(),
+                strength=case["strength"],
+                num_inference_steps=case["steps"],
+                guidance_scale=case["guidance"],
+                output_type="np",
+            ).images[0]
+        return {**case, "rgb_hex": u8_hex(image)}
     with torch.no_grad():
         image = pipe(
             PROMPT,
@@ -169,7 +210,7 @@ def run(pipe, case, saved):
             output_type="np",
         ).images[0]
     # [h, w, 3] in [0, 1] -> channel-major.
-    return {**case, "rgb": np.transpose(image, (2, 0, 1)).flatten().tolist()}
+    return {**case, "rgb_hex": u8_hex(image)}
 
 
 def main():

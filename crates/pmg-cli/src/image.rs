@@ -113,7 +113,7 @@ pub struct SdImageArgs {
     pub prompt: String,
     pub dir: PathBuf,
     pub vae: Option<PathBuf>,
-    pub size: usize,
+    pub size: Option<usize>,
     pub options: ImageOptions,
     pub out: PathBuf,
     pub device: DeviceChoice,
@@ -129,7 +129,8 @@ pub fn sd_image(a: SdImageArgs) -> Result<()> {
     let t1 = std::time::Instant::now();
     let n = a.options.n;
     let prompts = vec![a.prompt.as_str(); n];
-    let imgs = sd.generate(&prompts, &a.options.seeds(), &a.options.sample, [a.size, a.size], &mut |i, total| {
+    let side = a.size.unwrap_or_else(|| sd.native_size());
+    let imgs = sd.generate(&prompts, &a.options.seeds(), &a.options.sample, [side, side], &mut |i, total| {
         eprint!("\rdenoising {i}/{total}");
         true
     })?;

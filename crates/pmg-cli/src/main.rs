@@ -118,9 +118,10 @@ enum Cmd {
         /// An autoencoder folder (TAESD's, say) decoding in place of the checkpoint's vae/.
         #[arg(long, requires = "generator")]
         vae: Option<PathBuf>,
-        /// Image side in pixels with --generator (a multiple of the VAE's factor times the UNet's).
-        #[arg(long, default_value_t = 512, requires = "generator")]
-        size: usize,
+        /// Image side in pixels with --generator (a multiple of the VAE's factor times the UNet's;
+        /// default: the checkpoint's own, 512 for SD 1.x and SD-Turbo).
+        #[arg(long, requires = "generator")]
+        size: Option<usize>,
         /// More than one image (--n) writes a grid.
         #[command(flatten)]
         options: pmg::diffusion::ImageOptions,

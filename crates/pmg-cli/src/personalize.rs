@@ -37,6 +37,17 @@ pub struct PersonalizeArgs {
     /// Nearest-neighbour upscale factor of the written PNGs.
     #[arg(long, default_value_t = 4)]
     pub scale: usize,
+    /// A diffusers SD folder to draw with (see `pmg image --generator`) instead of the shipped
+    /// emoji generator; it needs a CLIP scorer (--scorer).
+    #[arg(long, requires = "scorer")]
+    pub generator: Option<PathBuf>,
+    /// An autoencoder folder (TAESD's, say) decoding in place of the SD checkpoint's vae/.
+    #[arg(long, requires = "generator")]
+    pub vae: Option<PathBuf>,
+    /// A transformers CLIPModel folder (config.json, model.safetensors, tokenizer,
+    /// preprocessor_config.json) scoring the candidates instead of the shipped scorer.
+    #[arg(long)]
+    pub scorer: Option<PathBuf>,
 }
 
 pub fn result_path(out: &Path) -> PathBuf {
@@ -49,8 +60,14 @@ pub fn personalize(a: PersonalizeArgs, events: Vec<Event>, device: DeviceChoice,
     let device = PmgDevice::new(device)?;
     let t0 = std::time::Instant::now();
     let lm = LanguageModel::from_gguf_bytes(&llm, &device, 2048)?;
-    let generator = load_generator(&models_dir(), &device)?;
-    let scorer = load_scorer(&models_dir(), &device)?;
+    let (emoji, sd) = match &a.generator {
+        Some(dir) => (None, Some(pmg::sd::pipeline::StableDiffusion::from_dir(dir, a.vae.as_deref(), &device)?)),
+        None => (Some(load_generator(&models_dir(), &device)?), None),
+    };
+    let (shipped, clip) = match &a.scorer {
+        Some(dir) => (None, Some(pmg::sd::clip_scorer::ClipScorer::from_dir(dir, &device)?)),
+        None => (Some(load_scorer(&models_dir(), &device)?), None),
+    };
     let soft = if opts.embeddings { Some(load_soft_prompt(&models_dir(), &device)?) } else { None };
     let image = match &a.target_image {
         None => None,
@@ -62,7 +79,17 @@ pub fn personalize(a: PersonalizeArgs, events: Vec<Event>, device: DeviceChoice,
         }
     };
     let target = Target { title: a.target.clone(), image };
-    let p = Personalizer { lm: &lm, generator: &generator, scorer: &scorer, soft: soft.as_ref() };
+    let generator = match (&emoji, &sd) {
+        (Some(g), _) => g.into(),
+        (_, Some(g)) => g.into(),
+        _ => unreachable!("one generator is loaded"),
+    };
+    let scorer = match (&shipped, &clip) {
+        (Some(s), _) => s.into(),
+        (_, Some(s)) => s.into(),
+        _ => unreachable!("one scorer is loaded"),
+    };
+    let p = Personalizer { lm: &lm, generator, scorer, soft: soft.as_ref() };
     let t1 = std::time::Instant::now();
     let r = pmg::personalize::personalize(&p, &events, target, &opts, |stage| {
         match stage {

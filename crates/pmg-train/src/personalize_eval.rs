@@ -259,7 +259,7 @@ pub fn evaluate(
         us.truncate(n);
     }
     let systems = systems(alpha, soft.is_some());
-    let p = Personalizer { lm, generator, scorer, soft };
+    let p = Personalizer { lm, generator: generator.into(), scorer: scorer.into(), soft };
     let ex = Extractor::new(lm)?;
     let extract = ExtractOptions::default();
     let mut per_user = Vec::new();

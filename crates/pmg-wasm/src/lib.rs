@@ -134,6 +134,25 @@ pub struct Llm {
     /// The image-text scorer, once `loadScorer` ran (PMG's candidate selection).
     scorer: std::cell::RefCell<Option<std::rc::Rc<pmg::scorer::Scorer>>>,
     soft_prompt: std::cell::RefCell<Option<std::rc::Rc<pmg::soft_prompt::SoftPrompt>>>,
+    /// A Stable Diffusion checkpoint (`loadSd`): when loaded, images and PMG's candidates come from it.
+    sd: std::cell::RefCell<Option<std::rc::Rc<pmg::sd::pipeline::StableDiffusion>>>,
+    /// A CLIP (`loadClip`): when loaded, it scores PMG's candidates.
+    clip: std::cell::RefCell<Option<std::rc::Rc<pmg::sd::clip_scorer::ClipScorer>>>,
+}
+
+/// A folder's files from JS: `{ "unet/config.json": Uint8Array, ... }`; a missing or `null` entry
+/// is a file the folder lacks.
+fn folder_reader(files: &JsValue) -> impl FnMut(&str) -> pmg::Result<Option<Vec<u8>>> + '_ {
+    move |path: &str| {
+        let v = js_sys::Reflect::get(files, &path.into()).unwrap_or(JsValue::UNDEFINED);
+        if v.is_undefined() || v.is_null() {
+            return Ok(None);
+        }
+        match v.dyn_ref::<js_sys::Uint8Array>() {
+            Some(a) => Ok(Some(a.to_vec())),
+            None => Err(Error::InvalidArgument(format!("`{path}` must be a Uint8Array"))),
+        }
+    }
 }
 
 /// Options from JS into their one Rust definition: `undefined` or `null` (the whole object or a
@@ -218,6 +237,26 @@ async fn js_keep_going(mut keep: JsValue) -> bool {
     keep != JsValue::FALSE
 }
 
+/// `generateImage`'s answer.
+fn image_result(
+    images: &[pmg::image::Image],
+    o: &pmg::diffusion::ImageOptions,
+    references: &[serde_json::Value],
+) -> Result<JsValue, JsValue> {
+    let list = js_sys::Array::new();
+    for img in images {
+        list.push(&image_to_js(img)?);
+    }
+    let out = js_sys::Object::new();
+    js_sys::Reflect::set(&out, &"images".into(), &list)?;
+    js_sys::Reflect::set(&out, &"seed".into(), &JsValue::from(o.seed as f64))?;
+    js_sys::Reflect::set(&out, &"steps".into(), &JsValue::from(o.sample.steps as u32))?;
+    js_sys::Reflect::set(&out, &"guidance".into(), &JsValue::from(o.sample.guidance))?;
+    js_sys::Reflect::set(&out, &"strength".into(), &JsValue::from(o.sample.strength))?;
+    js_sys::Reflect::set(&out, &"references".into(), &to_js(&references)?)?;
+    Ok(out.into())
+}
+
 fn image_to_js(img: &pmg::image::Image) -> Result<JsValue, JsValue> {
     let o = js_sys::Object::new();
     js_sys::Reflect::set(&o, &"width".into(), &JsValue::from(img.width as u32))?;
@@ -244,7 +283,59 @@ impl Llm {
             generator: Default::default(),
             scorer: Default::default(),
             soft_prompt: Default::default(),
+            sd: Default::default(),
+            clip: Default::default(),
         })
+    }
+
+    /// The paths in a diffusers SD folder `loadSd` reads (some optional: see `pmg::sd::pipeline::FILES`),
+    /// and those of an autoencoder folder that may replace its `vae/` (TAESD).
+    #[wasm_bindgen(js_name = sdFiles)]
+    pub fn sd_files() -> Result<JsValue, JsValue> {
+        to_js(&serde_json::json!({ "model": pmg::sd::pipeline::FILES, "vae": pmg::sd::pipeline::VAE_FILES }))
+    }
+
+    /// The paths in a CLIP folder `loadClip` reads.
+    #[wasm_bindgen(js_name = clipFiles)]
+    pub fn clip_files() -> Result<JsValue, JsValue> {
+        to_js(&pmg::sd::clip_scorer::FILES)
+    }
+
+    /// Load a Stable Diffusion checkpoint from its folder's files (`files`: path -> bytes, on the
+    /// LLM's device); `vae`: an autoencoder folder's files decoding in place of `vae/`. Once loaded,
+    /// `generateImage` and `personalize` draw with it. Returns `{ size, contextWidth }`.
+    #[wasm_bindgen(js_name = loadSd)]
+    pub fn load_sd(&self, files: JsValue, vae: JsValue) -> Result<JsValue, JsValue> {
+        let vae_files = if vae.is_undefined() || vae.is_null() {
+            None
+        } else {
+            let mut read = folder_reader(&vae);
+            let mut need =
+                |f: &str| read(f)?.ok_or_else(|| Error::InvalidArgument(format!("the vae folder has no `{f}`")));
+            let [c, w] = pmg::sd::pipeline::VAE_FILES else { unreachable!("two files") };
+            Some((need(c).map_err(js_error)?, need(w).map_err(js_error)?))
+        };
+        let vae_files = vae_files.as_ref().map(|(c, w)| (c.as_slice(), w.as_slice()));
+        let sd = pmg::sd::pipeline::StableDiffusion::from_files(
+            &mut folder_reader(&files),
+            vae_files,
+            &self.lm.model.device,
+        )
+        .map_err(js_error)?;
+        let info = serde_json::json!({ "size": sd.native_size(), "contextWidth": sd.unet.config.context_width() });
+        *self.sd.borrow_mut() = Some(std::rc::Rc::new(sd));
+        to_js(&info)
+    }
+
+    /// Load a CLIP (transformers `CLIPModel` folder files, path -> bytes) as PMG's scorer.
+    /// Returns `{ embedding }`.
+    #[wasm_bindgen(js_name = loadClip)]
+    pub fn load_clip(&self, files: JsValue) -> Result<JsValue, JsValue> {
+        let c = pmg::sd::clip_scorer::ClipScorer::from_files(&mut folder_reader(&files), &self.lm.model.device)
+            .map_err(js_error)?;
+        let info = serde_json::json!({ "embedding": c.model.config.projection_dim });
+        *self.clip.borrow_mut() = Some(std::rc::Rc::new(c));
+        to_js(&info)
     }
 
     /// `{ backend, adapter, softwareAdapter, config, nCtx, memory: { weightBytes, kvCacheBytes, wasmHeapBytes } }`.
@@ -346,6 +437,20 @@ impl Llm {
         use pmg::diffusion::{ImageOptions, MAX_TEXT_TOKENS, encode_text_async};
         let o: ImageOptions = js_options(options)?;
         o.validate().map_err(js_error)?;
+        let sd = self.sd.borrow().clone();
+        if let Some(sd) = sd {
+            let cond = sd.encode_async(&prompt).await.map_err(js_error)?;
+            let side = sd.native_size();
+            let conds = vec![cond; o.n];
+            let x = sd
+                .denoise_from(&conds, None, &o.seeds(), &o.sample, [side, side], &mut JsSteps(on_step))
+                .await
+                .map_err(js_error)?;
+            let data = pmg::device::read_f32_async(x).await.map_err(js_error)?;
+            let images: Vec<pmg::image::Image> =
+                data.chunks_exact(4 * side * side).map(|c| pmg::image::Image::from_model(c, side, side)).collect();
+            return image_result(&images, &o, &[]);
+        }
         let g = self.loaded_generator()?;
         let cond = encode_text_async(&self.lm, &prompt, MAX_TEXT_TOKENS).await.map_err(js_error)?;
         let references: Vec<serde_json::Value> = g
@@ -357,18 +462,7 @@ impl Llm {
         let conds = vec![cond; n];
         let x = g.denoise(&conds, &o.seeds(), &o.sample, &mut JsSteps(on_step)).await.map_err(js_error)?;
         let data = pmg::device::read_f32_async(x).await.map_err(js_error)?;
-        let images = js_sys::Array::new();
-        for img in pmg::diffusion::to_images(&data, n) {
-            images.push(&image_to_js(&img)?);
-        }
-        let out = js_sys::Object::new();
-        js_sys::Reflect::set(&out, &"images".into(), &images)?;
-        js_sys::Reflect::set(&out, &"seed".into(), &JsValue::from(o.seed as f64))?;
-        js_sys::Reflect::set(&out, &"steps".into(), &JsValue::from(o.sample.steps as u32))?;
-        js_sys::Reflect::set(&out, &"guidance".into(), &JsValue::from(o.sample.guidance))?;
-        js_sys::Reflect::set(&out, &"strength".into(), &JsValue::from(o.sample.strength))?;
-        js_sys::Reflect::set(&out, &"references".into(), &to_js(&references)?)?;
-        Ok(out.into())
+        image_result(&pmg::diffusion::to_images(&data, n), &o, &references)
     }
 
     /// Load the image-text scorer from its safetensors file (on the LLM's device).
@@ -406,14 +500,28 @@ impl Llm {
     ) -> Result<JsValue, JsValue> {
         let opts: pmg::personalize::PersonalizeOptions = js_options(options)?;
         let (events, _) = pmg::history::parse_export(&events_json).map_err(js_error)?;
-        let g = self.loaded_generator()?;
-        let sc = self
-            .scorer
-            .borrow()
-            .clone()
-            .ok_or_else(|| js_error(Error::InvalidArgument("no scorer loaded (call loadScorer first)".into())))?;
+        let sd = self.sd.borrow().clone();
+        let emoji = if sd.is_none() { Some(self.loaded_generator()?) } else { None };
+        let clip = self.clip.borrow().clone();
+        let shipped = if clip.is_none() {
+            Some(self.scorer.borrow().clone().ok_or_else(|| {
+                js_error(Error::InvalidArgument("no scorer loaded (call loadScorer or loadClip first)".into()))
+            })?)
+        } else {
+            None
+        };
+        let generator = match (&sd, &emoji) {
+            (Some(sd), _) => (&**sd).into(),
+            (None, Some(g)) => (&**g).into(),
+            (None, None) => return Err(bad_arg("no generator loaded")),
+        };
+        let scorer = match (&clip, &shipped) {
+            (Some(c), _) => (&**c).into(),
+            (None, Some(s)) => (&**s).into(),
+            (None, None) => return Err(bad_arg("no scorer loaded")),
+        };
         let soft = self.soft_prompt.borrow().clone();
-        let p = pmg::personalize::Personalizer { lm: &self.lm, generator: &g, scorer: &sc, soft: soft.as_deref() };
+        let p = pmg::personalize::Personalizer { lm: &self.lm, generator, scorer, soft: soft.as_deref() };
         let image = target_png.map(|b| pmg::image::Image::decode_png(&b)).transpose().map_err(js_error)?;
         let target = pmg::personalize::Target { title: target, image };
         let r = p.run(&mut JsHost(on_progress), &events, &target, &opts).await.map_err(js_error)?;

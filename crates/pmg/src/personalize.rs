@@ -45,6 +45,8 @@ use crate::image::Image;
 use crate::llm::LanguageModel;
 use crate::preference::{ExtractOptions, Extractor, Feed, Preferences};
 use crate::scorer::{Scorer, dot, score_from_cosine};
+use crate::sd::clip_scorer::ClipScorer;
+use crate::sd::pipeline::StableDiffusion;
 use crate::soft_prompt::SoftPrompt;
 
 /// How the preference weight `w` enters the conditioning.
@@ -369,12 +371,52 @@ impl<H: Host<Stage>> Host<Step> for DenoiseSteps<'_, H> {
     }
 }
 
+/// The image generator PMG conditions: the shipped emoji generator (conditioned by the LLM's
+/// hidden states) or a Stable Diffusion checkpoint (conditioned by its CLIP text encoder).
+#[derive(Clone, Copy)]
+pub enum GeneratorRef<'a> {
+    Emoji(&'a Generator),
+    Sd(&'a StableDiffusion),
+}
+
+impl<'a> From<&'a Generator> for GeneratorRef<'a> {
+    fn from(g: &'a Generator) -> Self {
+        GeneratorRef::Emoji(g)
+    }
+}
+
+impl<'a> From<&'a StableDiffusion> for GeneratorRef<'a> {
+    fn from(g: &'a StableDiffusion) -> Self {
+        GeneratorRef::Sd(g)
+    }
+}
+
+/// The scorer of PMG's choice: the shipped one (on the LLM's text states; emoji generator only)
+/// or a standard CLIP (any generator).
+#[derive(Clone, Copy)]
+pub enum ScorerRef<'a> {
+    Emoji(&'a Scorer),
+    Clip(&'a ClipScorer),
+}
+
+impl<'a> From<&'a Scorer> for ScorerRef<'a> {
+    fn from(s: &'a Scorer) -> Self {
+        ScorerRef::Emoji(s)
+    }
+}
+
+impl<'a> From<&'a ClipScorer> for ScorerRef<'a> {
+    fn from(s: &'a ClipScorer) -> Self {
+        ScorerRef::Clip(s)
+    }
+}
+
 /// The models of PMG on one device.
 #[derive(Clone, Copy)]
 pub struct Personalizer<'a> {
     pub lm: &'a LanguageModel,
-    pub generator: &'a Generator,
-    pub scorer: &'a Scorer,
+    pub generator: GeneratorRef<'a>,
+    pub scorer: ScorerRef<'a>,
     /// The implicit-preference soft prompt, when loaded (`embeddings` needs it).
     pub soft: Option<&'a SoftPrompt>,
 }
@@ -385,10 +427,19 @@ async fn cancel_unless<H: Host<Stage>>(host: &mut H, stage: Stage) -> Result<()>
 
 impl Personalizer<'_> {
     async fn encode<H: Host<Stage>>(&self, host: &H, text: &str) -> Result<Conditioning> {
-        if host.blocking() {
-            encode_text(self.lm, text, MAX_TEXT_TOKENS)
-        } else {
-            encode_text_async(self.lm, text, MAX_TEXT_TOKENS).await
+        match (self.generator, host.blocking()) {
+            (GeneratorRef::Emoji(_), true) => encode_text(self.lm, text, MAX_TEXT_TOKENS),
+            (GeneratorRef::Emoji(_), false) => encode_text_async(self.lm, text, MAX_TEXT_TOKENS).await,
+            (GeneratorRef::Sd(sd), true) => sd.encode(text),
+            (GeneratorRef::Sd(sd), false) => sd.encode_async(text).await,
+        }
+    }
+
+    /// The width of the generator's conditioning rows.
+    fn conditioning_width(&self) -> usize {
+        match self.generator {
+            GeneratorRef::Emoji(g) => g.unet_config.d_text,
+            GeneratorRef::Sd(sd) => sd.unet.config.context_width(),
         }
     }
 
@@ -412,11 +463,19 @@ impl Personalizer<'_> {
                 "implicit embeddings need the soft-prompt weights (load them, or turn embeddings off)".into(),
             )
         })?;
-        Ok(Some(if host.blocking() {
+        let rows = if host.blocking() {
             soft.embed(self.lm, events, &opts.extract)?
         } else {
             soft.embed_async(self.lm, events, &opts.extract).await?
-        }))
+        };
+        if rows.width != self.conditioning_width() {
+            return Err(Error::InvalidArgument(format!(
+                "the soft prompt makes {}-wide rows, the generator reads {}: train one for this generator, or turn embeddings off",
+                rows.width,
+                self.conditioning_width()
+            )));
+        }
+        Ok(Some(rows))
     }
 
     /// The whole pipeline: preferences (keywords, and implicit rows when asked) from `events`,
@@ -450,6 +509,12 @@ impl Personalizer<'_> {
         opts: &PersonalizeOptions,
     ) -> Result<Personalized> {
         opts.validate()?;
+        if let (GeneratorRef::Sd(_), ScorerRef::Emoji(_)) = (self.generator, self.scorer) {
+            return Err(Error::InvalidArgument(
+                "the shipped scorer reads the emoji generator's text states: score an SD generator with a CLIP scorer"
+                    .into(),
+            ));
+        }
         let picture = target.image.as_ref();
         let target = target.title.split_whitespace().collect::<Vec<_>>().join(" ");
         if target.is_empty() {
@@ -513,9 +578,17 @@ impl Personalizer<'_> {
                 (SampleOptions { strength, ..opts.sample }, idx)
             })
             .collect();
-        let from_picture = picture.is_some() || self.generator.retrieval.is_some();
-        let run_steps: Vec<usize> =
-            runs.iter().map(|(o, _)| self.generator.run_steps(o, from_picture)).collect::<Result<_>>()?;
+        let from_picture = match self.generator {
+            GeneratorRef::Emoji(g) => picture.is_some() || g.retrieval.is_some(),
+            GeneratorRef::Sd(_) => picture.is_some(),
+        };
+        let run_steps: Vec<usize> = runs
+            .iter()
+            .map(|(o, _)| match self.generator {
+                GeneratorRef::Emoji(g) => g.run_steps(o, from_picture),
+                GeneratorRef::Sd(sd) => sd.run_steps(o, from_picture),
+            })
+            .collect::<Result<_>>()?;
         let all = run_steps.iter().sum();
         let mut steps = DenoiseSteps { host, before: 0, all };
         let mut outputs = Vec::new();
@@ -524,22 +597,47 @@ impl Personalizer<'_> {
             let (c, q) = (pick(&conds), pick(&queries));
             let seeds: Vec<u64> = idx.iter().map(|&i| meta[i].1).collect();
             let pictures: Vec<&Image> = picture.into_iter().cycle().take(idx.len()).collect();
-            let init = if picture.is_some() { Init::Images(&pictures) } else { Init::Nearest(&q) };
-            outputs.push(self.generator.denoise_from(&c, init, &seeds, o, &mut steps).await?);
+            outputs.push(match self.generator {
+                GeneratorRef::Emoji(g) => {
+                    let init = if picture.is_some() { Init::Images(&pictures) } else { Init::Nearest(&q) };
+                    g.denoise_from(&c, init, &seeds, o, &mut steps).await?
+                }
+                GeneratorRef::Sd(sd) => {
+                    let side = sd.native_size();
+                    let pictures = picture.is_some().then_some(&pictures[..]);
+                    sd.denoise_from(&c, pictures, &seeds, o, [side, side], &mut steps).await?
+                }
+            });
             steps.before += n;
         }
         let meta: Vec<_> = runs.iter().flat_map(|(_, idx)| idx.iter().map(|&i| meta[i].clone())).collect();
         let seeds: Vec<u64> = meta.iter().map(|m| m.1).collect();
         let x = if outputs.len() == 1 { outputs.remove(0) } else { burn::tensor::Tensor::cat(outputs, 0) };
         cancel_unless(host, Stage::Score).await?;
-        let img_feats = self.scorer.image_features_tensor(x.clone());
-        let pixels = self.read(host, x).await?;
-        let d = self.scorer.config.d_embed;
-        let img_feats = self.read(host, img_feats).await?;
-        let texts: Vec<&Conditioning> = std::iter::once(&target_cond).chain(pref_cond.as_ref()).collect();
-        let text_feats = self.read(host, self.scorer.text_features_tensor(&texts)?).await?;
+        let [_, _, h, w] = x.dims();
+        let (img_feats, images, text_feats, d) = match self.scorer {
+            ScorerRef::Emoji(sc) => {
+                let img_feats = sc.image_features_tensor(x.clone());
+                let pixels = self.read(host, x).await?;
+                let img_feats = self.read(host, img_feats).await?;
+                let texts: Vec<&Conditioning> = std::iter::once(&target_cond).chain(pref_cond.as_ref()).collect();
+                let text_feats = self.read(host, sc.text_features_tensor(&texts)?).await?;
+                (img_feats, to_images(&pixels, seeds.len()), text_feats, sc.config.d_embed)
+            }
+            ScorerRef::Clip(sc) => {
+                let pixels = self.read(host, x).await?;
+                let images: Vec<Image> = pixels.chunks_exact(4 * h * w).map(|c| Image::from_model(c, w, h)).collect();
+                let refs: Vec<&Image> = images.iter().collect();
+                let img_feats = self.read(host, sc.image_features(&refs)?).await?;
+                let preference = scored.join(", ");
+                let texts: Vec<&str> = std::iter::once(target.as_str())
+                    .chain((!scored.is_empty()).then_some(preference.as_str()))
+                    .collect();
+                let text_feats = self.read(host, sc.text_features(&texts)?).await?;
+                (img_feats, images, text_feats, sc.model.config.projection_dim)
+            }
+        };
         let (t_feat, p_feat) = (&text_feats[..d], text_feats.get(d..2 * d));
-        let images = to_images(&pixels, seeds.len());
         let mut candidates: Vec<Candidate> = images
             .into_iter()
             .zip(meta)

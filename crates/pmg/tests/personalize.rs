@@ -64,7 +64,8 @@ fn pixel_distance(a: &pmg::image::Image, b: &pmg::image::Image) -> f64 {
 #[test]
 fn a_history_personalizes_the_target() {
     let m = models();
-    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: Some(&m.soft) };
+    let p =
+        Personalizer { lm: &m.lm, generator: (&m.generator).into(), scorer: (&m.scorer).into(), soft: Some(&m.soft) };
     let events = cat_history();
     let mut stages = Vec::new();
     let r = personalize(&p, &events, "birthday cake", &opts(), |s| {
@@ -136,7 +137,8 @@ fn a_history_personalizes_the_target() {
 #[test]
 fn implicit_embeddings_condition_the_image() {
     let m = models();
-    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: Some(&m.soft) };
+    let p =
+        Personalizer { lm: &m.lm, generator: (&m.generator).into(), scorer: (&m.scorer).into(), soft: Some(&m.soft) };
     let events = cat_history();
     let only = PersonalizeOptions { keywords: false, embeddings: true, weights: vec![0, 1, 2], seeds: 1, ..opts() };
     let r = personalize(&p, &events, "birthday cake", &only, |_| true).unwrap();
@@ -173,7 +175,8 @@ fn implicit_embeddings_condition_the_image() {
 #[test]
 fn cancel_empty_history_and_bad_options() {
     let m = models();
-    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: Some(&m.soft) };
+    let p =
+        Personalizer { lm: &m.lm, generator: (&m.generator).into(), scorer: (&m.scorer).into(), soft: Some(&m.soft) };
     // Cancel in the middle of denoising.
     let r = personalize(&p, &cat_history(), "coffee", &opts(), |s| !matches!(s, Stage::Denoise { step: 3, .. }));
     assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
@@ -198,7 +201,8 @@ fn cancel_empty_history_and_bad_options() {
 #[test]
 fn thumbs_up_stored_with_the_history_moves_alpha() {
     let m = models();
-    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: Some(&m.soft) };
+    let p =
+        Personalizer { lm: &m.lm, generator: (&m.generator).into(), scorer: (&m.scorer).into(), soft: Some(&m.soft) };
     let dir = std::env::temp_dir().join(format!("pmg-feedback-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut store = JsonlStore::open(dir.join("history.jsonl"));
@@ -235,7 +239,7 @@ fn thumbs_up_stored_with_the_history_moves_alpha() {
 #[test]
 fn a_target_picture_is_kept() {
     let m = models();
-    let p = Personalizer { lm: &m.lm, generator: &m.generator, scorer: &m.scorer, soft: None };
+    let p = Personalizer { lm: &m.lm, generator: (&m.generator).into(), scorer: (&m.scorer).into(), soft: None };
     // The site's picture of its item: here a rocket the generator drew, passed at 2x its size.
     let cond = pmg::diffusion::encode_text(&m.lm, "rocket", pmg::diffusion::MAX_TEXT_TOKENS).unwrap();
     let o = PersonalizeOptions { image_strengths: vec![0.2, 0.6], ..opts() };
@@ -281,4 +285,58 @@ fn a_target_picture_is_kept() {
     let bad =
         Target { title: "rocket".into(), image: Some(pmg::image::Image { width: 3, height: 3, rgba: vec![1; 5] }) };
     assert!(matches!(personalize(&p, &[], bad, &o, |_| true), Err(Error::Image(_))));
+}
+
+/// PMG on a Stable Diffusion checkpoint scored by a CLIP (the tiny random-weight folders of the
+/// goldens, crates/pmg/tests/golden/sd-tiny and clip-tiny): the LLM's keywords condition the UNet
+/// through CLIP text states (prompt repetition and repeated rows), a picture start runs img2img,
+/// CLIP scores every candidate and the alpha-weighted choice is made as with the emoji generator.
+/// The shipped scorer cannot score SD images and the emoji soft prompt's rows do not fit SD's
+/// conditioning width: both are typed errors.
+#[test]
+fn a_stable_diffusion_checkpoint_and_clip_run_pmg() {
+    let dev = PmgDevice::cpu();
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let lm = LanguageModel::from_gguf_bytes(&common::default_model_bytes(), &dev, 2048).unwrap();
+    let sd = pmg::sd::pipeline::StableDiffusion::from_dir(&golden.join("sd-tiny"), None, &dev).unwrap();
+    let clip = pmg::sd::clip_scorer::ClipScorer::from_dir(&golden.join("clip-tiny"), &dev).unwrap();
+    let p = Personalizer { lm: &lm, generator: (&sd).into(), scorer: (&clip).into(), soft: None };
+    let events = cat_history();
+    let mut o = PersonalizeOptions { seed: 3, weights: vec![0, 2], seeds: 2, embeddings: false, ..Default::default() };
+    o.sample.steps = 2;
+    let mut denoised = 0;
+    let r = personalize(&p, &events, "birthday cake", &o, |s| {
+        denoised += matches!(s, Stage::Denoise { .. }) as usize;
+        true
+    })
+    .unwrap();
+    assert!(!r.used_keywords.is_empty(), "keywords from the history: {:?}", r.preferences);
+    assert_eq!(r.candidates.len(), 4);
+    assert_eq!(denoised, 2, "every candidate in one batched run of two steps");
+    let side = sd.native_size();
+    for c in &r.candidates {
+        assert_eq!((c.image.width, c.image.height), (side, side));
+        assert!(c.accuracy.is_finite() && c.preference.is_finite() && c.accuracy <= 0.0);
+    }
+    assert!(r.candidates[0].image.rgba != r.candidates[2].image.rgba, "the keywords change the image");
+    assert!(r.candidates.iter().all(|c| c.score <= r.candidates[r.chosen].score));
+
+    // Repeated rows (different lengths in one batch) and a start picture (img2img).
+    let start = pmg::image::Image::decode_png(&std::fs::read(golden.join("sd-tiny/start.png")).unwrap()).unwrap();
+    let rows = PersonalizeOptions { weighting: Weighting::Rows, image_strengths: vec![0.5], ..o.clone() };
+    let target = Target { title: "birthday cake".into(), image: Some(start) };
+    let r = personalize(&p, &events, target, &rows, |_| true).unwrap();
+    assert_eq!(r.candidates.len(), 4);
+
+    // The shipped scorer reads the emoji generator's text states; the emoji soft prompt is 576 wide.
+    let m = models();
+    let wrong = Personalizer { lm: &lm, generator: (&sd).into(), scorer: (&m.scorer).into(), soft: None };
+    let e = personalize(&wrong, &events, "cake", &o, |_| true).err().unwrap().to_string();
+    assert!(e.contains("CLIP scorer"), "{e}");
+    let soft = Personalizer { soft: Some(&m.soft), ..p };
+    let e = personalize(&soft, &events, "cake", &PersonalizeOptions { embeddings: true, ..o }, |_| true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("soft prompt"), "{e}");
 }

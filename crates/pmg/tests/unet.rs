@@ -49,7 +49,7 @@ fn one_call(variant: &str, device: &Device) -> f32 {
     let x = tensor(floats(&r["sample"]), [2, 4, 16, 16], device);
     let ctx = tensor(floats(&r["encoder_hidden_states"]), [2, 7, 32], device);
     let t: Vec<f64> = floats(&r["timesteps"]).iter().map(|&v| v as f64).collect();
-    let out = pmg::device::read_f32(unet.forward(x, &t, &ctx).unwrap()).unwrap();
+    let out = pmg::device::read_f32(unet.forward(x, &t, &ctx, None).unwrap()).unwrap();
     rel_diff(&out, &floats(&r["out"]))
 }
 
@@ -94,7 +94,7 @@ fn four_step_samples_match_diffusers() {
         for (i, &t) in plan.timesteps.iter().enumerate() {
             let s = plan.input_scale(i) as f32;
             let input = tensor(x.iter().map(|v| v * s).collect(), [1, 4, 8, 8], &device);
-            let o = pmg::device::read_f32(unet.forward(input, &[t], &ctx).unwrap()).unwrap();
+            let o = pmg::device::read_f32(unet.forward(input, &[t], &ctx, None).unwrap()).unwrap();
             let noise = plan.noisy(i).then(|| {
                 used += 1;
                 floats(&noises[used - 1])
@@ -138,9 +138,12 @@ fn bad_configs_and_inputs_are_typed_errors() {
 
     let unet = load("sd2", &device);
     let ctx = Tensor::<3>::zeros([1, 7, 32], &device);
-    assert!(unet.forward(Tensor::zeros([1, 4, 7, 8], &device), &[1.0], &ctx).is_err(), "side not a multiple of 2");
-    assert!(unet.forward(Tensor::zeros([1, 3, 8, 8], &device), &[1.0], &ctx).is_err(), "channels");
-    assert!(unet.forward(Tensor::zeros([1, 4, 8, 8], &device), &[1.0, 2.0], &ctx).is_err(), "timesteps");
+    assert!(
+        unet.forward(Tensor::zeros([1, 4, 7, 8], &device), &[1.0], &ctx, None).is_err(),
+        "side not a multiple of 2"
+    );
+    assert!(unet.forward(Tensor::zeros([1, 3, 8, 8], &device), &[1.0], &ctx, None).is_err(), "channels");
+    assert!(unet.forward(Tensor::zeros([1, 4, 8, 8], &device), &[1.0, 2.0], &ctx, None).is_err(), "timesteps");
     let wide = Tensor::<3>::zeros([1, 7, 48], &device);
-    assert!(unet.forward(Tensor::zeros([1, 4, 8, 8], &device), &[1.0], &wide).is_err(), "context width");
+    assert!(unet.forward(Tensor::zeros([1, 4, 8, 8], &device), &[1.0], &wide, None).is_err(), "context width");
 }

@@ -386,8 +386,30 @@ impl Plan {
         }
     }
 
+    /// How a clean sample `x0` is noised to step `i`'s level: `(a, s)` of `a x0 + s noise`
+    /// (diffusers' `add_noise`, where img2img starts).
+    pub fn add_noise(&self, i: usize) -> (f64, f64) {
+        match (self.sampler, &self.sigmas) {
+            (SamplerKind::Euler | SamplerKind::EulerAncestral, Some(s)) => (1.0, s[i]),
+            (SamplerKind::DpmSolver2m, Some(s)) => {
+                let a = 1.0 / (s[i] * s[i] + 1.0).sqrt();
+                (a, s[i] * a)
+            }
+            _ => {
+                let a = self.alpha(self.timesteps[i]);
+                (a.sqrt(), (1.0 - a).sqrt())
+            }
+        }
+    }
+
     /// The update of step `i`.
     pub fn update(&self, i: usize) -> Update {
+        self.update_from(i, 0)
+    }
+
+    /// The update of step `i` of a run that starts at step `first` (img2img): a multistep
+    /// sampler has no earlier estimate at its first step, so that step is first order.
+    pub fn update_from(&self, i: usize, first: usize) -> Update {
         let t = self.timesteps[i];
         match self.sampler {
             SamplerKind::Ddim => {
@@ -432,7 +454,7 @@ impl Plan {
                 let em1 = (-h).exp() - 1.0;
                 let ratio = (s1 * a1) / (s0 * a0);
                 let last = i + 1 == self.steps();
-                if i == 0 || last {
+                if i <= first || last {
                     Update { denoised, x: ratio, d: -a1 * em1, d_prev: 0.0, noise: 0.0 }
                 } else {
                     let h0 = lambda(s0) - lambda(s[i - 1]);

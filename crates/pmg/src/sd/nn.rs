@@ -5,7 +5,7 @@
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::tensor_io::Weights;
@@ -82,20 +82,35 @@ impl Conv2d {
 /// matrix per head, over WebGPU's usual 128 MB binding limit at SD's head counts.
 const SCORES_MAX: usize = 1 << 24;
 
-/// Multi-head scaled dot-product attention, `q` `[b, n, heads*hd]` on `k`, `v` `[b, m, heads*hd]`.
-pub(crate) fn attend(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
+/// Multi-head scaled dot-product attention, `q` `[b, n, heads*hd]` on `k`, `v` `[b, m, heads*hd]`;
+/// keys where `mask` `[b, m]` is true (padding) get no weight.
+pub(crate) fn attend(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    mask: Option<&Tensor<2, Bool>>,
+) -> Tensor<3> {
     let [b, n, d] = q.dims();
     let m = k.dims()[1];
     let hd = d / heads;
     let split = |t: Tensor<3>, len: usize| t.reshape([b, len, heads, hd]).swap_dims(1, 2);
     let (k, v) = (split(k, m).swap_dims(2, 3), split(v, m));
+    let bias = mask.map(|mask| {
+        Tensor::<2>::zeros([b, m], &q.device()).mask_fill(mask.clone(), f32::NEG_INFINITY).reshape([b, 1, 1, m])
+    });
     let q = split(q.mul_scalar((hd as f32).powf(-0.5)), n);
     let rows = (SCORES_MAX / (b * heads * m).max(1)).clamp(1, n);
     let chunks: Vec<Tensor<4>> = (0..n)
         .step_by(rows)
         .map(|s| {
             let qs = q.clone().slice([0..b, 0..heads, s..(s + rows).min(n)]);
-            softmax(qs.matmul(k.clone()), 3).matmul(v.clone())
+            let scores = qs.matmul(k.clone());
+            let scores = match &bias {
+                Some(bias) => scores.add(bias.clone()),
+                None => scores,
+            };
+            softmax(scores, 3).matmul(v.clone())
         })
         .collect();
     Tensor::cat(chunks, 2).swap_dims(1, 2).reshape([b, n, d])
@@ -111,11 +126,12 @@ pub(crate) struct Attention {
 }
 
 impl Attention {
-    /// `x` `[b, n, dim]` attends to `ctx` `[b, m, ctx_dim]` (itself when `None`).
-    pub(crate) fn forward(&self, x: Tensor<3>, ctx: Option<&Tensor<3>>) -> Tensor<3> {
+    /// `x` `[b, n, dim]` attends to `ctx` `[b, m, ctx_dim]` (itself when `None`), padding keys
+    /// (`mask` `[b, m]` true) left out.
+    pub(crate) fn forward(&self, x: Tensor<3>, ctx: Option<&Tensor<3>>, mask: Option<&Tensor<2, Bool>>) -> Tensor<3> {
         let ctx = ctx.cloned().unwrap_or_else(|| x.clone());
         let (q, k, v) = (self.q.forward(x), self.k.forward(ctx.clone()), self.v.forward(ctx));
-        self.out.forward(attend(q, k, v, self.heads))
+        self.out.forward(attend(q, k, v, self.heads, mask))
     }
 }
 

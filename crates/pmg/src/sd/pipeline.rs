@@ -207,11 +207,20 @@ impl StableDiffusion {
     /// The text states the UNet attends to: CLIP's last hidden states of the prompt padded to the
     /// encoder's context (77 rows), as diffusers' `encode_prompt` makes them.
     pub fn encode(&self, text: &str) -> Result<Conditioning> {
+        let (states, len, width) = self.states(text)?;
+        Ok(Conditioning { rows: crate::device::read_f32(states)?, len, width })
+    }
+
+    /// [`Self::encode`] without a blocking readback (the browser).
+    pub async fn encode_async(&self, text: &str) -> Result<Conditioning> {
+        let (states, len, width) = self.states(text)?;
+        Ok(Conditioning { rows: crate::device::read_f32_async(states).await?, len, width })
+    }
+
+    fn states(&self, text: &str) -> Result<(Tensor<3>, usize, usize)> {
         let len = MAX_LENGTH.min(self.text_encoder.config.max_position_embeddings);
         let ids = self.tokenizer.encode_padded(text, len, self.pad)?;
-        let states = self.text_encoder.forward(&[ids])?.last;
-        let width = self.text_encoder.config.tower.hidden_size;
-        Ok(Conditioning { rows: crate::device::read_f32(states)?, len, width })
+        Ok((self.text_encoder.forward(&[ids])?.last, len, self.text_encoder.config.tower.hidden_size))
     }
 
     /// Latent sides for an image of `height` x `width` pixels.
@@ -223,14 +232,68 @@ impl StableDiffusion {
         Ok(px / self.vae.downscale())
     }
 
+    /// The checkpoint's own image side: the UNet's `sample_size` latents decoded (512 for SD 1.x
+    /// and SD-Turbo), or 512 when the config does not say.
+    pub fn native_size(&self) -> usize {
+        self.unet.config.sample_size.map_or(512, |s| s * self.vae.downscale())
+    }
+
+    /// The sampling plan for `opts` and the step a run starts at: 0 from noise, later from a
+    /// picture (img2img as diffusers runs it: `strength` of the steps, the last ones).
+    fn plan(&self, opts: &SampleOptions, from_picture: bool) -> Result<(Plan, usize)> {
+        let plan = Plan::new(opts.sampler, &self.scheduler, opts.steps)?;
+        let first = if from_picture && opts.strength < 1.0 {
+            let n = plan.steps();
+            let run = ((n as f32 * opts.strength) as usize).min(n);
+            if run == 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "strength {} of {n} steps runs no step: raise the strength or the steps",
+                    opts.strength
+                )));
+            }
+            n - run
+        } else {
+            0
+        };
+        Ok((plan, first))
+    }
+
+    /// Denoiser steps a run takes.
+    pub fn run_steps(&self, opts: &SampleOptions, from_picture: bool) -> Result<usize> {
+        let (plan, first) = self.plan(opts, from_picture)?;
+        Ok(plan.steps() - first)
+    }
+
+    /// The latents of pictures (any size, composited over white, scaled to `side` pixels).
+    fn encode_pictures(&self, pictures: &[&Image], side: usize) -> Result<Tensor<4>> {
+        if let Some(i) =
+            pictures.iter().find(|i| i.width == 0 || i.height == 0 || i.rgba.len() != i.width * i.height * 4)
+        {
+            return Err(Error::Image(format!("a {}x{} image with {} bytes", i.width, i.height, i.rgba.len())));
+        }
+        let rgb: Vec<f32> = pictures
+            .iter()
+            .flat_map(|p| {
+                let mut m = p.over([255, 255, 255]).to_model_resized(side);
+                m.truncate(3 * side * side);
+                m
+            })
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(rgb, [pictures.len(), 3, side, side]), &self.device.device);
+        self.vae.encode(x)
+    }
+
     /// One image per (conditioning, seed), `height` x `width` pixels, as a `[b, 4, h, w]` RGBA
     /// batch in [-1, 1] (opaque) on the device, the emoji generator's image layout. Guidance
     /// follows diffusers: above 1 it mixes in the empty prompt's prediction; at or below 1 the
     /// prompt's prediction alone (SD-Turbo samples with 0). The seeds draw the initial latents and
-    /// an ancestral sampler's noise from `pmg::rng`.
-    pub async fn denoise<H: Host<Step>>(
+    /// an ancestral sampler's noise from `pmg::rng`. Conditionings of different lengths are
+    /// padded, the padding left out of the cross-attention. `pictures` (one per run, with
+    /// `opts.strength < 1`) start each run from that picture noised to the strength (img2img).
+    pub async fn denoise_from<H: Host<Step>>(
         &self,
         conds: &[Conditioning],
+        pictures: Option<&[&Image]>,
         seeds: &[u64],
         opts: &SampleOptions,
         [height, width]: [usize; 2],
@@ -239,15 +302,26 @@ impl StableDiffusion {
         opts.validate()?;
         let (lh, lw) = (self.latent_side(height)?, self.latent_side(width)?);
         let d = self.unet.config.context_width();
-        let len = conds.first().map_or(0, |c| c.len);
-        if conds.is_empty() || conds.len() != seeds.len() || conds.iter().any(|c| c.width != d || c.len != len) {
+        if conds.is_empty() || conds.len() != seeds.len() || conds.iter().any(|c| c.width != d || c.len == 0) {
             return Err(Error::InvalidArgument(format!(
-                "{} conditionings of equal length and width {d} for {} seeds",
+                "{} conditionings of width {d} for {} seeds",
                 conds.len(),
                 seeds.len()
             )));
         }
-        let plan = Plan::new(opts.sampler, &self.scheduler, opts.steps)?;
+        if pictures.is_some_and(|p| p.len() != seeds.len()) {
+            return Err(Error::InvalidArgument(format!(
+                "{} start pictures for {} runs",
+                pictures.map_or(0, <[_]>::len),
+                seeds.len()
+            )));
+        }
+        let start = match pictures {
+            Some(p) if height == width => Some(self.encode_pictures(p, height)?),
+            Some(_) => return Err(Error::InvalidArgument("img2img draws square images".into())),
+            None => None,
+        };
+        let (plan, first) = self.plan(opts, start.is_some())?;
         let dev = &self.device.device;
         let (b, c) = (seeds.len(), self.unet.config.in_channels);
         let per = c * lh * lw;
@@ -256,24 +330,30 @@ impl StableDiffusion {
             let v: Vec<f32> = rngs.iter_mut().flat_map(|r| r.normals(per)).collect();
             Tensor::<4>::from_data(TensorData::new(v, [b, c, lh, lw]), dev)
         };
-        let mut x = normals(&mut rngs).mul_scalar(plan.init_noise_sigma as f32);
-        let guided = opts.guidance > 1.0;
-        let mut rows: Vec<f32> = conds.iter().flat_map(|c| c.rows.iter().copied()).collect();
-        let mut batch = b;
-        if guided {
-            let empty = self.encode("")?;
-            if empty.len != len {
-                return Err(Error::InvalidArgument(format!("guidance needs {} conditioning rows", empty.len)));
+        let noise = normals(&mut rngs);
+        let mut x = match start {
+            Some(z) => {
+                let (a, s) = plan.add_noise(first);
+                z.mul_scalar(a as f32).add(noise.mul_scalar(s as f32))
             }
-            rows.extend((0..b).flat_map(|_| empty.rows.iter().copied()));
-            batch = 2 * b;
-        }
-        let ctx = Tensor::<3>::from_data(TensorData::new(rows, [batch, len, d]), dev);
+            None => noise.mul_scalar(plan.init_noise_sigma as f32),
+        };
+        let guided = opts.guidance > 1.0;
+        let empty = match (guided, host.blocking()) {
+            (false, _) => None,
+            (true, true) => Some(self.encode("")?),
+            (true, false) => Some(self.encode_async("").await?),
+        };
+        let all: Vec<&Conditioning> =
+            conds.iter().chain(empty.iter().cycle().take(if guided { b } else { 0 })).collect();
+        let batch = all.len();
+        let (ctx, mask) = crate::diffusion::context_batch(&all, dev);
+        let mask = all.iter().any(|c| c.len != all[0].len).then_some(mask);
         let mut prev = None;
-        for (i, &t) in plan.timesteps.iter().enumerate() {
+        for i in first..plan.steps() {
             let input = x.clone().mul_scalar(plan.input_scale(i) as f32);
             let input = if guided { Tensor::cat(vec![input.clone(), input], 0) } else { input };
-            let out = self.unet.forward(input, &vec![t; batch], &ctx)?;
+            let out = self.unet.forward(input, &vec![plan.timesteps[i]; batch], &ctx, mask.as_ref())?;
             let out = if guided {
                 let (cond, uncond) = (out.clone().narrow(0, 0, b), out.narrow(0, b, b));
                 uncond.clone().add(cond.sub(uncond).mul_scalar(opts.guidance))
@@ -281,13 +361,13 @@ impl StableDiffusion {
                 out
             };
             let noise = plan.noisy(i).then(|| normals(&mut rngs));
-            let (next, denoised) = plan.update(i).apply_tensor(x, out, prev.take(), noise);
+            let (next, denoised) = plan.update_from(i, first).apply_tensor(x, out, prev.take(), noise);
             x = next;
             prev = Some(denoised);
             if !host.blocking() {
                 crate::device::read_f32_async(x.clone().slice([0..1, 0..1, 0..1, 0..1])).await?;
             }
-            if !host.progress(Step { done: i + 1, total: plan.timesteps.len() }).await {
+            if !host.progress(Step { done: i + 1 - first, total: plan.steps() - first }).await {
                 return Err(Error::Cancelled);
             }
         }
@@ -299,7 +379,7 @@ impl StableDiffusion {
         Ok(Tensor::cat(vec![rgb, Tensor::ones([b, 1, h, w], dev)], 1))
     }
 
-    /// [`Self::denoise`] natively, as PNG-ready images; `on_step(i, n)` returning `false` cancels.
+    /// [`Self::denoise_from`] natively, as PNG-ready images; `on_step(i, n)` returning `false` cancels.
     pub fn generate(
         &self,
         prompts: &[&str],
@@ -310,7 +390,7 @@ impl StableDiffusion {
     ) -> Result<Vec<Image>> {
         let conds = prompts.iter().map(|p| self.encode(p)).collect::<Result<Vec<_>>>()?;
         let mut host = Blocking(|s: Step| on_step(s.done, s.total));
-        let x = crate::host::block_on(self.denoise(&conds, seeds, opts, size, &mut host))?;
+        let x = crate::host::block_on(self.denoise_from(&conds, None, seeds, opts, size, &mut host))?;
         let [h, w] = size;
         Ok(crate::device::read_f32(x)?.chunks_exact(4 * h * w).map(|c| Image::from_model(c, w, h)).collect())
     }

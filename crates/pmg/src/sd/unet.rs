@@ -7,7 +7,7 @@
 //! `transformers/transformer_2d.py` and `attention.py`. `tests/unet.rs` matches diffusers' outputs.
 
 use burn::tensor::activation::{gelu, silu};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::nn::{Attention, Conv2d, GroupNorm, LayerNorm, Linear, Loader, ResnetBlock};
@@ -237,6 +237,9 @@ impl UNetConfig {
     }
 }
 
+/// The text states `[b, len, width]` and, when the rows have different lengths, which are padding.
+type Context<'a> = (&'a Tensor<3>, Option<&'a Tensor<2, Bool>>);
+
 /// One `BasicTransformerBlock`: self-attention, cross-attention on the text states, GEGLU
 /// feed-forward, each after a LayerNorm and added back.
 struct TransformerBlock {
@@ -250,9 +253,9 @@ struct TransformerBlock {
 }
 
 impl TransformerBlock {
-    fn forward(&self, x: Tensor<3>, ctx: &Tensor<3>) -> Tensor<3> {
-        let x = x.clone().add(self.attn1.forward(self.norm1.forward(x), None));
-        let x = x.clone().add(self.attn2.forward(self.norm2.forward(x), Some(ctx)));
+    fn forward(&self, x: Tensor<3>, ctx: &Context) -> Tensor<3> {
+        let x = x.clone().add(self.attn1.forward(self.norm1.forward(x), None, None));
+        let x = x.clone().add(self.attn2.forward(self.norm2.forward(x), Some(ctx.0), ctx.1));
         // GEGLU (Shazeer 2020): the projection's first half gated by GELU of its second half.
         let h = self.ff_in.forward(self.norm3.forward(x.clone()));
         let half = h.dims()[2] / 2;
@@ -277,7 +280,7 @@ struct SpatialTransformer {
 }
 
 impl SpatialTransformer {
-    fn forward(&self, x: Tensor<4>, ctx: &Tensor<3>) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>, ctx: &Context) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let to_rows = |t: Tensor<4>| t.reshape([b, c, h * w]).swap_dims(1, 2);
         let to_map = |t: Tensor<3>| t.swap_dims(1, 2).reshape([b, c, h, w]);
@@ -304,7 +307,7 @@ struct Layer {
 }
 
 impl Layer {
-    fn forward(&self, x: Tensor<4>, temb: &Tensor<2>, ctx: &Tensor<3>) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>, temb: &Tensor<2>, ctx: &Context) -> Tensor<4> {
         let x = self.resnet.forward(x, Some(temb));
         match &self.attention {
             Some(a) => a.forward(x, ctx),
@@ -502,11 +505,25 @@ impl UNet {
 
     /// The model output (noise, v or sample, as the checkpoint was trained) for latents `x`
     /// `[b, in_channels, h, w]` at `timesteps` (one per latent) attending to text states `ctx`
-    /// `[b, len, context width]`. `h` and `w` must be multiples of `1 << downsamplings()`.
-    pub fn forward(&self, x: Tensor<4>, timesteps: &[f64], ctx: &Tensor<3>) -> Result<Tensor<4>> {
+    /// `[b, len, context width]` (`mask` `[b, len]`: true at padding rows, left out of the
+    /// cross-attention). `h` and `w` must be multiples of `1 << downsamplings()`.
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        timesteps: &[f64],
+        ctx: &Tensor<3>,
+        mask: Option<&Tensor<2, Bool>>,
+    ) -> Result<Tensor<4>> {
         let c = &self.config;
         let [b, ch, h, w] = x.dims();
-        let [cb, _, cw] = ctx.dims();
+        let [cb, cl, cw] = ctx.dims();
+        if mask.is_some_and(|m| m.dims() != [b, cl]) {
+            return Err(Error::InvalidArgument(format!(
+                "a cross-attention mask {:?} for {:?}",
+                mask.map(|m| m.dims()),
+                ctx.dims()
+            )));
+        }
         let m = 1 << c.downsamplings();
         if ch != c.in_channels
             || timesteps.len() != b
@@ -526,6 +543,7 @@ impl UNet {
                 c.context_width()
             )));
         }
+        let ctx = &(ctx, mask);
         let temb = self.timestep_features(timesteps);
         let temb = self.time_linear_2.forward(silu(self.time_linear_1.forward(temb)));
 

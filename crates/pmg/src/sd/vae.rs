@@ -193,7 +193,7 @@ impl AttnBlock {
         let [b, c, h, w] = x.dims();
         let t = self.norm.forward(x.clone()).reshape([b, c, h * w]).swap_dims(1, 2);
         let (q, k, v) = (self.q.forward(t.clone()), self.k.forward(t.clone()), self.v.forward(t));
-        let y = self.out.forward(attend(q, k, v, 1));
+        let y = self.out.forward(attend(q, k, v, 1, None));
         x.add(y.swap_dims(1, 2).reshape([b, c, h, w]))
     }
 }
