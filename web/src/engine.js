@@ -39,6 +39,8 @@ async function pngBytes(image) {
 export class Engine {
   #llm = null;
   #generatorFiles = null; // { autoencoder, denoiser, scorer, softPrompt }: { url, sha256, bytes }, from load()
+  #sd = null; // { baseUrl, vaeBaseUrl?, sha256 }: a Stable Diffusion folder in place of the shipped generator
+  #clip = null; // { baseUrl, sha256 }: a CLIP folder in place of the shipped scorer
   #loaded = new Map(); // 'generator' | 'scorer' | 'softPrompt' -> promise: weights fetched and loaded into #llm
   #cache = true;
   #disposed = false;
@@ -69,6 +71,8 @@ export class Engine {
     }
     this.#llm = llm;
     this.#generatorFiles = o.generator ?? null;
+    this.#sd = o.sd ?? null;
+    this.#clip = o.clip ?? null;
     this.#cache = o.cache ?? true;
     const info = this.info();
     onProgress({ phase: 'ready', backend: info.backend });
@@ -147,14 +151,61 @@ export class Engine {
     }
   }
 
+  /**
+   * A folder's files by path (`paths` under `base`), each fetched or taken from the cache and
+   * checked against `sha256[path]` when given; a file the server does not have (404) is `null`
+   * (the binding knows which are optional).
+   */
+  async #folder(base, paths, sha256, onProgress, signal) {
+    const files = {};
+    await Promise.all(paths.map(async (path) => {
+      try {
+        const got = await fetchModel({ url: String(new URL(path, base)), sha256: sha256?.[path], cache: this.#cache, signal, onProgress: (p) => onProgress({ ...p, file: path }), digestFallback: wasmSha256Hex });
+        files[path] = got.bytes;
+      } catch (e) {
+        if (e?.name === 'NetworkError' && e.status === 404) files[path] = null;
+        else throw e;
+      }
+    }));
+    return files;
+  }
+
   /** Fetch (or take from the cache) and load the generator weights, once. */
   async #generator(onProgress, signal) {
     const llm = this.#model();
+    if (this.#sd) {
+      const sd = this.#sd;
+      return this.#once('generator', async () => {
+        const names = Llm.sdFiles();
+        const files = await this.#folder(sd.baseUrl, names.model, sd.sha256, onProgress, signal);
+        const vae = sd.vaeBaseUrl ? await this.#folder(sd.vaeBaseUrl, names.vae, sd.sha256, onProgress, signal) : undefined;
+        try {
+          return llm.loadSd(files, vae);
+        } catch (e) {
+          throw this.#fail(e);
+        }
+      });
+    }
     if (!this.#generatorFiles) throw new InvalidArgumentError('no generator files configured');
     return this.#once('generator', async () => {
       const [ae, dn] = await Promise.all([this.#fetchWeights('autoencoder', onProgress, signal), this.#fetchWeights('denoiser', onProgress, signal)]);
       try {
         return llm.loadGenerator(ae.bytes, dn.bytes);
+      } catch (e) {
+        throw this.#fail(e);
+      }
+    });
+  }
+
+  /** The scorer: the configured CLIP folder, else the shipped scorer's weights, once. */
+  async #scorer(onProgress, signal) {
+    if (!this.#clip) return this.#extra('scorer', 'loadScorer', onProgress, signal);
+    const llm = this.#model();
+    const clip = this.#clip;
+    return this.#once('scorer', async () => {
+      const files = await this.#folder(clip.baseUrl, Llm.clipFiles(), clip.sha256, onProgress, signal);
+      try {
+        return llm.loadClip(files);
       } catch (e) {
         throw this.#fail(e);
       }
@@ -232,7 +283,7 @@ export class Engine {
    * `personalize` loads what it needs through here; `load({ preload })` calls it ahead of use.
    */
   async preload(names, onProgress = () => {}, signal) {
-    const loads = { generator: () => this.#generator(onProgress, signal), scorer: () => this.#extra('scorer', 'loadScorer', onProgress, signal), softPrompt: () => this.#extra('softPrompt', 'loadSoftPrompt', onProgress, signal) };
+    const loads = { generator: () => this.#generator(onProgress, signal), scorer: () => this.#scorer(onProgress, signal), softPrompt: () => this.#extra('softPrompt', 'loadSoftPrompt', onProgress, signal) };
     for (const n of names) if (!loads[n]) throw new InvalidArgumentError(`preload: unknown part ${JSON.stringify(n)} (generator, scorer, softPrompt)`);
     await Promise.all(names.map((n) => loads[n]()));
   }

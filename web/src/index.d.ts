@@ -69,6 +69,16 @@ export interface LoadOptions {
    * on first use, or during `load()` with `preload`.
    */
   generatorBaseUrl?: string;
+  /**
+   * A Stable Diffusion checkpoint in diffusers' folder layout (SD 1.x/2.x, SD-Turbo, BK-SDM) to draw
+   * with instead of the emoji generator: every file fetched by its path under `baseUrl`, cached,
+   * and checked against `sha256[path]` when given. `vaeBaseUrl`: an autoencoder folder (TAESD)
+   * decoding in place of `vae/`. PMG's implicit rows need a soft prompt trained for this
+   * generator's width: personalize with `embeddings: false` otherwise.
+   */
+  generator?: { kind: 'emoji' } | { kind: 'sd'; baseUrl: string; vaeBaseUrl?: string; sha256?: Record<string, string> };
+  /** A transformers CLIPModel folder scoring PMG's candidates instead of the shipped scorer (needed with `generator.kind === 'sd'`). */
+  scorer?: { kind: 'emoji' } | { kind: 'clip'; baseUrl: string; sha256?: Record<string, string> };
 }
 
 /** `seed`, `n` and the sampling options (`steps`, `guidance`, `sampler`, `strength`), documented in options.d.ts. */

@@ -271,10 +271,11 @@ export class Pmg {
     if (signal?.aborted) throw abortError('model load aborted', signal);
     const model = resolveModel(llm, llmBaseUrl, options.sha256);
     const gen = resolveGenerator(generatorBaseUrl);
+    const { sd, clip } = resolveFolders(options.generator, options.scorer);
     const worker = this.#worker !== false;
     const t = this._transport();
     this.#state = 'loading';
-    const args = { ...model, device, cache, nCtx, wasmUrl: wasmUrl && String(new URL(wasmUrl, baseUrl())), generator: gen };
+    const args = { ...model, device, cache, nCtx, wasmUrl: wasmUrl && String(new URL(wasmUrl, baseUrl())), generator: gen, sd, clip };
     const files = preload.flatMap((p) => (p === 'generator' ? ['autoencoder', 'denoiser'] : [p]));
     const progress = overallProgress(onProgress, (model.archive?.bytes ?? model.bytes ?? 0) + files.reduce((a, f) => a + gen[f].bytes, 0));
     let onAbort;
@@ -542,6 +543,24 @@ function overallProgress(onProgress, total) {
  * URLs of the generator weights: under `base` when given (relative to the page), else the copies
  * shipped in this package (static URLs in models.js, which bundlers see).
  */
+/**
+ * `generator: { kind: 'sd', baseUrl, vaeBaseUrl?, sha256? }` and `scorer: { kind: 'clip', baseUrl,
+ * sha256? }`: folders of standard weights, each file fetched by its path under `baseUrl` (relative
+ * to the page), cached, and checked against `sha256[path]` when given. `kind: 'emoji'` (or none)
+ * keeps the shipped generator or scorer.
+ */
+function resolveFolders(generator, scorer) {
+  const folder = (o, kind, what) => {
+    if (o === undefined || o === null || o.kind === 'emoji') return null;
+    if (typeof o !== 'object' || o.kind !== kind) throw new InvalidArgumentError(`${what}.kind is '${kind}' or 'emoji'`);
+    if (typeof o.baseUrl !== 'string' || !o.baseUrl) throw new InvalidArgumentError(`${what}.baseUrl: the folder's URL`);
+    const sha256 = o.sha256 ?? {};
+    if (typeof sha256 !== 'object') throw new InvalidArgumentError(`${what}.sha256 maps a file's path to its SHA-256`);
+    return { baseUrl: String(dirUrl(o.baseUrl)), sha256, ...(o.vaeBaseUrl ? { vaeBaseUrl: String(dirUrl(o.vaeBaseUrl)) } : {}) };
+  };
+  return { sd: folder(generator, 'sd', 'generator'), clip: folder(scorer, 'clip', 'scorer') };
+}
+
 function resolveGenerator(base) {
   const url = (f) => String(base ? new URL(f.file, dirUrl(base)) : f.url());
   return Object.fromEntries(Object.entries(generator.files).map(([k, f]) => [k, { url: url(f), sha256: f.sha256, bytes: f.bytes }]));
