@@ -107,3 +107,26 @@ fn image_from_a_diffusers_folder() {
     let (ok, _, err) = pmg(&["image", "--prompt", "a cat", "--generator", dir, "--size", "30", "--device", "cpu"]);
     assert!(!ok && err.contains("multiple of"), "{err}");
 }
+
+/// `pmg personalize` as a user runs it, on the tiny SD and CLIP folders of pmg's goldens: the chosen
+/// PNG and its JSON with every candidate's scores (this also parses every flag of the command, whose
+/// option structs share field names such as `seed`).
+#[test]
+fn personalize_with_a_diffusers_folder_and_clip() {
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/../pmg/tests/golden");
+    let history = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/history.json");
+    let out = std::env::temp_dir().join(format!("pmg-cli-{}-cake.png", std::process::id()));
+    let (sd, clip) = (format!("{golden}/sd-tiny"), format!("{golden}/clip-tiny"));
+    let args =
+        ["personalize", "--history", history, "--target", "birthday cake", "--generator", &sd, "--scorer", &clip];
+    let more =
+        ["--steps", "1", "--guidance", "0", "--sampler", "euler-ancestral", "--seed", "4", "--keyword-seed", "2"];
+    let (ok, stdout, err) = pmg(&[&args[..], &more, &["--device", "cpu", "--out", out.to_str().unwrap()]].concat());
+    assert!(ok, "{err}");
+    assert!(stdout.contains("preferences:"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(out.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(r["candidates"].as_array().unwrap().len(), 6, "3 weights x 2 seeds");
+    assert_eq!(r["candidates"][0]["seed"], 4);
+    let (ok, _, err) = pmg(&["personalize", "--history", history, "--target", "x", "--generator", &sd]);
+    assert!(!ok && err.contains("--scorer"), "an SD generator needs a CLIP scorer: {err}");
+}

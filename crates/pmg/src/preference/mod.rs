@@ -79,10 +79,10 @@ pub struct ExtractOptions {
     pub render: RenderOptions,
     /// Sampling temperature of the keywords; 0 is greedy (the default: the same history gives the
     /// same keywords).
-    #[cfg_attr(feature = "clap", arg(long = "keyword-temperature", default_value_t = ExtractOptions::default().temperature))]
+    #[cfg_attr(feature = "clap", arg(long = "keyword-temperature", id = "keyword_temperature", default_value_t = ExtractOptions::default().temperature))]
     pub temperature: f32,
     /// Seed of the keywords' sampling (with a temperature above 0).
-    #[cfg_attr(feature = "clap", arg(long = "keyword-seed", default_value_t = ExtractOptions::default().seed))]
+    #[cfg_attr(feature = "clap", arg(long = "keyword-seed", id = "keyword_seed", default_value_t = ExtractOptions::default().seed))]
     #[cfg_attr(test, ts(type = "number"))]
     pub seed: u64,
     /// Words per keyword, 1..=6.
