@@ -636,6 +636,59 @@ test('personalize: stored history -> keywords -> scored candidates; feedback mov
   await context.close();
 });
 
+// A whole tiny Stable Diffusion checkpoint and a tiny CLIP in their standard folder layouts (random
+// weights, crates/pmg/tests/golden/{sd-tiny,clip-tiny}; references from diffusers' own pipeline).
+const SD_GOLDEN = JSON.parse(await readFile(join(root, 'crates/pmg/tests/golden/sd-tiny/reference.json'), 'utf8'));
+const SD_FOLDERS = { generator: { kind: 'sd', baseUrl: '/crates/pmg/tests/golden/sd-tiny/' }, scorer: { kind: 'clip', baseUrl: '/crates/pmg/tests/golden/clip-tiny/' } };
+
+test('sd: a diffusers SD folder and a CLIP folder through generateImage (equal to diffusers; cpu and webgpu) and personalize; TAESD decodes', async () => {
+  const page = await harness();
+  const c = SD_GOLDEN.cases.find((k) => k.name === 'euler-ancestral-cfg');
+  const r = await page.evaluate(async ({ folders, c, prompt, events }) => {
+    const { Pmg } = window.pmgWeb;
+    const out = {};
+    for (const device of ['cpu', 'webgpu']) {
+      const pmg = await Pmg.load({ llmBaseUrl: '/models/', device, ...folders });
+      const files = [];
+      const art = await pmg.generateImage({ prompt, seed: c.seed, steps: c.steps, guidance: c.guidance, sampler: c.sampler, onProgress: (p) => p.file && files.push(p.file) });
+      out[device] = { rgba: Array.from(art.images[0].data), width: art.images[0].width, files: [...new Set(files)].sort(), backend: (await pmg.info()).backend };
+      // The whole pipeline once (its LLM part is the slow one on SwiftShader and is tested there above).
+      if (device === 'cpu') {
+        await pmg.history.clear();
+        await pmg.history.record(events);
+        const res = await pmg.personalize({ target: 'birthday cake', steps: 2, weights: [0, 1], seeds: 1, embeddings: false, sampler: 'ddim' });
+        Object.assign(out[device], {
+          keywords: res.usedKeywords, chosen: res.chosen, sizes: res.candidates.map((k) => `${k.image.width}x${k.image.height}`),
+          scores: res.candidates.map((k) => [k.accuracy, k.preference, k.score]),
+        });
+      }
+      pmg.dispose();
+    }
+    const tiny = await Pmg.load({ llmBaseUrl: '/models/', device: 'cpu', generator: { ...folders.generator, vaeBaseUrl: '/crates/pmg/tests/golden/taesd/' } });
+    const t = await tiny.generateImage({ prompt, seed: 1, steps: 1, guidance: 0 });
+    out.taesd = { width: t.images[0].width, height: t.images[0].height };
+    tiny.dispose();
+    return out;
+  }, { folders: SD_FOLDERS, c, prompt: SD_GOLDEN.prompt, events: CAT_HISTORY });
+  const want = Buffer.from(c.rgb_hex, 'hex');
+  const n = SD_GOLDEN.size * SD_GOLDEN.size;
+  for (const device of ['cpu', 'webgpu']) {
+    const o = r[device];
+    assertEqual([o.width, o.backend], [SD_GOLDEN.size, device], `${device}: size and backend`);
+    let worst = 0;
+    for (let i = 0; i < n; i++) for (let ch = 0; ch < 3; ch++) worst = Math.max(worst, Math.abs(o.rgba[4 * i + ch] - want[ch * n + i]));
+    console.log(`     ${device}: at most ${worst} levels from diffusers; files ${o.files.join(', ')}`);
+    // 8-bit outputs of float32 runs in other summation orders (measured 0 levels here, natively at most 1).
+    assert(worst <= 1, `${device}: the image is ${worst} levels from diffusers'`);
+    assert(o.files.includes('unet/diffusion_pytorch_model.safetensors') && o.files.includes('tokenizer/tokenizer.json'), `${device}: the folder's files were fetched by path: ${o.files}`);
+    if (device !== 'cpu') continue;
+    assert(o.keywords.length > 0, `${device}: keywords from the history condition the checkpoint`);
+    assertEqual(o.sizes, [`${SD_GOLDEN.size}x${SD_GOLDEN.size}`, `${SD_GOLDEN.size}x${SD_GOLDEN.size}`], `${device}: two candidates`);
+    assert(o.scores.flat().every(Number.isFinite) && o.chosen >= 0 && o.chosen < 2, `${device}: CLIP scored the candidates: ${JSON.stringify(o.scores)}`);
+  }
+  assert(r.taesd.width > 0 && r.taesd.width === r.taesd.height, `TAESD in place of vae/: ${JSON.stringify(r.taesd)}`);
+});
+
 test('network: only GETs of static files, no request bodies', async () => {
   const bad = server.log.filter((r) => r.method !== 'GET' || r.body.length > 0);
   assertEqual(bad.map((r) => `${r.method} ${r.path}`), [], 'non-GET requests or bodies');
