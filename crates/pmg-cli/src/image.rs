@@ -53,6 +53,14 @@ pub fn upscale(img: &Image, f: usize) -> Image {
     Image { width: w, height: h, rgba }
 }
 
+/// One image, or a grid of up to four per row, upscaled `scale` times, written as PNG.
+fn write_images(imgs: &[Image], scale: usize, path: &Path) -> Result<Image> {
+    let out = if imgs.len() == 1 { imgs[0].clone() } else { Image::grid(imgs, imgs.len().min(4), 2, [255, 255, 255]) };
+    let out = if scale > 1 { upscale(&out, scale) } else { out };
+    write_file(path, out.encode_png())?;
+    Ok(out)
+}
+
 pub struct ImageArgs {
     pub prompt: String,
     pub options: ImageOptions,
@@ -88,9 +96,7 @@ pub fn image(a: ImageArgs) -> Result<()> {
     })?;
     eprintln!();
     let t2 = std::time::Instant::now();
-    let out = if imgs.len() == 1 { imgs[0].clone() } else { Image::grid(&imgs, imgs.len().min(4), 2, [255, 255, 255]) };
-    let out = if a.scale > 1 { upscale(&out, a.scale) } else { out };
-    write_file(&a.out, out.encode_png())?;
+    let out = write_images(&imgs, a.scale, &a.out)?;
     eprintln!(
         "wrote {} ({}x{}, {} image{}, seed {}, {} steps, guidance {}) on {} [{}]: load {:.2} s, denoise+decode {:.2} s",
         a.out.display(),
@@ -136,9 +142,7 @@ pub fn sd_image(a: SdImageArgs) -> Result<()> {
     })?;
     eprintln!();
     let t2 = std::time::Instant::now();
-    let out = if imgs.len() == 1 { imgs[0].clone() } else { Image::grid(&imgs, imgs.len().min(4), 2, [255, 255, 255]) };
-    let out = if a.scale > 1 { upscale(&out, a.scale) } else { out };
-    write_file(&a.out, out.encode_png())?;
+    let out = write_images(&imgs, a.scale, &a.out)?;
     eprintln!(
         "wrote {} ({}x{}, {n} image(s), seed {}, {} steps, {} sampler, guidance {}) on {}: load {:.2} s, sample+decode {:.2} s",
         a.out.display(),

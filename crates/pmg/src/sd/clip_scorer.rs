@@ -15,6 +15,9 @@ use burn::tensor::{Tensor, TensorData};
 use serde_json::Value;
 
 use super::clip_model::{ClipConfig, ClipModel};
+#[cfg(not(target_family = "wasm"))]
+use super::folder::read_dir_file;
+use super::folder::{ReadFile, clip_tokenizer, need, utf8};
 use crate::device::PmgDevice;
 use crate::error::{Error, Result};
 use crate::image::Image;
@@ -388,20 +391,6 @@ fn resample_bicubic(
     out.px.into_owned()
 }
 
-fn utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str> {
-    std::str::from_utf8(bytes).map_err(|e| Error::InvalidArgument(format!("{file}: {e}")))
-}
-
-/// The padding token a `tokenizer_config.json` names (a string, or `{ "content": ... }`).
-fn pad_token(config: &str) -> Result<Option<String>> {
-    let v: Value = serde_json::from_str(config).map_err(|e| Error::Tokenizer(format!("{TOKENIZER_CONFIG}: {e}")))?;
-    Ok(match v.get("pad_token") {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(o) => o.get("content").and_then(Value::as_str).map(str::to_owned),
-        None => None,
-    })
-}
-
 /// Rows scaled to unit length (transformers' `CLIPModel` returns its embeddings so).
 fn unit(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().square().sum_dim(1).sqrt();
@@ -420,29 +409,13 @@ pub struct ClipScorer {
 impl ClipScorer {
     /// From a CLIP folder's files, each read by its path in [`FILES`] (`read` answers `Ok(None)`
     /// for a file the folder lacks).
-    pub fn from_files(read: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>, device: &PmgDevice) -> Result<Self> {
-        let pad_config = read(TOKENIZER_CONFIG)?;
-        let tokenizer_json = read(TOKENIZER_JSON)?;
+    pub fn from_files(read: &mut ReadFile<'_>, device: &PmgDevice) -> Result<Self> {
         let preprocess = match read(PREPROCESSOR)? {
             Some(b) => Preprocess::from_json(utf8(PREPROCESSOR, &b)?)?,
             None => Preprocess::default(),
         };
-        let mut need =
-            |path: &str| read(path)?.ok_or_else(|| Error::InvalidArgument(format!("the CLIP folder has no `{path}`")));
-        let tokenizer = match tokenizer_json {
-            Some(j) => ClipTokenizer::from_tokenizer_json(utf8(TOKENIZER_JSON, &j)?)?,
-            None => ClipTokenizer::from_vocab_merges(utf8(VOCAB, &need(VOCAB)?)?, utf8(MERGES, &need(MERGES)?)?)?,
-        };
-        let pad = match pad_config {
-            Some(b) => pad_token(utf8(TOKENIZER_CONFIG, &b)?)?,
-            None => None,
-        };
-        let pad = match pad {
-            Some(t) => tokenizer
-                .token_id(&t)
-                .ok_or_else(|| Error::Tokenizer(format!("the padding token {t:?} is not in the vocabulary")))?,
-            None => tokenizer.eos,
-        };
+        let (tokenizer, pad) = clip_tokenizer(read, "CLIP", "")?;
+        let mut need = |path: &str| need(read, "CLIP", path);
         let config = ClipConfig::from_json(utf8(CONFIG, &need(CONFIG)?)?)?;
         let (t, v) = (&config.text_config, &config.vision_config);
         if [tokenizer.bos, tokenizer.eos, pad].iter().any(|&id| id as usize >= t.vocab_size) {
@@ -475,17 +448,7 @@ impl ClipScorer {
     /// From a folder on disk.
     #[cfg(not(target_family = "wasm"))]
     pub fn from_dir(dir: &std::path::Path, device: &PmgDevice) -> Result<Self> {
-        Self::from_files(
-            &mut |f| {
-                let p = dir.join(f);
-                match std::fs::read(&p) {
-                    Ok(b) => Ok(Some(b)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(Error::Io { path: p.display().to_string(), source }),
-                }
-            },
-            device,
-        )
+        Self::from_files(&mut |f| read_dir_file(dir, f), device)
     }
 
     /// CLIP's `pixel_values` of the images, `[b, 3, crop_h, crop_w]` on the device (see

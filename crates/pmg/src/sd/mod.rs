@@ -5,6 +5,7 @@
 pub mod clip_model;
 pub mod clip_scorer;
 pub mod clip_text;
+pub mod folder;
 pub(crate) mod nn;
 pub mod pipeline;
 pub mod taesd;

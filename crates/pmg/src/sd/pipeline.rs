@@ -7,6 +7,9 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::clip_text::{ClipTextConfig, ClipTextModel};
+#[cfg(not(target_family = "wasm"))]
+use super::folder::read_dir_file;
+use super::folder::{ReadFile, clip_tokenizer, need, utf8};
 use super::taesd::{AutoencoderTiny, AutoencoderTinyConfig};
 use super::vae::{AutoencoderKl, AutoencoderKlConfig};
 use crate::device::PmgDevice;
@@ -20,9 +23,8 @@ use crate::sd::unet::{UNet, UNetConfig};
 use crate::tensor_io::Weights;
 use crate::tokenizer::clip::{ClipTokenizer, MAX_LENGTH};
 
-/// The files of a diffusers SD folder this pipeline reads. The tokenizer is `tokenizer.json`
-/// (transformers 5) or else `vocab.json` + `merges.txt` (older checkpoints);
-/// `tokenizer_config.json` is optional (it names the padding token).
+/// The files of a diffusers SD folder this pipeline reads (the tokenizer's: see
+/// [`super::folder::clip_tokenizer`]).
 pub const FILES: &[&str] = &[
     SCHEDULER,
     VOCAB,
@@ -112,58 +114,20 @@ pub struct StableDiffusion {
     pub device: PmgDevice,
 }
 
-fn utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str> {
-    std::str::from_utf8(bytes).map_err(|e| Error::InvalidArgument(format!("{file}: {e}")))
-}
-
-/// The padding token a `tokenizer_config.json` names (a string, or `{ "content": ... }`).
-fn pad_token(config: &str) -> Result<Option<String>> {
-    let v: serde_json::Value =
-        serde_json::from_str(config).map_err(|e| Error::Tokenizer(format!("tokenizer_config.json: {e}")))?;
-    Ok(match v.get("pad_token") {
-        Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(o) => o.get("content").and_then(|c| c.as_str()).map(str::to_owned),
-        None => None,
-    })
-}
-
 impl StableDiffusion {
     /// From a folder's files, each read by its path in [`FILES`] (`read` answers `Ok(None)` for
     /// a file the folder lacks); `vae` replaces the checkpoint's autoencoder (TAESD's folder files,
     /// [`VAE_FILES`]).
-    pub fn from_files(
-        read: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>>,
-        vae: Option<(&[u8], &[u8])>,
-        device: &PmgDevice,
-    ) -> Result<Self> {
-        let pad_config = read(TOKENIZER_CONFIG)?;
-        let tokenizer_json = read(TOKENIZER_JSON)?;
-        let mut need =
-            |path: &str| read(path)?.ok_or_else(|| Error::InvalidArgument(format!("the model folder has no `{path}`")));
-        let scheduler = SchedulerConfig::from_json(utf8("scheduler_config.json", &need(SCHEDULER)?)?)?;
-        let tokenizer = match tokenizer_json {
-            Some(j) => ClipTokenizer::from_tokenizer_json(utf8("tokenizer.json", &j)?)?,
-            None => ClipTokenizer::from_vocab_merges(
-                utf8("vocab.json", &need(VOCAB)?)?,
-                utf8("merges.txt", &need(MERGES)?)?,
-            )?,
-        };
-        let pad = match pad_config {
-            Some(b) => pad_token(utf8("tokenizer_config.json", &b)?)?,
-            None => None,
-        };
-        let pad = match pad {
-            Some(t) => tokenizer
-                .token_id(&t)
-                .ok_or_else(|| Error::Tokenizer(format!("the padding token {t:?} is not in the vocabulary")))?,
-            None => tokenizer.eos,
-        };
+    pub fn from_files(read: &mut ReadFile<'_>, vae: Option<(&[u8], &[u8])>, device: &PmgDevice) -> Result<Self> {
+        let (tokenizer, pad) = clip_tokenizer(read, "model", "tokenizer/")?;
+        let mut need = |path: &str| need(read, "model", path);
+        let scheduler = SchedulerConfig::from_json(utf8(SCHEDULER, &need(SCHEDULER)?)?)?;
         let dev = &device.device;
-        let text_config = ClipTextConfig::from_json(utf8("text_encoder/config.json", &need(TEXT_CONFIG)?)?)?;
+        let text_config = ClipTextConfig::from_json(utf8(TEXT_CONFIG, &need(TEXT_CONFIG)?)?)?;
         let w = Weights::from_bytes(TEXT_WEIGHTS, &need(TEXT_WEIGHTS)?)?;
         let text_encoder = ClipTextModel::from_weights(text_config, &w, TEXT_WEIGHTS, dev)?;
         drop(w);
-        let unet_config = UNetConfig::from_json(utf8("unet/config.json", &need(UNET_CONFIG)?)?)?;
+        let unet_config = UNetConfig::from_json(utf8(UNET_CONFIG, &need(UNET_CONFIG)?)?)?;
         let w = Weights::from_bytes(UNET_WEIGHTS, &need(UNET_WEIGHTS)?)?;
         let unet = UNet::from_weights(unet_config, &w, UNET_WEIGHTS, dev)?;
         drop(w);
@@ -184,24 +148,17 @@ impl StableDiffusion {
     /// From a folder on disk (`vae_dir`: TAESD or another autoencoder folder in place of `vae/`).
     #[cfg(not(target_family = "wasm"))]
     pub fn from_dir(dir: &std::path::Path, vae_dir: Option<&std::path::Path>, device: &PmgDevice) -> Result<Self> {
-        let read_at = |p: std::path::PathBuf| -> Result<Option<Vec<u8>>> {
-            match std::fs::read(&p) {
-                Ok(b) => Ok(Some(b)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(Error::Io { path: p.display().to_string(), source }),
-            }
-        };
         let vae = match vae_dir {
             Some(d) => {
                 let get = |f: &str| {
-                    read_at(d.join(f))?.ok_or_else(|| Error::InvalidArgument(format!("{} has no {f}", d.display())))
+                    read_dir_file(d, f)?.ok_or_else(|| Error::InvalidArgument(format!("{} has no {f}", d.display())))
                 };
                 Some((get(VAE_FILES[0])?, get(VAE_FILES[1])?))
             }
             None => None,
         };
         let vae = vae.as_ref().map(|(c, w)| (c.as_slice(), w.as_slice()));
-        Self::from_files(&mut |f| read_at(dir.join(f)), vae, device)
+        Self::from_files(&mut |f| read_dir_file(dir, f), vae, device)
     }
 
     /// The text states the UNet attends to: CLIP's last hidden states of the prompt padded to the
