@@ -24,7 +24,7 @@ use crate::tensor_io::Weights;
 use crate::tokenizer::clip::{ClipTokenizer, MAX_LENGTH};
 
 /// The files of a diffusers SD folder this pipeline reads (the tokenizer's: see
-/// [`super::folder::clip_tokenizer`]).
+/// `sd::folder::clip_tokenizer`).
 pub const FILES: &[&str] = &[
     SCHEDULER,
     VOCAB,
