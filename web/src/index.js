@@ -544,7 +544,7 @@ function overallProgress(onProgress, total) {
  * shipped in this package (static URLs in models.js, which bundlers see).
  */
 /**
- * `generator: { kind: 'sd', baseUrl, vaeBaseUrl?, sha256? }` and `scorer: { kind: 'clip', baseUrl,
+ * `generator: { kind: 'sd', baseUrl, vaeBaseUrl?, quantize?, sha256? }` and `scorer: { kind: 'clip', baseUrl,
  * sha256? }`: folders of standard weights, each file fetched by its path under `baseUrl` (relative
  * to the page), cached, and checked against `sha256[path]` when given. `kind: 'emoji'` (or none)
  * keeps the shipped generator or scorer.
@@ -556,7 +556,13 @@ function resolveFolders(generator, scorer) {
     if (typeof o.baseUrl !== 'string' || !o.baseUrl) throw new InvalidArgumentError(`${what}.baseUrl: the folder's URL`);
     const sha256 = o.sha256 ?? {};
     if (typeof sha256 !== 'object') throw new InvalidArgumentError(`${what}.sha256 maps a file's path to its SHA-256`);
-    return { baseUrl: String(dirUrl(o.baseUrl)), sha256, ...(o.vaeBaseUrl ? { vaeBaseUrl: String(dirUrl(o.vaeBaseUrl)) } : {}) };
+    return {
+      baseUrl: String(dirUrl(o.baseUrl)),
+      sha256,
+      ...(o.vaeBaseUrl ? { vaeBaseUrl: String(dirUrl(o.vaeBaseUrl)) } : {}),
+      // Checked by the wasm loader (its one list of precisions).
+      ...(o.quantize !== undefined ? { quantize: o.quantize } : {}),
+    };
   };
   return { sd: folder(generator, 'sd', 'generator'), clip: folder(scorer, 'clip', 'scorer') };
 }

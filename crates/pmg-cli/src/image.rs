@@ -120,6 +120,7 @@ pub struct SdImageArgs {
     pub dir: PathBuf,
     pub vae: Option<PathBuf>,
     pub size: Option<usize>,
+    pub quantize: pmg::sd::Precision,
     pub options: ImageOptions,
     pub out: PathBuf,
     pub device: DeviceChoice,
@@ -131,7 +132,7 @@ pub fn sd_image(a: SdImageArgs) -> Result<()> {
     a.options.validate()?;
     let device = PmgDevice::new(a.device)?;
     let t0 = std::time::Instant::now();
-    let sd = pmg::sd::pipeline::StableDiffusion::from_dir(&a.dir, a.vae.as_deref(), &device)?;
+    let sd = pmg::sd::pipeline::StableDiffusion::from_dir(&a.dir, a.vae.as_deref(), &device, a.quantize)?;
     let t1 = std::time::Instant::now();
     let n = a.options.n;
     let prompts = vec![a.prompt.as_str(); n];

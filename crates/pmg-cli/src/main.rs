@@ -10,6 +10,7 @@ use pmg::llm::{GenerateOptions, LanguageModel};
 use pmg::tokenizer::ChatMessage;
 use pmg::{DeviceChoice, Error, PmgDevice, Result};
 
+mod bench_sd;
 mod image;
 mod personalize;
 /// What an evaluation reads and writes, for every evaluation command.
@@ -73,6 +74,30 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Measure a Stable Diffusion folder: load time, the text encoder, one UNet call, one decode,
+    /// the weights held and peak memory; prints JSON (scripts/bench-sd.sh runs it).
+    BenchSd {
+        /// A diffusers SD folder (see `pmg image --generator`).
+        #[arg(long)]
+        generator: PathBuf,
+        /// An autoencoder folder (TAESD's) decoding in place of the checkpoint's vae/.
+        #[arg(long)]
+        vae: Option<PathBuf>,
+        /// Image side in pixels (default: the checkpoint's own).
+        #[arg(long)]
+        size: Option<usize>,
+        /// How the UNet's and text encoder's linear layers are held (quantized on load).
+        #[arg(long, value_enum, default_value_t)]
+        quantize: pmg::sd::Precision,
+        /// Latents per UNet call (2: one image with classifier-free guidance).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// auto | wgpu | cpu (default cpu).
+        #[arg(long)]
+        device: Option<DeviceChoice>,
+    },
     /// Record, list, export, import or clear the private behaviour history (a JSON-lines file on this device).
     History {
         #[command(subcommand)]
@@ -122,6 +147,9 @@ enum Cmd {
         /// default: the checkpoint's own, 512 for SD 1.x and SD-Turbo).
         #[arg(long, requires = "generator")]
         size: Option<usize>,
+        /// How the SD UNet's and text encoder's linear layers are held (quantized on load).
+        #[arg(long, value_enum, default_value_t, requires = "generator")]
+        quantize: pmg::sd::Precision,
         /// More than one image (--n) writes a grid.
         #[command(flatten)]
         options: pmg::diffusion::ImageOptions,
@@ -730,12 +758,13 @@ fn main_inner(cli: Cli) -> Result<()> {
         }
         Cmd::History { cmd, file } => history_cmd(cmd, file)?,
         Cmd::Train { cmd } => train::run(cmd, read_model)?,
-        Cmd::Image { prompt, generator: Some(dir), vae, size, options, out, llm, scale } => {
+        Cmd::Image { prompt, generator: Some(dir), vae, size, quantize, options, out, llm, scale } => {
             image::sd_image(image::SdImageArgs {
                 prompt,
                 dir,
                 vae,
                 size,
+                quantize,
                 options,
                 out,
                 device: llm.device_or(DeviceChoice::Auto),
@@ -842,6 +871,17 @@ fn main_inner(cli: Cli) -> Result<()> {
         }
         Cmd::Bench { llm, prompt_tokens, gen_tokens, runs } => {
             bench(&llm.model, llm.device_or(DeviceChoice::Cpu), prompt_tokens, gen_tokens, runs)?
+        }
+        Cmd::BenchSd { generator, vae, size, quantize, batch, runs, device } => {
+            bench_sd::bench_sd(bench_sd::BenchSdArgs {
+                dir: generator,
+                vae,
+                size,
+                quantize,
+                batch,
+                runs,
+                device: device.unwrap_or(DeviceChoice::Cpu),
+            })?
         }
         Cmd::Info { model, tensors } => {
             let bytes = read_model(&model)?;

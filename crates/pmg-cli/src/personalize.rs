@@ -44,6 +44,9 @@ pub struct PersonalizeArgs {
     /// An autoencoder folder (TAESD's, say) decoding in place of the SD checkpoint's vae/.
     #[arg(long, requires = "generator")]
     pub vae: Option<PathBuf>,
+    /// How the SD UNet's and text encoder's linear layers are held (quantized on load).
+    #[arg(long, value_enum, default_value_t, requires = "generator")]
+    pub quantize: pmg::sd::Precision,
     /// A transformers CLIPModel folder (config.json, model.safetensors, tokenizer,
     /// preprocessor_config.json) scoring the candidates instead of the shipped scorer.
     #[arg(long)]
@@ -61,7 +64,9 @@ pub fn personalize(a: PersonalizeArgs, events: Vec<Event>, device: DeviceChoice,
     let t0 = std::time::Instant::now();
     let lm = LanguageModel::from_gguf_bytes(&llm, &device, 2048)?;
     let (emoji, sd) = match &a.generator {
-        Some(dir) => (None, Some(pmg::sd::pipeline::StableDiffusion::from_dir(dir, a.vae.as_deref(), &device)?)),
+        Some(dir) => {
+            (None, Some(pmg::sd::pipeline::StableDiffusion::from_dir(dir, a.vae.as_deref(), &device, a.quantize)?))
+        }
         None => (Some(load_generator(&models_dir(), &device)?), None),
     };
     let (shipped, clip) = match &a.scorer {

@@ -303,9 +303,16 @@ impl Llm {
 
     /// Load a Stable Diffusion checkpoint from its folder's files (`files`: path -> bytes, on the
     /// LLM's device); `vae`: an autoencoder folder's files decoding in place of `vae/`. Once loaded,
-    /// `generateImage` and `personalize` draw with it. Returns `{ size, contextWidth }`.
+    /// `generateImage` and `personalize` draw with it. `quantize` (`'f32'`, `'q8_0'`, `'q4_0'`;
+    /// default f32): how the UNet's and text encoder's linear layers are held. Returns `{ size,
+    /// contextWidth, weightBytes }` (the UNet's and text encoder's weights as held).
     #[wasm_bindgen(js_name = loadSd)]
-    pub fn load_sd(&self, files: JsValue, vae: JsValue) -> Result<JsValue, JsValue> {
+    pub fn load_sd(&self, files: JsValue, vae: JsValue, quantize: JsValue) -> Result<JsValue, JsValue> {
+        let precision: pmg::sd::Precision = if quantize.is_undefined() || quantize.is_null() {
+            Default::default()
+        } else {
+            serde_wasm_bindgen::from_value(quantize).map_err(|e| bad_arg(format!("generator.quantize: {e}")))?
+        };
         let vae_files = if vae.is_undefined() || vae.is_null() {
             None
         } else {
@@ -320,9 +327,14 @@ impl Llm {
             &mut folder_reader(&files),
             vae_files,
             &self.lm.model.device,
+            precision,
         )
         .map_err(js_error)?;
-        let info = serde_json::json!({ "size": sd.native_size(), "contextWidth": sd.unet.config.context_width() });
+        let info = serde_json::json!({
+            "size": sd.native_size(),
+            "contextWidth": sd.unet.config.context_width(),
+            "weightBytes": sd.unet.weight_bytes + sd.text_encoder.weight_bytes,
+        });
         *self.sd.borrow_mut() = Some(std::rc::Rc::new(sd));
         to_js(&info)
     }
@@ -447,9 +459,7 @@ impl Llm {
                 .await
                 .map_err(js_error)?;
             let data = pmg::device::read_f32_async(x).await.map_err(js_error)?;
-            let images: Vec<pmg::image::Image> =
-                data.chunks_exact(4 * side * side).map(|c| pmg::image::Image::from_model(c, side, side)).collect();
-            return image_result(&images, &o, &[]);
+            return image_result(&pmg::diffusion::batch_images(&data, [side, side]), &o, &[]);
         }
         let g = self.loaded_generator()?;
         let cond = encode_text_async(&self.lm, &prompt, MAX_TEXT_TOKENS).await.map_err(js_error)?;

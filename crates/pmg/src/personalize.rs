@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::{read_f32, read_f32_async};
 use crate::diffusion::{
-    Conditioning, Generator, Init, MAX_TEXT_TOKENS, SampleOptions, Step, encode_text, encode_text_async, to_images,
+    Conditioning, Generator, Init, MAX_TEXT_TOKENS, SampleOptions, Step, batch_images, encode_text, encode_text_async,
 };
 use crate::error::{Error, Result};
 use crate::history::{Event, EventKind, Feedback};
@@ -611,7 +611,6 @@ impl Personalizer<'_> {
             steps.before += n;
         }
         let meta: Vec<_> = runs.iter().flat_map(|(_, idx)| idx.iter().map(|&i| meta[i].clone())).collect();
-        let seeds: Vec<u64> = meta.iter().map(|m| m.1).collect();
         let x = if outputs.len() == 1 { outputs.remove(0) } else { burn::tensor::Tensor::cat(outputs, 0) };
         cancel_unless(host, Stage::Score).await?;
         let [_, _, h, w] = x.dims();
@@ -622,11 +621,11 @@ impl Personalizer<'_> {
                 let img_feats = self.read(host, img_feats).await?;
                 let texts: Vec<&Conditioning> = std::iter::once(&target_cond).chain(pref_cond.as_ref()).collect();
                 let text_feats = self.read(host, sc.text_features_tensor(&texts)?).await?;
-                (img_feats, to_images(&pixels, seeds.len()), text_feats, sc.config.d_embed)
+                (img_feats, batch_images(&pixels, [h, w]), text_feats, sc.config.d_embed)
             }
             ScorerRef::Clip(sc) => {
                 let pixels = self.read(host, x).await?;
-                let images: Vec<Image> = pixels.chunks_exact(4 * h * w).map(|c| Image::from_model(c, w, h)).collect();
+                let images = batch_images(&pixels, [h, w]);
                 let refs: Vec<&Image> = images.iter().collect();
                 let img_feats = self.read(host, sc.image_features(&refs)?).await?;
                 let preference = scored.join(", ");

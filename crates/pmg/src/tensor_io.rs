@@ -140,6 +140,54 @@ impl Weights {
 
     /// Parse a safetensors file (F16, BF16, F32 or I8 tensors). `file` names it in errors.
     pub fn from_bytes(file: &str, bytes: &[u8]) -> Result<Self> {
+        let view = SafetensorsView::parse(file, bytes)?;
+        let mut w = Weights { tensors: BTreeMap::new(), metadata: view.metadata.clone() };
+        for (name, e) in &view.entries {
+            w.insert(name.clone(), e.shape.clone(), view.values(name)?);
+        }
+        Ok(w)
+    }
+}
+
+/// Where model code reads its tensors from by name: decoded [`Weights`], or a file's
+/// [`SafetensorsView`] decoding each tensor when asked (a checkpoint is then never held twice).
+pub trait TensorSource {
+    /// The tensor's shape, `None` when the source has no tensor of that name.
+    fn shape(&self, name: &str) -> Option<&[usize]>;
+    /// The tensor's values as f32 (an error when missing).
+    fn values(&self, name: &str) -> Result<Vec<f32>>;
+}
+
+impl TensorSource for Weights {
+    fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.shape.as_slice())
+    }
+
+    fn values(&self, name: &str) -> Result<Vec<f32>> {
+        self.tensors.get(name).map(|t| t.data.clone()).ok_or_else(|| bad("weights", format!("missing tensor `{name}`")))
+    }
+}
+
+/// A safetensors file's header over its bytes: every entry's dtype, shape and offsets checked
+/// against the file when parsed; values decoded to f32 one tensor at a time.
+pub struct SafetensorsView<'a> {
+    file: String,
+    data: &'a [u8],
+    entries: BTreeMap<String, Entry>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+struct Entry {
+    /// Bytes per value: 2 (F16, BF16 with `bf16`), 4 (F32), 1 (I8).
+    width: usize,
+    bf16: bool,
+    shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> SafetensorsView<'a> {
+    pub fn parse(file: &str, bytes: &'a [u8]) -> Result<Self> {
         if bytes.len() < 8 {
             return Err(bad(file, format!("{} bytes is too short for a safetensors header", bytes.len())));
         }
@@ -150,10 +198,10 @@ impl Weights {
         let header: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&bytes[8..8 + n as usize]).map_err(|e| bad(file, format!("header JSON: {e}")))?;
         let data = &bytes[8 + n as usize..];
-        let mut w = Weights::default();
+        let mut view = SafetensorsView { file: file.into(), data, entries: BTreeMap::new(), metadata: BTreeMap::new() };
         for (name, v) in header {
             if name == "__metadata__" {
-                w.metadata = serde_json::from_value(v).map_err(|e| bad(file, format!("metadata: {e}")))?;
+                view.metadata = serde_json::from_value(v).map_err(|e| bad(file, format!("metadata: {e}")))?;
                 continue;
             }
             let dtype = v["dtype"].as_str().ok_or_else(|| bad(file, format!("`{name}`: no dtype")))?;
@@ -180,19 +228,35 @@ impl Weights {
                     ),
                 ));
             }
-            let raw = &data[start..end];
-            let values: Vec<f32> = match dtype {
-                "F16" => raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-                "BF16" => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-                "I8" => raw.iter().map(|&b| b as i8 as f32).collect(),
-                _ => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            };
-            if values.iter().any(|x| !x.is_finite()) {
-                return Err(bad(file, format!("`{name}` holds a non-finite value")));
-            }
-            w.insert(name, shape, values);
+            view.entries.insert(name, Entry { width, bf16: dtype == "BF16", shape, start, end });
         }
-        Ok(w)
+        Ok(view)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+}
+
+impl TensorSource for SafetensorsView<'_> {
+    fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// Decoded now; a non-finite value is an error.
+    fn values(&self, name: &str) -> Result<Vec<f32>> {
+        let e = self.entries.get(name).ok_or_else(|| bad(&self.file, format!("missing tensor `{name}`")))?;
+        let raw = &self.data[e.start..e.end];
+        let values: Vec<f32> = match (e.width, e.bf16) {
+            (2, false) => raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            (2, true) => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            (1, _) => raw.iter().map(|&b| b as i8 as f32).collect(),
+            _ => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        };
+        if values.iter().any(|x| !x.is_finite()) {
+            return Err(bad(&self.file, format!("`{name}` holds a non-finite value")));
+        }
+        Ok(values)
     }
 }
 

@@ -298,7 +298,8 @@ fn a_stable_diffusion_checkpoint_and_clip_run_pmg() {
     let dev = PmgDevice::cpu();
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let lm = LanguageModel::from_gguf_bytes(&common::default_model_bytes(), &dev, 2048).unwrap();
-    let sd = pmg::sd::pipeline::StableDiffusion::from_dir(&golden.join("sd-tiny"), None, &dev).unwrap();
+    let sd =
+        pmg::sd::pipeline::StableDiffusion::from_dir(&golden.join("sd-tiny"), None, &dev, Default::default()).unwrap();
     let clip = pmg::sd::clip_scorer::ClipScorer::from_dir(&golden.join("clip-tiny"), &dev).unwrap();
     let p = Personalizer { lm: &lm, generator: (&sd).into(), scorer: (&clip).into(), soft: None };
     let events = cat_history();

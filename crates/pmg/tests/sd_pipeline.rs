@@ -7,6 +7,7 @@
 mod common;
 
 use pmg::diffusion::{SampleOptions, SamplerKind};
+use pmg::sd::Precision;
 use pmg::sd::pipeline::StableDiffusion;
 
 fn dir() -> std::path::PathBuf {
@@ -18,7 +19,7 @@ fn reference() -> serde_json::Value {
 }
 
 fn check(device: &pmg::PmgDevice, what: &str) {
-    let sd = StableDiffusion::from_dir(&dir(), None, device).unwrap();
+    let sd = StableDiffusion::from_dir(&dir(), None, device, Precision::F32).unwrap();
     let r = reference();
     let prompt = r["prompt"].as_str().unwrap();
     let size = r["size"].as_u64().unwrap() as usize;
@@ -77,9 +78,12 @@ fn tiny_checkpoint_draws_what_diffusers_draws_on_wgpu() {
 #[test]
 fn missing_files_sizes_and_samplers_are_typed_errors() {
     let device = pmg::PmgDevice::cpu();
-    let e = StableDiffusion::from_dir(std::path::Path::new("/nonexistent"), None, &device).err().unwrap().to_string();
+    let e = StableDiffusion::from_dir(std::path::Path::new("/nonexistent"), None, &device, Precision::F32)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("the model folder has no `tokenizer/vocab.json`"), "{e}");
-    let sd = StableDiffusion::from_dir(&dir(), None, &device).unwrap();
+    let sd = StableDiffusion::from_dir(&dir(), None, &device, Precision::F32).unwrap();
     let opts = SampleOptions { steps: 1, sampler: SamplerKind::Euler, ..SampleOptions::default() };
     let e = sd.generate(&["x"], &[0], &opts, [62, 64], &mut |_, _| true).err().unwrap().to_string();
     assert!(e.contains("multiple of 4"), "{e}");
@@ -93,7 +97,7 @@ fn missing_files_sizes_and_samplers_are_typed_errors() {
 /// conditioning draws alone.
 #[test]
 fn padded_conditionings_draw_what_each_draws_alone() {
-    let sd = StableDiffusion::from_dir(&dir(), None, &pmg::PmgDevice::cpu()).unwrap();
+    let sd = StableDiffusion::from_dir(&dir(), None, &pmg::PmgDevice::cpu(), Precision::F32).unwrap();
     let a = sd.encode("a cat").unwrap();
     let b = a.with_rows(&sd.encode("a tiny hat").unwrap(), 2);
     assert_eq!(b.len, 3 * a.len);
@@ -109,4 +113,55 @@ fn padded_conditionings_draw_what_each_draws_alone() {
     let n = alone_a.len();
     // Measured 0 to 1e-6 (batch size changes the summation order only).
     assert!(diff(&both[..n], &alone_a) < 1e-4 && diff(&both[n..], &alone_b) < 1e-4);
+}
+
+/// The UNet's and text encoder's linear layers quantized on load: the weights held shrink, and the
+/// guided DDIM case stays near diffusers' f32 image (the quantization error, stated per format).
+fn quantized(device: &pmg::PmgDevice, what: &str) {
+    let r = reference();
+    let case = r["cases"].as_array().unwrap().iter().find(|c| c.get("strength").is_none()).unwrap();
+    let size = r["size"].as_u64().unwrap() as usize;
+    let opts = SampleOptions {
+        steps: case["steps"].as_u64().unwrap() as usize,
+        guidance: case["guidance"].as_f64().unwrap() as f32,
+        sampler: case["sampler"].as_str().unwrap().parse().unwrap(),
+        strength: 1.0,
+    };
+    let seed = case["seed"].as_u64().unwrap();
+    let draw = |p: Precision| {
+        let sd = StableDiffusion::from_dir(&dir(), None, device, p).unwrap();
+        let img = sd.generate(&[r["prompt"].as_str().unwrap()], &[seed], &opts, [size, size], &mut |_, _| true);
+        (img.unwrap().remove(0), sd.unet.weight_bytes + sd.text_encoder.weight_bytes)
+    };
+    let (f32_img, f32_bytes) = draw(Precision::F32);
+    let mut saved = Vec::new();
+    for p in [Precision::Q8_0, Precision::Q4_0] {
+        let (img, bytes) = draw(p);
+        let diffs: Vec<u8> = img.rgba.iter().zip(&f32_img.rgba).map(|(a, b)| a.abs_diff(*b)).collect();
+        let mean = diffs.iter().map(|&d| d as f64).sum::<f64>() / diffs.len() as f64;
+        let worst = diffs.iter().copied().max().unwrap();
+        eprintln!(
+            "{what} {p:?}: {bytes} bytes held (f32 {f32_bytes}), mean {mean:.3} levels, at most {worst} from f32"
+        );
+        assert!(worst > 0, "{p:?}: the quantized layers are not in use");
+        // Measured on CPU and lavapipe: Q8_0 mean 0.04-0.11 levels, at most 1; Q4_0 mean 0.51, at most 4.
+        let (mean_tol, worst_tol) = if p == Precision::Q8_0 { (0.3, 3) } else { (1.5, 12) };
+        assert!(mean <= mean_tol && worst <= worst_tol, "{what} {p:?}: mean {mean:.3}, worst {worst} levels");
+        saved.push(f32_bytes - bytes);
+    }
+    // The same layers shrink in both formats: 128 f32 bytes per 32 weights become 34 (Q8_0) or
+    // 18 (Q4_0), so the bytes saved are 94 and 110 per block.
+    let blocks = saved[0] / 94;
+    assert!(blocks > 0 && saved == [94 * blocks, 110 * blocks], "saved {saved:?} bytes");
+}
+
+#[test]
+fn quantized_linears_stay_near_f32_on_the_cpu() {
+    quantized(&pmg::PmgDevice::cpu(), "cpu");
+}
+
+#[test]
+fn quantized_linears_stay_near_f32_on_wgpu() {
+    let Some(dev) = common::wgpu_device() else { return };
+    quantized(&dev, "wgpu");
 }

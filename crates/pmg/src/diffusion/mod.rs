@@ -247,7 +247,7 @@ pub enum Init<'a> {
 }
 
 /// A typed error for a malformed picture (checked whether or not a run encodes it).
-fn check_pictures(images: &[&Image]) -> Result<()> {
+pub(crate) fn check_pictures(images: &[&Image]) -> Result<()> {
     match images.iter().find(|i| i.width == 0 || i.height == 0 || i.rgba.len() != i.width * i.height * 4) {
         Some(i) => Err(Error::Image(format!("a {}x{} image with {} bytes", i.width, i.height, i.rgba.len()))),
         None => Ok(()),
@@ -563,7 +563,12 @@ impl Sampling<'_> {
 pub fn to_images(data: &[f32], b: usize) -> Vec<Image> {
     let per = data.len() / b.max(1);
     let side = ((per / 4) as f64).sqrt() as usize;
-    data.chunks_exact(per).map(|c| Image::from_model(c, side, side)).collect()
+    batch_images(data, [side, side])
+}
+
+/// A model batch `[b, 4, h, w]`, read back, as its `b` images of `h` x `w` pixels.
+pub fn batch_images(data: &[f32], [h, w]: [usize; 2]) -> Vec<Image> {
+    data.chunks_exact((4 * h * w).max(1)).map(|c| Image::from_model(c, w, h)).collect()
 }
 
 /// Images as a model batch `[b, 4, h, w]`.

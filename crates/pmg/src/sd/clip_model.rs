@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::clip_text::{ClipTextConfig, ClipTextModel, Layer, TowerConfig};
 use super::nn::{LayerNorm, Loader};
 use crate::error::{Error, Result};
-use crate::tensor_io::Weights;
+use crate::tensor_io::TensorSource;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ClipVisionConfig {
@@ -101,7 +101,7 @@ impl ClipVisionModel {
         let x = Tensor::cat(vec![class, x], 1).add(self.position.clone().unsqueeze());
         let mut x = self.pre_ln.forward(x);
         for l in &self.layers {
-            x = l.forward(x, c.tower.num_attention_heads, c.tower.hidden_act, None);
+            x = l.forward(x, c.tower.num_attention_heads, c.tower.hidden_act, None)?;
         }
         Ok(self.post_ln.forward(x.slice([0..b, 0..1, 0..d]).reshape([b, d])))
     }
@@ -119,8 +119,8 @@ pub struct ClipModel {
 }
 
 impl ClipModel {
-    pub fn from_weights(config: ClipConfig, w: &Weights, file: &str, device: &Device) -> Result<Self> {
-        let at = |prefix| Loader { w, file, prefix, device };
+    pub fn from_weights(config: ClipConfig, w: &dyn TensorSource, file: &str, device: &Device) -> Result<Self> {
+        let at = |prefix| Loader::new(w, file, prefix, device);
         let text = ClipTextModel::load(config.text_config.clone(), &at("text_model."))?;
         let vision = ClipVisionModel::load(config.vision_config.clone(), &at("vision_model."))?;
         let root = at("");

@@ -8,9 +8,11 @@ use burn::tensor::activation::{gelu, sigmoid, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
+use super::Precision;
 use super::nn::{LayerNorm, Linear, Loader};
+use crate::device::PmgDevice;
 use crate::error::{Error, Result};
-use crate::tensor_io::Weights;
+use crate::tensor_io::TensorSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,24 +113,31 @@ pub(crate) struct Layer {
 
 impl Layer {
     /// `x: [b, len, d]`; `mask` is added to the attention scores `[b, heads, len, len]`.
-    pub(crate) fn forward(&self, x: Tensor<3>, heads: usize, act: Activation, mask: Option<&Tensor<4>>) -> Tensor<3> {
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<3>,
+        heads: usize,
+        act: Activation,
+        mask: Option<&Tensor<4>>,
+    ) -> Result<Tensor<3>> {
         let [b, len, d] = x.dims();
         let hd = d / heads;
         let y = self.ln1.forward(x.clone());
         let split = |t: Tensor<3>| t.reshape([b, len, heads, hd]).swap_dims(1, 2);
-        let (q, k, v) = (split(self.q.forward(y.clone())), split(self.k.forward(y.clone())), split(self.v.forward(y)));
+        let (q, k, v) =
+            (split(self.q.forward(y.clone())?), split(self.k.forward(y.clone())?), split(self.v.forward(y)?));
         let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar((hd as f32).powf(-0.5));
         if let Some(m) = mask {
             scores = scores.add(m.clone());
         }
         let att = softmax(scores, 3).matmul(v);
-        let x = x.add(self.out.forward(att.swap_dims(1, 2).reshape([b, len, d])));
-        let y = self.fc1.forward(self.ln2.forward(x.clone()));
+        let x = x.add(self.out.forward(att.swap_dims(1, 2).reshape([b, len, d]))?);
+        let y = self.fc1.forward(self.ln2.forward(x.clone()))?;
         let y = match act {
             Activation::QuickGelu => y.clone().mul(sigmoid(y.mul_scalar(1.702))),
             Activation::Gelu => gelu(y),
         };
-        x.add(self.fc2.forward(y))
+        Ok(x.add(self.fc2.forward(y)?))
     }
 }
 
@@ -161,6 +170,11 @@ pub struct TextStates {
     pub penultimate: Tensor<3>,
 }
 
+/// transformers' names with or without the `text_model.` prefix.
+fn text_prefix(w: &dyn TensorSource) -> &'static str {
+    if w.shape("text_model.embeddings.token_embedding.weight").is_some() { "text_model." } else { "" }
+}
+
 pub struct ClipTextModel {
     pub config: ClipTextConfig,
     /// Token embeddings on the host, `[vocab, hidden]` row-major (rows are gathered per call).
@@ -168,16 +182,28 @@ pub struct ClipTextModel {
     position_embedding: Tensor<2>,
     layers: Vec<Layer>,
     final_ln: LayerNorm,
+    /// Bytes its weights take (f32, or quantized blocks for the quantized layers; the token
+    /// embeddings stay on the host).
+    pub weight_bytes: usize,
     device: Device,
 }
 
 impl ClipTextModel {
     /// From `config.json` and the weights (`file` names them in errors), transformers' names with
     /// or without the `text_model.` prefix.
-    pub fn from_weights(config: ClipTextConfig, w: &Weights, file: &str, device: &Device) -> Result<Self> {
-        let prefix =
-            if w.tensors.contains_key("text_model.embeddings.token_embedding.weight") { "text_model." } else { "" };
-        Self::load(config, &Loader { w, file, prefix, device })
+    pub fn from_weights(config: ClipTextConfig, w: &dyn TensorSource, file: &str, device: &Device) -> Result<Self> {
+        Self::load(config, &Loader::new(w, file, text_prefix(w), device))
+    }
+
+    /// [`Self::from_weights`] with the linear layers held at `precision`.
+    pub fn with_precision(
+        config: ClipTextConfig,
+        w: &dyn TensorSource,
+        file: &str,
+        device: &PmgDevice,
+        precision: Precision,
+    ) -> Result<Self> {
+        Self::load(config, &Loader::with_precision(w, file, text_prefix(w), device, precision))
     }
 
     pub(crate) fn load(config: ClipTextConfig, l: &Loader<'_>) -> Result<Self> {
@@ -188,6 +214,7 @@ impl ClipTextModel {
             position_embedding: l.matrix("embeddings.position_embedding.weight", c.max_position_embeddings, d)?,
             layers: c.tower.layers(l)?,
             final_ln: l.norm("final_layer_norm", d, c.tower.layer_norm_eps)?,
+            weight_bytes: l.held.get(),
             device: l.device.clone(),
             config,
         })
@@ -222,7 +249,7 @@ impl ClipTextModel {
         // transformers' hidden_states[-2]: the embeddings for a one-layer model.
         let mut penultimate = x.clone();
         for (i, l) in self.layers.iter().enumerate() {
-            x = l.forward(x, c.tower.num_attention_heads, c.tower.hidden_act, Some(&mask));
+            x = l.forward(x, c.tower.num_attention_heads, c.tower.hidden_act, Some(&mask))?;
             if i + 2 == self.layers.len() {
                 penultimate = x.clone();
             }

@@ -7,22 +7,36 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
+use super::Precision;
+use crate::device::PmgDevice;
 use crate::error::{Error, Result};
-use crate::tensor_io::Weights;
+use crate::gguf::quant::{QK, quantize_row};
+use crate::kernels::{QLinear, QMatrix};
+use crate::tensor_io::TensorSource;
 
-/// `x W^T (+ b)` with `W^T` held as `[in, out]`.
-pub(crate) struct Linear {
-    wt: Tensor<2>,
-    b: Option<Tensor<1>>,
+/// `x W^T (+ b)`: `W^T` held as `[in, out]` f32, or `W` `[out, in]` in a GGUF block format
+/// multiplied by our kernels ([`QLinear`]; activations quantized to 8 bits on the CPU).
+pub(crate) enum Linear {
+    Dense { wt: Tensor<2>, b: Option<Tensor<1>> },
+    Quantized { w: QLinear, b: Option<Tensor<1>> },
 }
 
 impl Linear {
-    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let y = x.matmul(self.wt.clone().unsqueeze());
-        match &self.b {
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
+        let (y, b) = match self {
+            Linear::Dense { wt, b } => (x.matmul(wt.clone().unsqueeze()), b),
+            Linear::Quantized { w, b } => {
+                let mut dims = x.dims();
+                let rows = dims[..D - 1].iter().product();
+                let y = w.forward(x.reshape([rows, dims[D - 1]]))?;
+                dims[D - 1] = w.weight.rows;
+                (y.reshape(dims), b)
+            }
+        };
+        Ok(match b {
             Some(b) => y.add(b.clone().unsqueeze()),
             None => y,
-        }
+        })
     }
 }
 
@@ -128,9 +142,14 @@ pub(crate) struct Attention {
 impl Attention {
     /// `x` `[b, n, dim]` attends to `ctx` `[b, m, ctx_dim]` (itself when `None`), padding keys
     /// (`mask` `[b, m]` true) left out.
-    pub(crate) fn forward(&self, x: Tensor<3>, ctx: Option<&Tensor<3>>, mask: Option<&Tensor<2, Bool>>) -> Tensor<3> {
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<3>,
+        ctx: Option<&Tensor<3>>,
+        mask: Option<&Tensor<2, Bool>>,
+    ) -> Result<Tensor<3>> {
         let ctx = ctx.cloned().unwrap_or_else(|| x.clone());
-        let (q, k, v) = (self.q.forward(x), self.k.forward(ctx.clone()), self.v.forward(ctx));
+        let (q, k, v) = (self.q.forward(x)?, self.k.forward(ctx.clone())?, self.v.forward(ctx)?);
         self.out.forward(attend(q, k, v, self.heads, mask))
     }
 }
@@ -147,43 +166,67 @@ pub(crate) struct ResnetBlock {
 }
 
 impl ResnetBlock {
-    pub(crate) fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
+    pub(crate) fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Result<Tensor<4>> {
         let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
         if let (Some(p), Some(t)) = (&self.time_emb_proj, temb) {
             let [b, c, _, _] = h.dims();
-            h = h.add(p.forward(silu(t.clone())).reshape([b, c, 1, 1]));
+            h = h.add(p.forward(silu(t.clone()))?.reshape([b, c, 1, 1]));
         }
         let h = self.conv2.forward(silu(self.norm2.forward(h)));
-        match &self.shortcut {
+        Ok(match &self.shortcut {
             Some(s) => s.forward(x).add(h),
             None => x.add(h),
-        }
+        })
     }
 }
 
 /// Reads a model's tensors, checking each shape.
 pub(crate) struct Loader<'a> {
-    pub w: &'a Weights,
+    pub w: &'a dyn TensorSource,
     pub file: &'a str,
     pub prefix: &'a str,
     pub device: &'a Device,
+    /// Linear layers whose input width is a multiple of 32 are quantized to this on load.
+    pub quantize: Option<(Precision, &'a PmgDevice)>,
+    /// Bytes of the weights read so far as they are held (f32, or the quantized blocks).
+    pub held: std::cell::Cell<usize>,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
+    /// Every layer in f32.
+    pub(crate) fn new(w: &'a dyn TensorSource, file: &'a str, prefix: &'a str, device: &'a Device) -> Self {
+        Loader { w, file, prefix, device, quantize: None, held: 0.into() }
+    }
+
+    /// Linear layers held as `precision` says ([`Precision::F32`]: as [`Loader::new`]).
+    pub(crate) fn with_precision(
+        w: &'a dyn TensorSource,
+        file: &'a str,
+        prefix: &'a str,
+        device: &'a PmgDevice,
+        precision: Precision,
+    ) -> Self {
+        let quantize = (precision != Precision::F32).then_some((precision, device));
+        Loader { w, file, prefix, device: &device.device, quantize, held: 0.into() }
+    }
+
     pub(crate) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let full = format!("{}{name}", self.prefix);
-        let t = self.w.get(self.file, &full)?;
-        if t.shape != shape {
+        let Some(found) = self.w.shape(&full) else {
+            return Err(Error::Weights { file: self.file.into(), problem: format!("missing tensor `{full}`") });
+        };
+        if found != shape {
             return Err(Error::Weights {
                 file: self.file.into(),
-                problem: format!("`{full}` is {:?}, the config says {shape:?}", t.shape),
+                problem: format!("`{full}` is {found:?}, the config says {shape:?}"),
             });
         }
-        Ok(t.data.clone())
+        self.held.set(self.held.get() + 4 * shape.iter().product::<usize>());
+        self.w.values(&full)
     }
 
     pub(crate) fn has(&self, name: &str) -> bool {
-        self.w.tensors.contains_key(&format!("{}{name}", self.prefix))
+        self.w.shape(&format!("{}{name}", self.prefix)).is_some()
     }
 
     pub(crate) fn vector(&self, name: &str, len: usize) -> Result<Tensor<1>> {
@@ -195,10 +238,23 @@ impl Loader<'_> {
     }
 
     /// A linear layer `name.weight` `[out, inp]` (+ `name.bias`).
+    /// Quantized when the loader says so and `inp` is a multiple of the 32-value block.
     pub(crate) fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
-        let wt = self.matrix(&format!("{name}.weight"), out, inp)?.transpose();
         let b = if bias { Some(self.vector(&format!("{name}.bias"), out)?) } else { None };
-        Ok(Linear { wt, b })
+        let weight = format!("{name}.weight");
+        match self.quantize.and_then(|(p, dev)| Some((p.ggml_type()?, dev))) {
+            Some((ty, dev)) if inp.is_multiple_of(QK) => {
+                let values = self.get(&weight, &[out, inp])?;
+                let mut data = Vec::with_capacity(out * ty.row_bytes(inp));
+                for row in values.chunks_exact(inp) {
+                    quantize_row(ty, row, &mut data);
+                }
+                self.held.set(self.held.get() - 4 * values.len() + data.len());
+                let w = QLinear::new(QMatrix { ty, rows: out, cols: inp, data: data.into() }, dev)?;
+                Ok(Linear::Quantized { w, b })
+            }
+            _ => Ok(Linear::Dense { wt: self.matrix(&weight, out, inp)?.transpose(), b }),
+        }
     }
 
     pub(crate) fn norm(&self, name: &str, d: usize, eps: f64) -> Result<LayerNorm> {

@@ -6,6 +6,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::Precision;
 use super::clip_text::{ClipTextConfig, ClipTextModel};
 #[cfg(not(target_family = "wasm"))]
 use super::folder::read_dir_file;
@@ -20,7 +21,7 @@ use crate::host::{Blocking, Host};
 use crate::image::Image;
 use crate::rng::SeededRng;
 use crate::sd::unet::{UNet, UNetConfig};
-use crate::tensor_io::Weights;
+use crate::tensor_io::SafetensorsView;
 use crate::tokenizer::clip::{ClipTokenizer, MAX_LENGTH};
 
 /// The files of a diffusers SD folder this pipeline reads (the tokenizer's: see
@@ -66,7 +67,7 @@ impl Vae {
         let class: serde_json::Value =
             serde_json::from_str(text).map_err(|e| Error::InvalidArgument(format!("vae config.json: {e}")))?;
         let file = "diffusion_pytorch_model.safetensors";
-        let w = Weights::from_bytes(file, weights)?;
+        let w = SafetensorsView::parse(file, weights)?;
         match class.get("_class_name").and_then(|c| c.as_str()) {
             Some("AutoencoderTiny") => {
                 Ok(Vae::Tiny(AutoencoderTiny::from_weights(AutoencoderTinyConfig::from_json(text)?, &w, file, device)?))
@@ -117,20 +118,28 @@ pub struct StableDiffusion {
 impl StableDiffusion {
     /// From a folder's files, each read by its path in [`FILES`] (`read` answers `Ok(None)` for
     /// a file the folder lacks); `vae` replaces the checkpoint's autoencoder (TAESD's folder files,
-    /// [`VAE_FILES`]).
-    pub fn from_files(read: &mut ReadFile<'_>, vae: Option<(&[u8], &[u8])>, device: &PmgDevice) -> Result<Self> {
+    /// [`VAE_FILES`]). The UNet's and the text encoder's linear layers are held at `precision`.
+    /// Each weights file is decoded one tensor at a time and dropped once its model is built.
+    pub fn from_files(
+        read: &mut ReadFile<'_>,
+        vae: Option<(&[u8], &[u8])>,
+        device: &PmgDevice,
+        precision: Precision,
+    ) -> Result<Self> {
         let (tokenizer, pad) = clip_tokenizer(read, "model", "tokenizer/")?;
         let mut need = |path: &str| need(read, "model", path);
         let scheduler = SchedulerConfig::from_json(utf8(SCHEDULER, &need(SCHEDULER)?)?)?;
         let dev = &device.device;
         let text_config = ClipTextConfig::from_json(utf8(TEXT_CONFIG, &need(TEXT_CONFIG)?)?)?;
-        let w = Weights::from_bytes(TEXT_WEIGHTS, &need(TEXT_WEIGHTS)?)?;
-        let text_encoder = ClipTextModel::from_weights(text_config, &w, TEXT_WEIGHTS, dev)?;
-        drop(w);
+        let bytes = need(TEXT_WEIGHTS)?;
+        let w = SafetensorsView::parse(TEXT_WEIGHTS, &bytes)?;
+        let text_encoder = ClipTextModel::with_precision(text_config, &w, TEXT_WEIGHTS, device, precision)?;
+        drop(bytes);
         let unet_config = UNetConfig::from_json(utf8(UNET_CONFIG, &need(UNET_CONFIG)?)?)?;
-        let w = Weights::from_bytes(UNET_WEIGHTS, &need(UNET_WEIGHTS)?)?;
-        let unet = UNet::from_weights(unet_config, &w, UNET_WEIGHTS, dev)?;
-        drop(w);
+        let bytes = need(UNET_WEIGHTS)?;
+        let w = SafetensorsView::parse(UNET_WEIGHTS, &bytes)?;
+        let unet = UNet::with_precision(unet_config, &w, UNET_WEIGHTS, device, precision)?;
+        drop(bytes);
         if unet.config.context_width() != text_encoder.config.tower.hidden_size {
             return Err(Error::InvalidArgument(format!(
                 "the UNet attends to {}-wide text states, the text encoder makes {}",
@@ -147,7 +156,12 @@ impl StableDiffusion {
 
     /// From a folder on disk (`vae_dir`: TAESD or another autoencoder folder in place of `vae/`).
     #[cfg(not(target_family = "wasm"))]
-    pub fn from_dir(dir: &std::path::Path, vae_dir: Option<&std::path::Path>, device: &PmgDevice) -> Result<Self> {
+    pub fn from_dir(
+        dir: &std::path::Path,
+        vae_dir: Option<&std::path::Path>,
+        device: &PmgDevice,
+        precision: Precision,
+    ) -> Result<Self> {
         let vae = match vae_dir {
             Some(d) => {
                 let get = |f: &str| {
@@ -158,7 +172,7 @@ impl StableDiffusion {
             None => None,
         };
         let vae = vae.as_ref().map(|(c, w)| (c.as_slice(), w.as_slice()));
-        Self::from_files(&mut |f| read_dir_file(dir, f), vae, device)
+        Self::from_files(&mut |f| read_dir_file(dir, f), vae, device, precision)
     }
 
     /// The text states the UNet attends to: CLIP's last hidden states of the prompt padded to the
@@ -223,11 +237,7 @@ impl StableDiffusion {
 
     /// The latents of pictures (any size, composited over white, scaled to `side` pixels).
     fn encode_pictures(&self, pictures: &[&Image], side: usize) -> Result<Tensor<4>> {
-        if let Some(i) =
-            pictures.iter().find(|i| i.width == 0 || i.height == 0 || i.rgba.len() != i.width * i.height * 4)
-        {
-            return Err(Error::Image(format!("a {}x{} image with {} bytes", i.width, i.height, i.rgba.len())));
-        }
+        crate::diffusion::check_pictures(pictures)?;
         let rgb: Vec<f32> = pictures
             .iter()
             .flat_map(|p| {
@@ -348,7 +358,6 @@ impl StableDiffusion {
         let conds = prompts.iter().map(|p| self.encode(p)).collect::<Result<Vec<_>>>()?;
         let mut host = Blocking(|s: Step| on_step(s.done, s.total));
         let x = crate::host::block_on(self.denoise_from(&conds, None, seeds, opts, size, &mut host))?;
-        let [h, w] = size;
-        Ok(crate::device::read_f32(x)?.chunks_exact(4 * h * w).map(|c| Image::from_model(c, w, h)).collect())
+        Ok(crate::diffusion::batch_images(&crate::device::read_f32(x)?, size))
     }
 }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::nn::{Conv2d, Loader};
 use crate::error::{Error, Result};
-use crate::tensor_io::Weights;
+use crate::tensor_io::TensorSource;
 
 /// The keys of an `AutoencoderTiny` `config.json` this model reads (others ignored); a missing key
 /// takes diffusers' default.
@@ -219,9 +219,14 @@ struct Parts {
 
 impl AutoencoderTiny {
     /// Decoder and encoder from `config.json` and the weights (`file` names them in errors).
-    pub fn from_weights(config: AutoencoderTinyConfig, w: &Weights, file: &str, device: &Device) -> Result<Self> {
+    pub fn from_weights(
+        config: AutoencoderTinyConfig,
+        w: &dyn TensorSource,
+        file: &str,
+        device: &Device,
+    ) -> Result<Self> {
         config.validate()?;
-        let l = &Loader { w, file, prefix: "", device };
+        let l = &Loader::new(w, file, "", device);
         let c = &config;
         let blocks = |side: &str, first: usize, n: usize, width: usize| -> Result<Vec<Block>> {
             (0..n).map(|j| Block::load(l, &format!("{side}.layers.{}", first + j), width)).collect()

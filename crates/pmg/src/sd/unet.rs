@@ -10,10 +10,12 @@ use burn::tensor::activation::{gelu, silu};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use serde::Deserialize;
 
+use super::Precision;
 use super::nn::{Attention, Conv2d, GroupNorm, LayerNorm, Linear, Loader, ResnetBlock};
+use crate::device::PmgDevice;
 use crate::diffusion::nn::upsample2;
 use crate::error::{Error, Result};
-use crate::tensor_io::Weights;
+use crate::tensor_io::TensorSource;
 
 /// A config value diffusers accepts as one value for every block or as one per block.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -253,14 +255,14 @@ struct TransformerBlock {
 }
 
 impl TransformerBlock {
-    fn forward(&self, x: Tensor<3>, ctx: &Context) -> Tensor<3> {
-        let x = x.clone().add(self.attn1.forward(self.norm1.forward(x), None, None));
-        let x = x.clone().add(self.attn2.forward(self.norm2.forward(x), Some(ctx.0), ctx.1));
+    fn forward(&self, x: Tensor<3>, ctx: &Context) -> Result<Tensor<3>> {
+        let x = x.clone().add(self.attn1.forward(self.norm1.forward(x), None, None)?);
+        let x = x.clone().add(self.attn2.forward(self.norm2.forward(x), Some(ctx.0), ctx.1)?);
         // GEGLU (Shazeer 2020): the projection's first half gated by GELU of its second half.
-        let h = self.ff_in.forward(self.norm3.forward(x.clone()));
+        let h = self.ff_in.forward(self.norm3.forward(x.clone()))?;
         let half = h.dims()[2] / 2;
         let [value, gate] = [h.clone().narrow(2, 0, half), h.narrow(2, half, half)];
-        x.add(self.ff_out.forward(value.mul(gelu(gate))))
+        Ok(x.add(self.ff_out.forward(value.mul(gelu(gate)))?))
     }
 }
 
@@ -280,23 +282,23 @@ struct SpatialTransformer {
 }
 
 impl SpatialTransformer {
-    fn forward(&self, x: Tensor<4>, ctx: &Context) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>, ctx: &Context) -> Result<Tensor<4>> {
         let [b, c, h, w] = x.dims();
         let to_rows = |t: Tensor<4>| t.reshape([b, c, h * w]).swap_dims(1, 2);
         let to_map = |t: Tensor<3>| t.swap_dims(1, 2).reshape([b, c, h, w]);
         let y = self.norm.forward(x.clone());
         let mut t = match &self.proj_in {
             Projection::Conv(p) => to_rows(p.forward(y)),
-            Projection::Linear(p) => p.forward(to_rows(y)),
+            Projection::Linear(p) => p.forward(to_rows(y))?,
         };
         for block in &self.blocks {
-            t = block.forward(t, ctx);
+            t = block.forward(t, ctx)?;
         }
         let y = match &self.proj_out {
             Projection::Conv(p) => p.forward(to_map(t)),
-            Projection::Linear(p) => to_map(p.forward(t)),
+            Projection::Linear(p) => to_map(p.forward(t)?),
         };
-        y.add(x)
+        Ok(y.add(x))
     }
 }
 
@@ -307,11 +309,11 @@ struct Layer {
 }
 
 impl Layer {
-    fn forward(&self, x: Tensor<4>, temb: &Tensor<2>, ctx: &Context) -> Tensor<4> {
-        let x = self.resnet.forward(x, Some(temb));
+    fn forward(&self, x: Tensor<4>, temb: &Tensor<2>, ctx: &Context) -> Result<Tensor<4>> {
+        let x = self.resnet.forward(x, Some(temb))?;
         match &self.attention {
             Some(a) => a.forward(x, ctx),
-            None => x,
+            None => Ok(x),
         }
     }
 }
@@ -333,6 +335,8 @@ struct MidBlock {
 
 pub struct UNet {
     pub config: UNetConfig,
+    /// Bytes its weights take on the device (f32, or quantized blocks for the quantized layers).
+    pub weight_bytes: usize,
     time_linear_1: Linear,
     time_linear_2: Linear,
     conv_in: Conv2d,
@@ -393,7 +397,22 @@ impl Builder<'_> {
 
 impl UNet {
     /// From `config.json` and the weights (`file` names them in errors).
-    pub fn from_weights(config: UNetConfig, w: &Weights, file: &str, device: &Device) -> Result<Self> {
+    pub fn from_weights(config: UNetConfig, w: &dyn TensorSource, file: &str, device: &Device) -> Result<Self> {
+        Self::load(config, Loader::new(w, file, "", device))
+    }
+
+    /// [`Self::from_weights`] with the linear layers held at `precision`.
+    pub fn with_precision(
+        config: UNetConfig,
+        w: &dyn TensorSource,
+        file: &str,
+        device: &PmgDevice,
+        precision: Precision,
+    ) -> Result<Self> {
+        Self::load(config, Loader::with_precision(w, file, "", device, precision))
+    }
+
+    fn load(config: UNetConfig, l: Loader<'_>) -> Result<Self> {
         config.validate()?;
         let c = &config;
         let n = c.block_out_channels.len();
@@ -404,7 +423,7 @@ impl UNet {
         let heads = c.heads()?;
         let c0 = widths[0];
         let temb = c.time_embedding_dim.unwrap_or(4 * c0);
-        let b = Builder { l: Loader { w, file, prefix: "", device }, c, temb };
+        let b = Builder { l, c, temb };
         let l = &b.l;
 
         let mut down = Vec::with_capacity(n);
@@ -478,7 +497,8 @@ impl UNet {
             up,
             norm_out: l.group_norm("conv_norm_out", c.norm_num_groups, c0, c.norm_eps)?,
             conv_out: l.conv("conv_out", c.out_channels, c0, c.conv_out_kernel, 1)?,
-            device: device.clone(),
+            weight_bytes: l.held.get(),
+            device: b.l.device.clone(),
             config,
         })
     }
@@ -545,13 +565,13 @@ impl UNet {
         }
         let ctx = &(ctx, mask);
         let temb = self.timestep_features(timesteps);
-        let temb = self.time_linear_2.forward(silu(self.time_linear_1.forward(temb)));
+        let temb = self.time_linear_2.forward(silu(self.time_linear_1.forward(temb)?))?;
 
         let mut x = self.conv_in.forward(x);
         let mut skips = vec![x.clone()];
         for block in &self.down {
             for layer in &block.layers {
-                x = layer.forward(x, &temb, ctx);
+                x = layer.forward(x, &temb, ctx)?;
                 skips.push(x.clone());
             }
             if let Some(d) = &block.downsample {
@@ -560,15 +580,15 @@ impl UNet {
             }
         }
         if let Some(mid) = &self.mid {
-            x = mid.first.forward(x, Some(&temb));
+            x = mid.first.forward(x, Some(&temb))?;
             for (attention, resnet) in &mid.rest {
-                x = resnet.forward(attention.forward(x, ctx), Some(&temb));
+                x = resnet.forward(attention.forward(x, ctx)?, Some(&temb))?;
             }
         }
         for block in &self.up {
             for layer in &block.layers {
                 let skip = skips.pop().expect("one skip per up-block layer, by construction");
-                x = layer.forward(Tensor::cat(vec![x, skip], 1), &temb, ctx);
+                x = layer.forward(Tensor::cat(vec![x, skip], 1), &temb, ctx)?;
             }
             if let Some(u) = &block.upsample {
                 x = u.forward(upsample2(x));

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::nn::{Conv2d, GroupNorm, Linear, Loader, ResnetBlock, attend};
 use crate::diffusion::nn::upsample2;
 use crate::error::{Error, Result};
-use crate::tensor_io::Weights;
+use crate::tensor_io::TensorSource;
 
 /// diffusers' eps for every GroupNorm of the VAE (`Encoder`/`Decoder` pass `resnet_eps=1e-6`).
 const EPS: f64 = 1e-6;
@@ -189,12 +189,12 @@ impl AttnBlock {
         })
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>) -> Result<Tensor<4>> {
         let [b, c, h, w] = x.dims();
         let t = self.norm.forward(x.clone()).reshape([b, c, h * w]).swap_dims(1, 2);
-        let (q, k, v) = (self.q.forward(t.clone()), self.k.forward(t.clone()), self.v.forward(t));
-        let y = self.out.forward(attend(q, k, v, 1, None));
-        x.add(y.swap_dims(1, 2).reshape([b, c, h, w]))
+        let (q, k, v) = (self.q.forward(t.clone())?, self.k.forward(t.clone())?, self.v.forward(t)?);
+        let y = self.out.forward(attend(q, k, v, 1, None))?;
+        Ok(x.add(y.swap_dims(1, 2).reshape([b, c, h, w])))
     }
 }
 
@@ -215,10 +215,10 @@ impl MidBlock {
         })
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.first.forward(x, None);
+    fn forward(&self, x: Tensor<4>) -> Result<Tensor<4>> {
+        let mut x = self.first.forward(x, None)?;
         if let Some(a) = &self.attn {
-            x = a.forward(x);
+            x = a.forward(x)?;
         }
         self.second.forward(x, None)
     }
@@ -275,18 +275,18 @@ impl Encoder {
         })
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>) -> Result<Tensor<4>> {
         let mut x = self.conv_in.forward(x);
         for s in &self.down {
             for r in &s.resnets {
-                x = r.forward(x, None);
+                x = r.forward(x, None)?;
             }
             if let Some(conv) = &s.resample {
                 x = conv.forward(x.pad((0, 1, 0, 1), 0.0));
             }
         }
-        let x = self.mid.forward(x);
-        self.conv_out.forward(silu(self.norm_out.forward(x)))
+        let x = self.mid.forward(x)?;
+        Ok(self.conv_out.forward(silu(self.norm_out.forward(x))))
     }
 }
 
@@ -324,18 +324,18 @@ impl Decoder {
         })
     }
 
-    fn forward(&self, z: Tensor<4>) -> Tensor<4> {
-        let mut x = self.mid.forward(self.conv_in.forward(z));
+    fn forward(&self, z: Tensor<4>) -> Result<Tensor<4>> {
+        let mut x = self.mid.forward(self.conv_in.forward(z))?;
         for s in &self.up {
             for r in &s.resnets {
-                x = r.forward(x, None);
+                x = r.forward(x, None)?;
             }
             if let Some(conv) = &s.resample {
                 // `Upsample2D`: nearest-neighbour 2x, then a 3x3 convolution.
                 x = conv.forward(upsample2(x));
             }
         }
-        self.conv_out.forward(silu(self.norm_out.forward(x)))
+        Ok(self.conv_out.forward(silu(self.norm_out.forward(x))))
     }
 }
 
@@ -368,13 +368,23 @@ struct Parts {
 
 impl AutoencoderKl {
     /// Decoder and encoder from `config.json` and the weights (`file` names them in errors).
-    pub fn from_weights(config: AutoencoderKlConfig, w: &Weights, file: &str, device: &Device) -> Result<Self> {
-        Self::load(config, &Loader { w, file, prefix: "", device }, true)
+    pub fn from_weights(
+        config: AutoencoderKlConfig,
+        w: &dyn TensorSource,
+        file: &str,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::load(config, &Loader::new(w, file, "", device), true)
     }
 
     /// The decoder alone (text-to-image needs no encoder; it is about 40% of the weights).
-    pub fn decoder_from_weights(config: AutoencoderKlConfig, w: &Weights, file: &str, device: &Device) -> Result<Self> {
-        Self::load(config, &Loader { w, file, prefix: "", device }, false)
+    pub fn decoder_from_weights(
+        config: AutoencoderKlConfig,
+        w: &dyn TensorSource,
+        file: &str,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::load(config, &Loader::new(w, file, "", device), false)
     }
 
     fn load(config: AutoencoderKlConfig, l: &Loader<'_>, with_encoder: bool) -> Result<Self> {
@@ -404,7 +414,7 @@ impl AutoencoderKl {
             Some(p) => p.forward(z),
             None => z,
         };
-        Ok(self.parts.decoder.forward(z))
+        self.parts.decoder.forward(z)
     }
 
     /// Images `[b, in_channels, H, W]` in [-1, 1] (`H`, `W` multiples of
@@ -427,7 +437,7 @@ impl AutoencoderKl {
                 self.config.in_channels
             )));
         }
-        let moments = encoder.forward(images);
+        let moments = encoder.forward(images)?;
         let moments = match &self.parts.quant_conv {
             Some(q) => q.forward(moments),
             None => moments,
