@@ -65,6 +65,7 @@ pub fn bench_sd(a: BenchSdArgs) -> Result<()> {
         "unet_weight_mb": sd.unet.weight_bytes as f64 / (1 << 20) as f64,
         "text_weight_mb": sd.text_encoder.weight_bytes as f64 / (1 << 20) as f64,
         "peak_rss_mb": crate::peak_rss_mb(),
+        "max_tensor_mb": dev.max_tensor_bytes.map(|b| b >> 20),
     });
     println!("{v}");
     Ok(())

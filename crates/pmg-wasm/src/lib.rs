@@ -70,7 +70,7 @@ async fn webgpu() -> Result<PmgDevice, Error> {
         || text.contains("swiftshader")
         || text.contains("llvmpipe");
     let name = if info.name.is_empty() { browser.description } else { info.name };
-    Ok(PmgDevice::from_wgpu(device, format!("{name} (WebGPU)"), is_software))
+    Ok(PmgDevice::from_wgpu(device, format!("{name} (WebGPU)"), is_software, &setup.device.limits()))
 }
 
 /// What the browser itself says of its default adapter; wgpu's adapter info is mostly empty there.

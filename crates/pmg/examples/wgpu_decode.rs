@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cubecl::logging::{LaunchObservation, LaunchObserver, TimingMethod, TimingRequest};
-use pmg::device::{BackendKind, PmgDevice};
+use pmg::device::PmgDevice;
 use pmg::llm::LanguageModel;
 
 #[derive(Default)]
@@ -69,12 +69,8 @@ fn main() {
     let bytes = std::fs::read(&path).expect("run scripts/fetch-models.sh (or set PMG_MODEL)");
     let (device, setup) = pmg::device::wgpu_options().init_with_setup().expect("wgpu adapter");
     let info = setup.adapter.get_info();
-    let dev = PmgDevice {
-        device,
-        kind: BackendKind::Wgpu,
-        adapter: info.name.clone(),
-        is_software: info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu,
-    };
+    let is_software = info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu;
+    let dev = PmgDevice::from_wgpu(device, info.name.clone(), is_software, &setup.device.limits());
     let t = Instant::now();
     let lm = LanguageModel::from_gguf_bytes(&bytes, &dev, 512).unwrap();
     println!("adapter: {} ({:?}); load {:.2} s", info.name, info.backend, t.elapsed().as_secs_f64());

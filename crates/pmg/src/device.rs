@@ -38,6 +38,9 @@ pub struct PmgDevice {
     pub adapter: String,
     /// True for software GPUs (lavapipe, SwiftShader): correct, but slower than the CPU path.
     pub is_software: bool,
+    /// The largest buffer one tensor may take on a GPU (the device's storage-binding and buffer
+    /// limits, as cubecl sizes its pages); `None` on the CPU.
+    pub max_tensor_bytes: Option<u64>,
 }
 
 impl fmt::Debug for PmgDevice {
@@ -54,12 +57,41 @@ impl PmgDevice {
         let threads = 1;
         let plural = if threads == 1 { "" } else { "s" };
         let adapter = format!("cpu (burn flex + pmg {} kernels, {threads} thread{plural})", crate::host::cpu_kernels());
-        PmgDevice { device: Device::flex(), kind: BackendKind::Cpu, adapter, is_software: false }
+        PmgDevice {
+            device: Device::flex(),
+            kind: BackendKind::Cpu,
+            adapter,
+            is_software: false,
+            max_tensor_bytes: None,
+        }
     }
 
     /// A GPU device as wgpu opened it: the one place such a `PmgDevice` is built.
-    pub fn from_wgpu(device: Device, adapter: String, is_software: bool) -> Self {
-        PmgDevice { device, kind: BackendKind::Wgpu, adapter, is_software }
+    #[cfg(feature = "wgpu")]
+    pub fn from_wgpu(
+        device: Device,
+        adapter: String,
+        is_software: bool,
+        limits: &burn::tensor::wgpu::wgpu::Limits,
+    ) -> Self {
+        let max_tensor_bytes = Some(limits.max_storage_buffer_binding_size.min(limits.max_buffer_size));
+        PmgDevice { device, kind: BackendKind::Wgpu, adapter, is_software, max_tensor_bytes }
+    }
+
+    /// A typed error when a tensor of `bytes` cannot live on this device (`what` needs it).
+    pub fn check_tensor_bytes(&self, bytes: usize, what: &str) -> Result<()> {
+        const MIB: f64 = (1 << 20) as f64;
+        match self.max_tensor_bytes {
+            Some(max) if bytes as u64 > max => Err(Error::Device {
+                device: self.adapter.clone(),
+                reason: format!(
+                    "{what} needs {:.1} MiB tensors; this device holds at most {:.1} MiB in one",
+                    bytes as f64 / MIB,
+                    max as f64 / MIB
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The one policy for a choice, whatever opens the GPU (`gpu`: natively wgpu's default adapter, in
@@ -143,5 +175,6 @@ fn init_native_once() -> Result<PmgDevice> {
         wgpu_options().init_with_setup().map_err(|e| Error::Device { device: "wgpu".into(), reason: e.to_string() })?;
     let info = setup.adapter.get_info();
     let is_software = info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu;
-    Ok(PmgDevice::from_wgpu(device, format!("{} ({:?}, {})", info.name, info.backend, info.driver), is_software))
+    let name = format!("{} ({:?}, {})", info.name, info.backend, info.driver);
+    Ok(PmgDevice::from_wgpu(device, name, is_software, &setup.device.limits()))
 }

@@ -165,3 +165,25 @@ fn quantized_linears_stay_near_f32_on_wgpu() {
     let Some(dev) = common::wgpu_device() else { return };
     quantized(&dev, "wgpu");
 }
+
+/// A device whose buffers cannot hold the UNet's batch runs it a latent at a time (the same
+/// image), and one that cannot hold a single latent's or the decoder's tensors refuses before any
+/// work with a typed error.
+#[test]
+fn a_device_buffer_limit_splits_the_unet_batch_or_refuses() {
+    let mut sd = StableDiffusion::from_dir(&dir(), None, &pmg::PmgDevice::cpu(), Precision::F32).unwrap();
+    let opts = SampleOptions { steps: 2, guidance: 3.0, sampler: SamplerKind::Ddim, ..SampleOptions::default() };
+    let draw = |sd: &StableDiffusion| sd.generate(&["a cat", "a dog"], &[1, 2], &opts, [64, 64], &mut |_, _| true);
+    let whole = draw(&sd).unwrap();
+    let per_latent = sd.unet.config.peak_bytes_per_latent([16, 16]);
+    let decode = sd.vae.peak_bytes([64, 64], false);
+    // Room for one latent per call (four per step here: two prompts, guided).
+    sd.device.max_tensor_bytes = Some(per_latent.max(decode) as u64);
+    let split = draw(&sd).unwrap();
+    for (a, b) in whole.iter().zip(&split) {
+        assert!(a.rgba.iter().zip(&b.rgba).all(|(x, y)| x.abs_diff(*y) <= 1), "one latent per call draws the same");
+    }
+    sd.device.max_tensor_bytes = Some(per_latent.min(decode) as u64 - 1);
+    let e = draw(&sd).err().unwrap();
+    assert!(matches!(e, pmg::Error::Device { .. }) && e.to_string().contains("MiB"), "{e}");
+}

@@ -97,7 +97,16 @@ impl Default for SchedulerConfig {
 
 impl SchedulerConfig {
     pub fn from_json(text: &str) -> Result<Self> {
-        serde_json::from_str(text).map_err(|e| Error::InvalidArgument(format!("scheduler_config.json: {e}")))
+        let bad = |e: String| Error::InvalidArgument(format!("scheduler_config.json: {e}"));
+        let c: Self = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        // diffusers' checkpoints train on 1000 steps; the bound keeps a hostile file's tables small.
+        if !(1..=100_000).contains(&c.num_train_timesteps) {
+            return Err(bad(format!("num_train_timesteps {} is not in 1..=100000", c.num_train_timesteps)));
+        }
+        if ![c.beta_start, c.beta_end].iter().all(|b| (0.0..1.0).contains(b)) {
+            return Err(bad(format!("betas {} .. {} are not in [0, 1)", c.beta_start, c.beta_end)));
+        }
+        Ok(c)
     }
 
     /// `alphas_cumprod[t]`, t = 0 .. num_train_timesteps.

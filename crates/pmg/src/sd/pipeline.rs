@@ -4,7 +4,7 @@
 //! TAESD) decoder. Every file is read by its path in the folder ([`FILES`]), so a directory
 //! (natively) and files fetched one by one (the browser) load the same way.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use super::Precision;
 use super::clip_text::{ClipTextConfig, ClipTextModel};
@@ -96,6 +96,38 @@ impl Vae {
     }
 
     /// Pixels per latent side.
+    /// Bytes of the largest tensor decoding (or encoding) one image of `h` x `w` pixels makes:
+    /// the feature maps of each stage, and the upsampled ones before their convolution.
+    pub fn peak_bytes(&self, [h, w]: [usize; 2], encode: bool) -> usize {
+        let px = h * w;
+        4 * match self {
+            Vae::Kl(v) => {
+                let widths = &v.config.block_out_channels;
+                let n = widths.len();
+                (0..n)
+                    .map(|i| {
+                        // Encoder stage i runs at 1/2^i of the pixels' side, decoder stage i at
+                        // 1/2^(n-1-i) and upsamples to twice that before its last convolution.
+                        let (c, prev) = if encode {
+                            (widths[i], widths[i.saturating_sub(1)])
+                        } else {
+                            (widths[n - 1 - i], widths[(n - i).min(n - 1)])
+                        };
+                        let side = if encode { i } else { n - 1 - i };
+                        let up = if !encode && i + 1 < n { 4 } else { 1 };
+                        c.max(prev) * (px >> (2 * side)) * up
+                    })
+                    .max()
+                    .unwrap_or(0)
+            }
+            Vae::Tiny(v) => {
+                let c =
+                    if encode { &v.config.encoder_block_out_channels } else { &v.config.decoder_block_out_channels };
+                c.iter().max().copied().unwrap_or(0) * px
+            }
+        }
+    }
+
     pub fn downscale(&self) -> usize {
         match self {
             Vae::Kl(v) => v.config.downscale(),
@@ -247,7 +279,32 @@ impl StableDiffusion {
             })
             .collect();
         let x = Tensor::<4>::from_data(TensorData::new(rgb, [pictures.len(), 3, side, side]), &self.device.device);
-        self.vae.encode(x)
+        let z = (0..pictures.len()).map(|i| self.vae.encode(x.clone().narrow(0, i, 1))).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(z, 0))
+    }
+
+    /// The UNet on `x` `[n, ..]` at timestep `t`, `per_call` latents at a time.
+    fn unet_calls(
+        &self,
+        x: Tensor<4>,
+        t: f64,
+        ctx: &Tensor<3>,
+        mask: Option<&Tensor<2, Bool>>,
+        per_call: usize,
+    ) -> Result<Tensor<4>> {
+        let n = x.dims()[0];
+        if n <= per_call {
+            return self.unet.forward(x, &vec![t; n], ctx, mask);
+        }
+        let outs = (0..n)
+            .step_by(per_call)
+            .map(|s| {
+                let k = per_call.min(n - s);
+                let mask = mask.map(|m| m.clone().narrow(0, s, k));
+                self.unet.forward(x.clone().narrow(0, s, k), &vec![t; k], &ctx.clone().narrow(0, s, k), mask.as_ref())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(outs, 0))
     }
 
     /// One image per (conditioning, seed), `height` x `width` pixels, as a `[b, 4, h, w]` RGBA
@@ -283,6 +340,17 @@ impl StableDiffusion {
                 seeds.len()
             )));
         }
+        // What the device's largest buffer allows, checked before any work: the UNet runs on as
+        // many latents per call as fit; the autoencoder on one image at a time.
+        let gpu = &self.device;
+        let per_latent = self.unet.config.peak_bytes_per_latent([lh, lw]);
+        gpu.check_tensor_bytes(per_latent, &format!("the UNet on a {height}x{width} latent"))?;
+        let per_call = gpu.max_tensor_bytes.map_or(usize::MAX, |m| (m as usize / per_latent.max(1)).max(1));
+        let what = |verb| format!("{verb} a {height}x{width} image with this autoencoder (TAESD's needs less)");
+        gpu.check_tensor_bytes(self.vae.peak_bytes([height, width], false), &what("decoding"))?;
+        if pictures.is_some() {
+            gpu.check_tensor_bytes(self.vae.peak_bytes([height, width], true), &what("encoding"))?;
+        }
         let start = match pictures {
             Some(p) if height == width => Some(self.encode_pictures(p, height)?),
             Some(_) => return Err(Error::InvalidArgument("img2img draws square images".into())),
@@ -313,14 +381,13 @@ impl StableDiffusion {
         };
         let all: Vec<&Conditioning> =
             conds.iter().chain(empty.iter().cycle().take(if guided { b } else { 0 })).collect();
-        let batch = all.len();
         let (ctx, mask) = crate::diffusion::context_batch(&all, dev);
         let mask = all.iter().any(|c| c.len != all[0].len).then_some(mask);
         let mut prev = None;
         for i in first..plan.steps() {
             let input = x.clone().mul_scalar(plan.input_scale(i) as f32);
             let input = if guided { Tensor::cat(vec![input.clone(), input], 0) } else { input };
-            let out = self.unet.forward(input, &vec![plan.timesteps[i]; batch], &ctx, mask.as_ref())?;
+            let out = self.unet_calls(input, plan.timesteps[i], &ctx, mask.as_ref(), per_call)?;
             let out = if guided {
                 let (cond, uncond) = (out.clone().narrow(0, 0, b), out.narrow(0, b, b));
                 uncond.clone().add(cond.sub(uncond).mul_scalar(opts.guidance))
@@ -338,7 +405,8 @@ impl StableDiffusion {
                 return Err(Error::Cancelled);
             }
         }
-        let rgb = self.vae.decode(x)?;
+        let rgb = (0..b).map(|i| self.vae.decode(x.clone().narrow(0, i, 1))).collect::<Result<Vec<_>>>()?;
+        let rgb = Tensor::cat(rgb, 0);
         let [_, ch, h, w] = rgb.dims();
         if ch != 3 {
             return Err(Error::InvalidArgument(format!("the autoencoder decodes {ch} channels, not RGB")));

@@ -237,6 +237,16 @@ impl UNetConfig {
     pub fn downsamplings(&self) -> usize {
         self.block_out_channels.len() - 1
     }
+
+    /// Bytes of the largest tensor one latent of `h` x `w` makes in a call, a bound: the GEGLU
+    /// projection (8x the width per pixel) at a cross-attention level, three widths (an up
+    /// block's input and skip) elsewhere; attention scores are chunked under 64 MB.
+    pub fn peak_bytes_per_latent(&self, [h, w]: [usize; 2]) -> usize {
+        let attention = self.down_block_types.iter().map(|t| *t == DownBlockType::CrossAttnDownBlock2D);
+        let levels = self.block_out_channels.iter().zip(attention).enumerate();
+        let per_pixel = levels.map(|(i, (&c, cross))| (if cross { 8 } else { 3 }) * c * (h >> i) * (w >> i));
+        4 * per_pixel.max().unwrap_or(0)
+    }
 }
 
 /// The text states `[b, len, width]` and, when the rows have different lengths, which are padding.
