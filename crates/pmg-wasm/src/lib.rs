@@ -10,6 +10,7 @@ use wasm_bindgen::prelude::*;
 use pmg::device::{BackendKind, DeviceChoice, PmgDevice};
 use pmg::error::Error;
 use pmg::llm::{GenerateOptions, LanguageModel};
+use pmg::tensor_io::ByteSource;
 use pmg::tokenizer::ChatMessage;
 
 mod selftest;
@@ -141,17 +142,30 @@ pub struct Llm {
 }
 
 /// A folder's files from JS: `{ "unet/config.json": Uint8Array, ... }`; a missing or `null` entry
-/// is a file the folder lacks.
-fn folder_reader(files: &JsValue) -> impl FnMut(&str) -> pmg::Result<Option<Vec<u8>>> + '_ {
+/// is a file the folder lacks. Files stay in JS memory: weights are copied in a tensor at a time.
+fn folder_reader(files: &JsValue) -> impl FnMut(&str) -> pmg::Result<Option<Box<dyn ByteSource>>> + '_ {
     move |path: &str| {
         let v = js_sys::Reflect::get(files, &path.into()).unwrap_or(JsValue::UNDEFINED);
         if v.is_undefined() || v.is_null() {
             return Ok(None);
         }
-        match v.dyn_ref::<js_sys::Uint8Array>() {
-            Some(a) => Ok(Some(a.to_vec())),
-            None => Err(Error::InvalidArgument(format!("`{path}` must be a Uint8Array"))),
+        match v.dyn_into::<js_sys::Uint8Array>() {
+            Ok(a) => Ok(Some(Box::new(JsBytes(a)))),
+            Err(_) => Err(Error::InvalidArgument(format!("`{path}` must be a Uint8Array"))),
         }
+    }
+}
+
+/// A file's bytes in a JS `Uint8Array` (at most 4 GiB: its length is a u32).
+struct JsBytes(js_sys::Uint8Array);
+
+impl ByteSource for JsBytes {
+    fn len(&self) -> usize {
+        self.0.length() as usize
+    }
+
+    fn read_at(&self, start: usize, out: &mut [u8]) {
+        self.0.subarray(start as u32, (start + out.len()) as u32).copy_to(out);
     }
 }
 
@@ -313,19 +327,10 @@ impl Llm {
         } else {
             serde_wasm_bindgen::from_value(quantize).map_err(|e| bad_arg(format!("generator.quantize: {e}")))?
         };
-        let vae_files = if vae.is_undefined() || vae.is_null() {
-            None
-        } else {
-            let mut read = folder_reader(&vae);
-            let mut need =
-                |f: &str| read(f)?.ok_or_else(|| Error::InvalidArgument(format!("the vae folder has no `{f}`")));
-            let [c, w] = pmg::sd::pipeline::VAE_FILES else { unreachable!("two files") };
-            Some((need(c).map_err(js_error)?, need(w).map_err(js_error)?))
-        };
-        let vae_files = vae_files.as_ref().map(|(c, w)| (c.as_slice(), w.as_slice()));
+        let mut vae_reader = (!vae.is_undefined() && !vae.is_null()).then(|| folder_reader(&vae));
         let sd = pmg::sd::pipeline::StableDiffusion::from_files(
             &mut folder_reader(&files),
-            vae_files,
+            vae_reader.as_mut().map(|r| r as &mut pmg::sd::folder::ReadFile<'_>),
             &self.lm.model.device,
             precision,
         )

@@ -140,7 +140,7 @@ impl Weights {
 
     /// Parse a safetensors file (F16, BF16, F32 or I8 tensors). `file` names it in errors.
     pub fn from_bytes(file: &str, bytes: &[u8]) -> Result<Self> {
-        let view = SafetensorsView::parse(file, bytes)?;
+        let view = SafetensorsView::parse(file, &bytes)?;
         let mut w = Weights { tensors: BTreeMap::new(), metadata: view.metadata.clone() };
         for (name, e) in &view.entries {
             w.insert(name.clone(), e.shape.clone(), view.values(name)?);
@@ -168,11 +168,49 @@ impl TensorSource for Weights {
     }
 }
 
+/// A file's bytes, read a range at a time: a slice natively, or a file held elsewhere (a JS
+/// `Uint8Array` in the browser, so a checkpoint is never copied whole into wasm memory).
+pub trait ByteSource {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copies `out.len()` bytes from `start`; callers stay within `len()`.
+    fn read_at(&self, start: usize, out: &mut [u8]);
+}
+
+impl ByteSource for &[u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+    fn read_at(&self, start: usize, out: &mut [u8]) {
+        out.copy_from_slice(&self[start..start + out.len()]);
+    }
+}
+
+impl ByteSource for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn read_at(&self, start: usize, out: &mut [u8]) {
+        out.copy_from_slice(&self[start..start + out.len()]);
+    }
+}
+
+/// The whole of a source.
+pub fn read_all(src: &dyn ByteSource) -> Vec<u8> {
+    let mut out = vec![0; src.len()];
+    src.read_at(0, &mut out);
+    out
+}
+
 /// A safetensors file's header over its bytes: every entry's dtype, shape and offsets checked
-/// against the file when parsed; values decoded to f32 one tensor at a time.
+/// against the file when parsed; values read and decoded to f32 one tensor at a time.
 pub struct SafetensorsView<'a> {
     file: String,
-    data: &'a [u8],
+    src: &'a dyn ByteSource,
+    /// Where the data section starts.
+    data_start: usize,
     entries: BTreeMap<String, Entry>,
     pub metadata: BTreeMap<String, String>,
 }
@@ -187,18 +225,25 @@ struct Entry {
 }
 
 impl<'a> SafetensorsView<'a> {
-    pub fn parse(file: &str, bytes: &'a [u8]) -> Result<Self> {
-        if bytes.len() < 8 {
-            return Err(bad(file, format!("{} bytes is too short for a safetensors header", bytes.len())));
+    pub fn parse(file: &str, src: &'a dyn ByteSource) -> Result<Self> {
+        let len = src.len();
+        if len < 8 {
+            return Err(bad(file, format!("{len} bytes is too short for a safetensors header")));
         }
-        let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-        if n > MAX_HEADER || n > (bytes.len() - 8) as u64 {
-            return Err(bad(file, format!("header length {n} exceeds the file ({} bytes) or the limit", bytes.len())));
+        let mut n = [0u8; 8];
+        src.read_at(0, &mut n);
+        let n = u64::from_le_bytes(n);
+        if n > MAX_HEADER || n > (len - 8) as u64 {
+            return Err(bad(file, format!("header length {n} exceeds the file ({len} bytes) or the limit")));
         }
+        let mut json = vec![0; n as usize];
+        src.read_at(8, &mut json);
         let header: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&bytes[8..8 + n as usize]).map_err(|e| bad(file, format!("header JSON: {e}")))?;
-        let data = &bytes[8 + n as usize..];
-        let mut view = SafetensorsView { file: file.into(), data, entries: BTreeMap::new(), metadata: BTreeMap::new() };
+            serde_json::from_slice(&json).map_err(|e| bad(file, format!("header JSON: {e}")))?;
+        let data_start = 8 + n as usize;
+        let data_len = len - data_start;
+        let mut view =
+            SafetensorsView { file: file.into(), src, data_start, entries: BTreeMap::new(), metadata: BTreeMap::new() };
         for (name, v) in header {
             if name == "__metadata__" {
                 view.metadata = serde_json::from_value(v).map_err(|e| bad(file, format!("metadata: {e}")))?;
@@ -219,12 +264,11 @@ impl<'a> SafetensorsView<'a> {
                 .iter()
                 .try_fold(1usize, |a, &d| a.checked_mul(d))
                 .ok_or_else(|| bad(file, format!("`{name}`: shape overflows")))?;
-            if start > end || end > data.len() || count.checked_mul(width) != Some(end - start) {
+            if start > end || end > data_len || count.checked_mul(width) != Some(end - start) {
                 return Err(bad(
                     file,
                     format!(
-                        "`{name}`: offsets {start}..{end} do not hold {count} {dtype} values in {} data bytes",
-                        data.len()
+                        "`{name}`: offsets {start}..{end} do not hold {count} {dtype} values in {data_len} data bytes"
                     ),
                 ));
             }
@@ -246,7 +290,8 @@ impl TensorSource for SafetensorsView<'_> {
     /// Decoded now; a non-finite value is an error.
     fn values(&self, name: &str) -> Result<Vec<f32>> {
         let e = self.entries.get(name).ok_or_else(|| bad(&self.file, format!("missing tensor `{name}`")))?;
-        let raw = &self.data[e.start..e.end];
+        let mut raw = vec![0; e.end - e.start];
+        self.src.read_at(self.data_start + e.start, &mut raw);
         let values: Vec<f32> = match (e.width, e.bf16) {
             (2, false) => raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             (2, true) => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),

@@ -134,7 +134,7 @@ fn folder() -> HashMap<String, Vec<u8>> {
 }
 
 fn load(files: &HashMap<String, Vec<u8>>) -> pmg::Result<ClipScorer> {
-    ClipScorer::from_files(&mut |f| Ok(files.get(f).cloned()), &PmgDevice::cpu())
+    ClipScorer::from_files(&mut |f| Ok(files.get(f).map(|b| Box::new(b.clone()) as _)), &PmgDevice::cpu())
 }
 
 #[test]

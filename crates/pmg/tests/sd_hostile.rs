@@ -139,7 +139,7 @@ fn mutated_sd_folders_never_panic() {
     let device = pmg::PmgDevice::cpu();
     let opts = SampleOptions { steps: 1, guidance: 2.0, sampler: SamplerKind::Ddim, ..SampleOptions::default() };
     survive(files, 2000, 0x5D_F01D, |files| {
-        let mut read = |f: &str| Ok(files.get(f).cloned());
+        let mut read = |f: &str| Ok(files.get(f).map(|b| Box::new(b.clone()) as _));
         let Ok(sd) = StableDiffusion::from_files(&mut read, None, &device, Precision::Q8_0) else { return false };
         let side = (4 * sd.vae.downscale()) << sd.unet.config.downsamplings().min(4);
         sd.generate(&["a cat"], &[1], &opts, [side, side], &mut |_, _| true).is_ok()
@@ -152,7 +152,7 @@ fn mutated_clip_folders_never_panic() {
     let device = pmg::PmgDevice::cpu();
     let picture = pmg::image::Image { width: 9, height: 7, rgba: vec![200; 9 * 7 * 4] };
     survive(files, 2000, 0xC11F, |files| {
-        let mut read = |f: &str| Ok(files.get(f).cloned());
+        let mut read = |f: &str| Ok(files.get(f).map(|b| Box::new(b.clone()) as _));
         let Ok(clip) = ClipScorer::from_files(&mut read, &device) else { return false };
         clip.image_features(&[&picture]).is_ok() && clip.text_features(&["a cat"]).is_ok()
     });

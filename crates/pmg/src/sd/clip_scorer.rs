@@ -17,11 +17,11 @@ use serde_json::Value;
 use super::clip_model::{ClipConfig, ClipModel};
 #[cfg(not(target_family = "wasm"))]
 use super::folder::read_dir_file;
-use super::folder::{ReadFile, clip_tokenizer, need, utf8};
+use super::folder::{ReadFile, clip_tokenizer, need, open, read_bytes, utf8};
 use crate::device::PmgDevice;
 use crate::error::{Error, Result};
 use crate::image::Image;
-use crate::tensor_io::Weights;
+use crate::tensor_io::SafetensorsView;
 use crate::tokenizer::clip::{ClipTokenizer, MAX_LENGTH};
 
 /// The files of a transformers CLIP folder the scorer reads. The tokenizer is `tokenizer.json`
@@ -410,7 +410,7 @@ impl ClipScorer {
     /// From a CLIP folder's files, each read by its path in [`FILES`] (`read` answers `Ok(None)`
     /// for a file the folder lacks).
     pub fn from_files(read: &mut ReadFile<'_>, device: &PmgDevice) -> Result<Self> {
-        let preprocess = match read(PREPROCESSOR)? {
+        let preprocess = match read_bytes(read, PREPROCESSOR)? {
             Some(b) => Preprocess::from_json(utf8(PREPROCESSOR, &b)?)?,
             None => Preprocess::default(),
         };
@@ -440,8 +440,9 @@ impl ClipScorer {
                 s = v.image_size
             )));
         }
-        let w = Weights::from_bytes(WEIGHTS, &need(WEIGHTS)?)?;
-        let model = ClipModel::from_weights(config, &w, WEIGHTS, &device.device)?;
+        let file = open(read, "CLIP", WEIGHTS)?;
+        let model =
+            ClipModel::from_weights(config, &SafetensorsView::parse(WEIGHTS, file.as_ref())?, WEIGHTS, &device.device)?;
         Ok(ClipScorer { model, tokenizer, preprocess, pad, device: device.clone() })
     }
 

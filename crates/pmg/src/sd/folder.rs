@@ -5,10 +5,22 @@
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::tensor_io::{ByteSource, read_all};
 use crate::tokenizer::clip::ClipTokenizer;
 
-/// Answers a file's bytes by its path in the folder, `Ok(None)` for a file the folder lacks.
-pub type ReadFile<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>> + 'a;
+/// Answers a file by its path in the folder, `Ok(None)` for a file the folder lacks. Weights
+/// files are read from it a tensor at a time (see [`ByteSource`]), configs whole.
+pub type ReadFile<'a> = dyn FnMut(&str) -> Result<Option<Box<dyn ByteSource>>> + 'a;
+
+/// A small file's bytes, if the folder has it.
+pub(crate) fn read_bytes(read: &mut ReadFile<'_>, path: &str) -> Result<Option<Vec<u8>>> {
+    Ok(read(path)?.map(|f| read_all(f.as_ref())))
+}
+
+/// A file the folder must have, left where it is (weights).
+pub(crate) fn open(read: &mut ReadFile<'_>, what: &str, path: &str) -> Result<Box<dyn ByteSource>> {
+    read(path)?.ok_or_else(|| Error::InvalidArgument(format!("the {what} folder has no `{path}`")))
+}
 
 pub(crate) fn utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str> {
     std::str::from_utf8(bytes).map_err(|e| Error::InvalidArgument(format!("{file}: {e}")))
@@ -16,15 +28,15 @@ pub(crate) fn utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str> {
 
 /// A file the folder must have (`what` names the folder in the error).
 pub(crate) fn need(read: &mut ReadFile<'_>, what: &str, path: &str) -> Result<Vec<u8>> {
-    read(path)?.ok_or_else(|| Error::InvalidArgument(format!("the {what} folder has no `{path}`")))
+    Ok(read_all(open(read, what, path)?.as_ref()))
 }
 
 /// A directory's files (native).
 #[cfg(not(target_family = "wasm"))]
-pub(crate) fn read_dir_file(dir: &std::path::Path, path: &str) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_dir_file(dir: &std::path::Path, path: &str) -> Result<Option<Box<dyn ByteSource>>> {
     let p = dir.join(path);
     match std::fs::read(&p) {
-        Ok(b) => Ok(Some(b)),
+        Ok(b) => Ok(Some(Box::new(b))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::Io { path: p.display().to_string(), source }),
     }
@@ -45,7 +57,7 @@ fn pad_token(file: &str, config: &str) -> Result<Option<String>> {
 /// padded with (`tokenizer_config.json`'s `pad_token`, else the end token; SD 2.x pads with `!`).
 pub(crate) fn clip_tokenizer(read: &mut ReadFile<'_>, what: &str, dir: &str) -> Result<(ClipTokenizer, u32)> {
     let path = |f: &str| format!("{dir}{f}");
-    let tokenizer = match read(&path("tokenizer.json"))? {
+    let tokenizer = match read_bytes(read, &path("tokenizer.json"))? {
         Some(j) => ClipTokenizer::from_tokenizer_json(utf8(&path("tokenizer.json"), &j)?)?,
         None => ClipTokenizer::from_vocab_merges(
             utf8(&path("vocab.json"), &need(read, what, &path("vocab.json"))?)?,
@@ -53,7 +65,7 @@ pub(crate) fn clip_tokenizer(read: &mut ReadFile<'_>, what: &str, dir: &str) -> 
         )?,
     };
     let config = path("tokenizer_config.json");
-    let pad = match read(&config)? {
+    let pad = match read_bytes(read, &config)? {
         Some(b) => pad_token(&config, utf8(&config, &b)?)?,
         None => None,
     };

@@ -10,7 +10,7 @@ use super::Precision;
 use super::clip_text::{ClipTextConfig, ClipTextModel};
 #[cfg(not(target_family = "wasm"))]
 use super::folder::read_dir_file;
-use super::folder::{ReadFile, clip_tokenizer, need, utf8};
+use super::folder::{ReadFile, clip_tokenizer, need, open, utf8};
 use super::taesd::{AutoencoderTiny, AutoencoderTinyConfig};
 use super::vae::{AutoencoderKl, AutoencoderKlConfig};
 use crate::device::PmgDevice;
@@ -52,7 +52,7 @@ const VAE_CONFIG: &str = "vae/config.json";
 const VAE_WEIGHTS: &str = "vae/diffusion_pytorch_model.safetensors";
 
 /// The files of an autoencoder folder (`vae/` of a checkpoint, or TAESD's own folder).
-pub const VAE_FILES: &[&str] = &["config.json", "diffusion_pytorch_model.safetensors"];
+pub const VAE_FILES: [&str; 2] = ["config.json", "diffusion_pytorch_model.safetensors"];
 
 /// The decoder: the checkpoint's `AutoencoderKL`, or `AutoencoderTiny` (TAESD) in its place.
 pub enum Vae {
@@ -61,13 +61,17 @@ pub enum Vae {
 }
 
 impl Vae {
-    /// From an autoencoder folder's `config.json` (its `_class_name` picks the kind) and weights.
-    pub fn from_files(config: &[u8], weights: &[u8], device: &Device) -> Result<Self> {
-        let text = std::str::from_utf8(config).map_err(|e| Error::InvalidArgument(format!("vae config.json: {e}")))?;
+    /// From an autoencoder folder's files under `dir` ([`VAE_FILES`]): `config.json` (its
+    /// `_class_name` picks the kind) and the weights (`what` names the folder in errors).
+    pub fn from_folder(read: &mut ReadFile<'_>, what: &str, dir: &str, device: &Device) -> Result<Self> {
+        let [config, weights] = VAE_FILES.map(|f| format!("{dir}{f}"));
+        let config = need(read, what, &config)?;
+        let weights = open(read, what, &weights)?;
+        let text = std::str::from_utf8(&config).map_err(|e| Error::InvalidArgument(format!("vae config.json: {e}")))?;
         let class: serde_json::Value =
             serde_json::from_str(text).map_err(|e| Error::InvalidArgument(format!("vae config.json: {e}")))?;
         let file = "diffusion_pytorch_model.safetensors";
-        let w = SafetensorsView::parse(file, weights)?;
+        let w = SafetensorsView::parse(file, weights.as_ref())?;
         match class.get("_class_name").and_then(|c| c.as_str()) {
             Some("AutoencoderTiny") => {
                 Ok(Vae::Tiny(AutoencoderTiny::from_weights(AutoencoderTinyConfig::from_json(text)?, &w, file, device)?))
@@ -149,29 +153,28 @@ pub struct StableDiffusion {
 
 impl StableDiffusion {
     /// From a folder's files, each read by its path in [`FILES`] (`read` answers `Ok(None)` for
-    /// a file the folder lacks); `vae` replaces the checkpoint's autoencoder (TAESD's folder files,
-    /// [`VAE_FILES`]). The UNet's and the text encoder's linear layers are held at `precision`.
-    /// Each weights file is decoded one tensor at a time and dropped once its model is built.
+    /// a file the folder lacks); `vae` reads an autoencoder folder ([`VAE_FILES`], TAESD's) that
+    /// replaces the checkpoint's `vae/`. The UNet's and the text encoder's linear layers are held at
+    /// `precision`. Weights are read and decoded a tensor at a time, never held whole.
     pub fn from_files(
         read: &mut ReadFile<'_>,
-        vae: Option<(&[u8], &[u8])>,
+        vae: Option<&mut ReadFile<'_>>,
         device: &PmgDevice,
         precision: Precision,
     ) -> Result<Self> {
         let (tokenizer, pad) = clip_tokenizer(read, "model", "tokenizer/")?;
-        let mut need = |path: &str| need(read, "model", path);
-        let scheduler = SchedulerConfig::from_json(utf8(SCHEDULER, &need(SCHEDULER)?)?)?;
-        let dev = &device.device;
-        let text_config = ClipTextConfig::from_json(utf8(TEXT_CONFIG, &need(TEXT_CONFIG)?)?)?;
-        let bytes = need(TEXT_WEIGHTS)?;
-        let w = SafetensorsView::parse(TEXT_WEIGHTS, &bytes)?;
+        let json = |read: &mut ReadFile<'_>, path: &str| -> Result<String> {
+            Ok(utf8(path, &need(read, "model", path)?)?.to_owned())
+        };
+        let scheduler = SchedulerConfig::from_json(&json(read, SCHEDULER)?)?;
+        let text_config = ClipTextConfig::from_json(&json(read, TEXT_CONFIG)?)?;
+        let file = open(read, "model", TEXT_WEIGHTS)?;
+        let w = SafetensorsView::parse(TEXT_WEIGHTS, file.as_ref())?;
         let text_encoder = ClipTextModel::with_precision(text_config, &w, TEXT_WEIGHTS, device, precision)?;
-        drop(bytes);
-        let unet_config = UNetConfig::from_json(utf8(UNET_CONFIG, &need(UNET_CONFIG)?)?)?;
-        let bytes = need(UNET_WEIGHTS)?;
-        let w = SafetensorsView::parse(UNET_WEIGHTS, &bytes)?;
+        let unet_config = UNetConfig::from_json(&json(read, UNET_CONFIG)?)?;
+        let file = open(read, "model", UNET_WEIGHTS)?;
+        let w = SafetensorsView::parse(UNET_WEIGHTS, file.as_ref())?;
         let unet = UNet::with_precision(unet_config, &w, UNET_WEIGHTS, device, precision)?;
-        drop(bytes);
         if unet.config.context_width() != text_encoder.config.tower.hidden_size {
             return Err(Error::InvalidArgument(format!(
                 "the UNet attends to {}-wide text states, the text encoder makes {}",
@@ -180,8 +183,8 @@ impl StableDiffusion {
             )));
         }
         let vae = match vae {
-            Some((config, weights)) => Vae::from_files(config, weights, dev)?,
-            None => Vae::from_files(&need(VAE_CONFIG)?, &need(VAE_WEIGHTS)?, dev)?,
+            Some(read) => Vae::from_folder(read, "vae", "", &device.device)?,
+            None => Vae::from_folder(read, "model", "vae/", &device.device)?,
         };
         Ok(StableDiffusion { tokenizer, pad, text_encoder, unet, vae, scheduler, device: device.clone() })
     }
@@ -194,16 +197,8 @@ impl StableDiffusion {
         device: &PmgDevice,
         precision: Precision,
     ) -> Result<Self> {
-        let vae = match vae_dir {
-            Some(d) => {
-                let get = |f: &str| {
-                    read_dir_file(d, f)?.ok_or_else(|| Error::InvalidArgument(format!("{} has no {f}", d.display())))
-                };
-                Some((get(VAE_FILES[0])?, get(VAE_FILES[1])?))
-            }
-            None => None,
-        };
-        let vae = vae.as_ref().map(|(c, w)| (c.as_slice(), w.as_slice()));
+        let mut vae = vae_dir.map(|d| move |f: &str| read_dir_file(d, f));
+        let vae = vae.as_mut().map(|r| r as &mut ReadFile<'_>);
         Self::from_files(&mut |f| read_dir_file(dir, f), vae, device, precision)
     }
 
