@@ -5,7 +5,8 @@
 #   scripts/bench-sd.sh [RUNS]
 # Folders: $PMG_SD_BENCH_DIR (default ~/.cache/pmg/sd-real), written once by scripts/bench_sd.py
 # (~2.7 GB of f16 safetensors). Python: $PMG_TORCH_PY (diffusers, transformers, torch).
-# Rows: $PMG_SD_BENCH_ROWS filters on "model/device/precision" (a grep -E pattern).
+# Rows: $PMG_SD_BENCH_ROWS filters on "model/autoencoder/system/precision" (a grep -E pattern;
+# e.g. '/cpu/|diffusers|taesd/wgpu/' skips the KL decodes on wgpu, slow on lavapipe).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -26,14 +27,14 @@ for c in "${cases[@]}"; do
     label="$model $size px, batch $batch, $vae_label"
     vae_dir=$([ "$vae" = - ] && echo - || echo "$dir/$vae")
     vae_arg=$([ "$vae" = - ] && echo "" || echo "--vae $dir/$vae")
-    if echo "$model/diffusers/f32" | grep -qE "$rows"; then
+    if echo "$model/$vae_label/diffusers/f32" | grep -qE "$rows"; then
         echo "== $label: diffusers" >&2
         "$py" scripts/bench_sd.py time "$dir/$model" "$vae_dir" "$size" "$batch" "$runs" |
             sed "s|^{|{\"case\": \"$label\", |" >>"$out" || echo "diffusers failed" >&2
     fi
     for device in cpu wgpu; do
         for q in f32 q8_0 q4_0; do
-            echo "$model/$device/$q" | grep -qE "$rows" || continue
+            echo "$model/$vae_label/$device/$q" | grep -qE "$rows" || continue
             echo "== $label: pmg $device $q" >&2
             # shellcheck disable=SC2086
             "$bin" bench-sd --generator "$dir/$model" $vae_arg --size "$size" --batch "$batch" \
@@ -54,7 +55,8 @@ for r in rows:
     ratio = lambda k: f"{p[k] / r[k]:.2f}x" if k in p and r.get(k) else "-"
     w = r.get("unet_weight_mb")
     w = "-" if w is None else f(w + r["text_weight_mb"])
+    decode = f(r["decode_ms"]) if r.get("decode_ms") is not None or "decode_refused" not in r else "refused"
     print(f"| {r['case']} | {r['system']} | {f(r['load_s'], 1)} | {f(r['text_ms'])} | {f(r['unet_ms'])} | "
-          f"{f(r['decode_ms'])} | {w} | {f(r['peak_rss_mb'])} | {ratio('unet_ms')} | {ratio('decode_ms')} |")
+          f"{decode} | {w} | {f(r['peak_rss_mb'])} | {ratio('unet_ms')} | {ratio('decode_ms')} |")
 PY
 rm -f "$out"

@@ -641,7 +641,7 @@ test('personalize: stored history -> keywords -> scored candidates; feedback mov
 const SD_GOLDEN = JSON.parse(await readFile(join(root, 'crates/pmg/tests/golden/sd-tiny/reference.json'), 'utf8'));
 const SD_FOLDERS = { generator: { kind: 'sd', baseUrl: '/crates/pmg/tests/golden/sd-tiny/' }, scorer: { kind: 'clip', baseUrl: '/crates/pmg/tests/golden/clip-tiny/' } };
 
-test('sd: a diffusers SD folder and a CLIP folder through generateImage (equal to diffusers; cpu and webgpu) and personalize; TAESD decodes', async () => {
+test('sd: a diffusers SD folder and a CLIP folder through generateImage (equal to diffusers; cpu and webgpu) and personalize; TAESD decodes, Q8_0 linears', async () => {
   const page = await harness();
   const c = SD_GOLDEN.cases.find((k) => k.name === 'euler-ancestral-cfg');
   const r = await page.evaluate(async ({ folders, c, prompt, events }) => {
@@ -664,10 +664,14 @@ test('sd: a diffusers SD folder and a CLIP folder through generateImage (equal t
       }
       pmg.dispose();
     }
-    const tiny = await Pmg.load({ llmBaseUrl: '/models/', device: 'cpu', generator: { ...folders.generator, vaeBaseUrl: '/crates/pmg/tests/golden/taesd/' } });
+    // TAESD in place of vae/, with the linears quantized on load.
+    const tiny = await Pmg.load({ llmBaseUrl: '/models/', device: 'cpu', generator: { ...folders.generator, vaeBaseUrl: '/crates/pmg/tests/golden/taesd/', quantize: 'q8_0' } });
     const t = await tiny.generateImage({ prompt, seed: 1, steps: 1, guidance: 0 });
     out.taesd = { width: t.images[0].width, height: t.images[0].height };
     tiny.dispose();
+    const bad = await Pmg.load({ llmBaseUrl: '/models/', device: 'cpu', generator: { ...folders.generator, quantize: 'q5' } });
+    out.badQuantize = await bad.generateImage({ prompt, steps: 1 }).then(() => 'drew', (e) => `${e.name}: ${e.message}`);
+    bad.dispose();
     return out;
   }, { folders: SD_FOLDERS, c, prompt: SD_GOLDEN.prompt, events: CAT_HISTORY });
   const want = Buffer.from(c.rgb_hex, 'hex');
@@ -686,7 +690,8 @@ test('sd: a diffusers SD folder and a CLIP folder through generateImage (equal t
     assertEqual(o.sizes, [`${SD_GOLDEN.size}x${SD_GOLDEN.size}`, `${SD_GOLDEN.size}x${SD_GOLDEN.size}`], `${device}: two candidates`);
     assert(o.scores.flat().every(Number.isFinite) && o.chosen >= 0 && o.chosen < 2, `${device}: CLIP scored the candidates: ${JSON.stringify(o.scores)}`);
   }
-  assert(r.taesd.width > 0 && r.taesd.width === r.taesd.height, `TAESD in place of vae/: ${JSON.stringify(r.taesd)}`);
+  assert(r.taesd.width > 0 && r.taesd.width === r.taesd.height, `TAESD in place of vae/, Q8_0 linears: ${JSON.stringify(r.taesd)}`);
+  assert(/^InvalidArgumentError: .*quantize.*q8_0/.test(r.badQuantize), `an unknown quantization is a typed error: ${r.badQuantize}`);
 });
 
 test('network: only GETs of static files, no request bodies', async () => {

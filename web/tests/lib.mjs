@@ -35,7 +35,7 @@ export async function serve(routes = {}, dir = root, headers = {}) {
       res.writeHead(200, { ...headers, 'content-type': types[extname(path)] ?? 'application/octet-stream', 'content-length': s.size });
       res.end(await readFile(path));
     } catch {
-      res.writeHead(404).end();
+      res.writeHead(404, headers).end();
     }
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));

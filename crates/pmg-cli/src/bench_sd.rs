@@ -52,7 +52,12 @@ pub fn bench_sd(a: BenchSdArgs) -> Result<()> {
     };
     let text_ms = time(&mut || sd.encode("a red fox sticker").map(drop))?;
     let unet_ms = time(&mut || pmg::device::read_f32(sd.unet.forward(x.clone(), &timesteps, &ctx, None)?).map(drop))?;
-    let decode_ms = time(&mut || pmg::device::read_f32(sd.vae.decode(z.clone())?).map(drop))?;
+    // A decode the device cannot hold is refused (as `denoise_from` refuses it), not timed.
+    let fits = dev.check_tensor_bytes(sd.vae.peak_bytes([size, size], false), "decoding").map_err(|e| e.to_string());
+    let decode_ms = match &fits {
+        Ok(()) => Some(time(&mut || pmg::device::read_f32(sd.vae.decode(z.clone())?).map(drop))?),
+        Err(_) => None,
+    };
     let v = serde_json::json!({
         "system": format!("pmg {} ({}), {:?}", env!("CARGO_PKG_VERSION"), dev.adapter, a.quantize),
         "threads": pmg::host::pool::Pool::global().threads(),
@@ -66,6 +71,7 @@ pub fn bench_sd(a: BenchSdArgs) -> Result<()> {
         "text_weight_mb": sd.text_encoder.weight_bytes as f64 / (1 << 20) as f64,
         "peak_rss_mb": crate::peak_rss_mb(),
         "max_tensor_mb": dev.max_tensor_bytes.map(|b| b >> 20),
+        "decode_refused": fits.err(),
     });
     println!("{v}");
     Ok(())
