@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use pmg::tensor_io::{SafetensorsView, TensorSource};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(view) = SafetensorsView::parse("fuzz", data) {
+    if let Ok(view) = SafetensorsView::parse("fuzz", &data) {
         let names: Vec<String> = view.names().map(str::to_string).collect();
         for name in names {
             if let Ok(values) = view.values(&name) {
