@@ -18,6 +18,16 @@ fn reference() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir().join("reference.json")).unwrap()).unwrap()
 }
 
+/// A reference case's sampling options (`strength` 1 when it starts from noise).
+fn case_options(case: &serde_json::Value) -> SampleOptions {
+    SampleOptions {
+        steps: case["steps"].as_u64().unwrap() as usize,
+        guidance: case["guidance"].as_f64().unwrap() as f32,
+        sampler: case["sampler"].as_str().unwrap().parse().unwrap(),
+        strength: case.get("strength").map_or(1.0, |s| s.as_f64().unwrap() as f32),
+    }
+}
+
 fn check(device: &pmg::PmgDevice, what: &str) {
     let sd = StableDiffusion::from_dir(&dir(), None, device, Precision::F32).unwrap();
     let r = reference();
@@ -29,12 +39,7 @@ fn check(device: &pmg::PmgDevice, what: &str) {
     let start = pmg::image::Image::decode_png(&std::fs::read(dir().join("start.png")).unwrap()).unwrap();
     for case in r["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let opts = SampleOptions {
-            steps: case["steps"].as_u64().unwrap() as usize,
-            guidance: case["guidance"].as_f64().unwrap() as f32,
-            sampler: case["sampler"].as_str().unwrap().parse().unwrap(),
-            strength: case.get("strength").map_or(1.0, |s| s.as_f64().unwrap() as f32),
-        };
+        let opts = case_options(case);
         let seed = case["seed"].as_u64().unwrap();
         let cond = sd.encode(prompt).unwrap();
         let pictures = [&start];
@@ -121,12 +126,7 @@ fn quantized(device: &pmg::PmgDevice, what: &str) {
     let r = reference();
     let case = r["cases"].as_array().unwrap().iter().find(|c| c.get("strength").is_none()).unwrap();
     let size = r["size"].as_u64().unwrap() as usize;
-    let opts = SampleOptions {
-        steps: case["steps"].as_u64().unwrap() as usize,
-        guidance: case["guidance"].as_f64().unwrap() as f32,
-        sampler: case["sampler"].as_str().unwrap().parse().unwrap(),
-        strength: 1.0,
-    };
+    let opts = case_options(case);
     let seed = case["seed"].as_u64().unwrap();
     let draw = |p: Precision| {
         let sd = StableDiffusion::from_dir(&dir(), None, device, p).unwrap();

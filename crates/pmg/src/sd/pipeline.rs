@@ -70,7 +70,7 @@ impl Vae {
         let text = std::str::from_utf8(&config).map_err(|e| Error::InvalidArgument(format!("vae config.json: {e}")))?;
         let class: serde_json::Value =
             serde_json::from_str(text).map_err(|e| Error::InvalidArgument(format!("vae config.json: {e}")))?;
-        let file = "diffusion_pytorch_model.safetensors";
+        let file = VAE_FILES[1];
         let w = SafetensorsView::parse(file, weights.as_ref())?;
         match class.get("_class_name").and_then(|c| c.as_str()) {
             Some("AutoencoderTiny") => {
@@ -99,7 +99,6 @@ impl Vae {
         }
     }
 
-    /// Pixels per latent side.
     /// Bytes of the largest tensor decoding (or encoding) one image of `h` x `w` pixels makes:
     /// the feature maps of each stage, and the upsampled ones before their convolution.
     pub fn peak_bytes(&self, [h, w]: [usize; 2], encode: bool) -> usize {
@@ -132,6 +131,7 @@ impl Vae {
         }
     }
 
+    /// Pixels per latent side.
     pub fn downscale(&self) -> usize {
         match self {
             Vae::Kl(v) => v.config.downscale(),
