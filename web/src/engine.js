@@ -39,7 +39,7 @@ async function pngBytes(image) {
 export class Engine {
   #llm = null;
   #generatorFiles = null; // { autoencoder, denoiser, scorer, softPrompt }: { url, sha256, bytes }, from load()
-  #sd = null; // { baseUrl, vaeBaseUrl?, quantize?, sha256 }: a Stable Diffusion folder in place of the shipped generator
+  #sd = null; // { baseUrl, gguf?, vaeBaseUrl?, quantize?, size?, sha256 }: a Stable Diffusion folder in place of the shipped generator
   #clip = null; // { baseUrl, sha256 }: a CLIP folder in place of the shipped scorer
   #loaded = new Map(); // 'generator' | 'scorer' | 'softPrompt' -> promise: weights fetched and loaded into #llm
   #cache = true;
@@ -177,10 +177,11 @@ export class Engine {
       const sd = this.#sd;
       return this.#once('generator', async () => {
         const names = Llm.sdFiles();
-        const files = await this.#folder(sd.baseUrl, names.model, sd.sha256, onProgress, signal);
+        const paths = sd.gguf ? [sd.gguf, ...names.gguf] : names.model;
+        const files = await this.#folder(sd.baseUrl, paths, sd.sha256, onProgress, signal);
         const vae = sd.vaeBaseUrl ? await this.#folder(sd.vaeBaseUrl, names.vae, sd.sha256, onProgress, signal) : undefined;
         try {
-          return llm.loadSd(files, vae, sd.quantize);
+          return llm.loadSd(files, vae, { quantize: sd.quantize, gguf: sd.gguf, size: sd.size });
         } catch (e) {
           throw this.#fail(e);
         }

@@ -72,15 +72,26 @@ export interface LoadOptions {
   /**
    * A Stable Diffusion checkpoint in diffusers' folder layout (SD 1.x/2.x, SD-Turbo, BK-SDM) to draw
    * with instead of the emoji generator: every file fetched by its path under `baseUrl`, cached,
-   * and checked against `sha256[path]` when given. `vaeBaseUrl`: an autoencoder folder (TAESD)
-   * decoding in place of `vae/`. `quantize`: the UNet's and text encoder's linear layers held
+   * and checked against `sha256[path]` when given. `gguf`: instead, a one-file GGUF checkpoint
+   * as stable-diffusion.cpp converts them (its path under `baseUrl`), with CLIP's tokenizer files
+   * in `tokenizer/` beside it. `vaeBaseUrl`: an autoencoder folder (TAESD) decoding in place of
+   * the checkpoint's. `quantize`: the UNet's and text encoder's linear layers held
    * as f32 (default) or quantized on load to Q8_0 / Q4_0 (about 27% / 14% of their f32 bytes).
    * PMG's implicit rows need a soft prompt trained for this generator's width: personalize with
    * `embeddings: false` otherwise.
    */
   generator?:
     | { kind: 'emoji' }
-    | { kind: 'sd'; baseUrl: string; vaeBaseUrl?: string; quantize?: 'f32' | 'q8_0' | 'q4_0'; sha256?: Record<string, string> };
+    | {
+        kind: 'sd';
+        baseUrl: string;
+        gguf?: string;
+        vaeBaseUrl?: string;
+        quantize?: 'f32' | 'q8_0' | 'q4_0';
+        /** The image side drawn (default: the checkpoint's own, or 512: a GGUF file does not say). */
+        size?: number;
+        sha256?: Record<string, string>;
+      };
   /** A transformers CLIPModel folder scoring PMG's candidates instead of the shipped scorer (needed with `generator.kind === 'sd'`). */
   scorer?: { kind: 'emoji' } | { kind: 'clip'; baseUrl: string; sha256?: Record<string, string> };
 }

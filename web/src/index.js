@@ -544,9 +544,10 @@ function overallProgress(onProgress, total) {
  * shipped in this package (static URLs in models.js, which bundlers see).
  */
 /**
- * `generator: { kind: 'sd', baseUrl, vaeBaseUrl?, quantize?, sha256? }` and `scorer: { kind: 'clip', baseUrl,
+ * `generator: { kind: 'sd', baseUrl, gguf?, vaeBaseUrl?, quantize?, size?, sha256? }` and `scorer: { kind: 'clip', baseUrl,
  * sha256? }`: folders of standard weights, each file fetched by its path under `baseUrl` (relative
- * to the page), cached, and checked against `sha256[path]` when given. `kind: 'emoji'` (or none)
+ * to the page), cached, and checked against `sha256[path]` when given (`gguf`: a one-file
+ * checkpoint's path there, read with the `tokenizer/` beside it). `kind: 'emoji'` (or none)
  * keeps the shipped generator or scorer.
  */
 function resolveFolders(generator, scorer) {
@@ -560,11 +561,22 @@ function resolveFolders(generator, scorer) {
       baseUrl: String(dirUrl(o.baseUrl)),
       sha256,
       ...(o.vaeBaseUrl ? { vaeBaseUrl: String(dirUrl(o.vaeBaseUrl)) } : {}),
+      ...(o.gguf !== undefined ? { gguf: ggufPath(o.gguf, what) } : {}),
+      // Checked by the wasm loader against the checkpoint's sizes.
+      ...(o.size !== undefined ? { size: o.size } : {}),
       // Checked by the wasm loader (its one list of precisions).
       ...(o.quantize !== undefined ? { quantize: o.quantize } : {}),
     };
   };
   return { sd: folder(generator, 'sd', 'generator'), clip: folder(scorer, 'clip', 'scorer') };
+}
+
+/** A GGUF checkpoint's path under the folder's URL. */
+function ggufPath(path, what) {
+  if (typeof path !== 'string' || !path || /^[a-z]+:|^\//i.test(path)) {
+    throw new InvalidArgumentError(`${what}.gguf: the checkpoint's path under baseUrl, e.g. 'sd-turbo-q8_0.gguf'`);
+  }
+  return path;
 }
 
 function resolveGenerator(base) {

@@ -694,6 +694,55 @@ test('sd: a diffusers SD folder and a CLIP folder through generateImage (equal t
   assert(/^InvalidArgumentError: .*quantize.*q8_0/.test(r.badQuantize), `an unknown quantization is a typed error: ${r.badQuantize}`);
 });
 
+// A one-file GGUF checkpoint as stable-diffusion.cpp converts them (SD 1.x, Q8_0 linears, LDM names;
+// crates/pmg/tests/golden/sd-gguf, references from diffusers on the same weights).
+const GGUF_GOLDEN = JSON.parse(await readFile(join(root, 'crates/pmg/tests/golden/sd-gguf/reference.json'), 'utf8'));
+
+test('sd: a stable-diffusion.cpp GGUF checkpoint draws what diffusers draws (cpu and webgpu); bad options are typed errors', async () => {
+  const page = await harness();
+  const m = GGUF_GOLDEN.models.find((k) => k.image);
+  const c = m.image;
+  const r = await page.evaluate(async ({ file, c, prompt }) => {
+    const { Pmg } = window.pmgWeb;
+    const generator = { kind: 'sd', baseUrl: '/crates/pmg/tests/golden/sd-gguf/', gguf: file, size: c.size };
+    const out = {};
+    for (const device of ['cpu', 'webgpu']) {
+      const pmg = await Pmg.load({ llmBaseUrl: '/models/', device, generator });
+      const files = [];
+      const art = await pmg.generateImage({ prompt, seed: c.seed, steps: c.steps, guidance: c.guidance, sampler: c.sampler, onProgress: (p) => p.file && files.push(p.file) });
+      out[device] = { rgba: Array.from(art.images[0].data), width: art.images[0].width, files: [...new Set(files)].sort() };
+      pmg.dispose();
+    }
+    const failure = async (g) => {
+      try {
+        const pmg = await Pmg.load({ llmBaseUrl: '/models/', device: 'cpu', generator: { ...generator, ...g } });
+        return await pmg.generateImage({ prompt, steps: 1 }).then(() => 'drew', (e) => `${e.name}: ${e.message}`);
+      } catch (e) {
+        return `${e.name}: ${e.message}`;
+      }
+    };
+    out.missing = await failure({ gguf: 'nothing-here.gguf' });
+    out.badSize = await failure({ size: 17 });
+    out.absolute = await failure({ gguf: 'https://elsewhere.example/x.gguf' });
+    return out;
+  }, { file: m.file, c, prompt: GGUF_GOLDEN.prompt });
+  const want = Buffer.from(c.rgb_hex, 'hex');
+  const n = c.size * c.size;
+  for (const device of ['cpu', 'webgpu']) {
+    const o = r[device];
+    assertEqual(o.width, c.size, `${device}: the size asked for`);
+    let worst = 0;
+    for (let i = 0; i < n; i++) for (let ch = 0; ch < 3; ch++) worst = Math.max(worst, Math.abs(o.rgba[4 * i + ch] - want[ch * n + i]));
+    console.log(`     ${device}: at most ${worst} levels from diffusers; files ${o.files.join(', ')}`);
+    // As natively: 0 levels on a GPU, 1 on the CPU (whose kernels quantize the activations).
+    assert(worst <= 2, `${device}: the image is ${worst} levels from diffusers'`);
+    assert(o.files.includes(m.file) && o.files.includes('tokenizer/vocab.json'), `${device}: the GGUF and the tokenizer beside it were fetched: ${o.files}`);
+  }
+  assert(/^InvalidArgumentError: .*no `nothing-here.gguf`/.test(r.missing), `a missing checkpoint: ${r.missing}`);
+  assert(/^InvalidArgumentError: .*image side 17/.test(r.badSize), `a size the checkpoint cannot draw: ${r.badSize}`);
+  assert(/^InvalidArgumentError: .*gguf/.test(r.absolute), `a GGUF path outside baseUrl: ${r.absolute}`);
+});
+
 test('network: only GETs of static files, no request bodies', async () => {
   const bad = server.log.filter((r) => r.method !== 'GET' || r.body.length > 0);
   assertEqual(bad.map((r) => `${r.method} ${r.path}`), [], 'non-GET requests or bodies');

@@ -127,7 +127,7 @@ pub struct SdImageArgs {
     pub scale: usize,
 }
 
-/// `pmg image --generator DIR`: a Stable Diffusion checkpoint in diffusers' layout.
+/// `pmg image --generator DIR|FILE.gguf`: a Stable Diffusion checkpoint.
 pub fn sd_image(a: SdImageArgs) -> Result<()> {
     a.options.validate()?;
     let device = PmgDevice::new(a.device)?;

@@ -77,7 +77,7 @@ enum Cmd {
     /// Measure a Stable Diffusion folder: load time, the text encoder, one UNet call, one decode,
     /// the weights held and peak memory; prints JSON (scripts/bench-sd.sh runs it).
     BenchSd {
-        /// A diffusers SD folder (see `pmg image --generator`).
+        /// A diffusers SD folder or a GGUF checkpoint (see `pmg image --generator`).
         #[arg(long)]
         generator: PathBuf,
         /// An autoencoder folder (TAESD's) decoding in place of the checkpoint's vae/.
@@ -131,20 +131,22 @@ enum Cmd {
         cmd: EvalCmd,
     },
     /// Generate an image from a text prompt: an emoji with the shipped generator, or with a Stable
-    /// Diffusion checkpoint in diffusers' folder layout (--generator DIR).
+    /// Diffusion checkpoint (--generator DIR or FILE.gguf).
     Image {
         /// What to draw, a few words ("smiling cat face"); at most 32 tokens are read (77 by SD).
         #[arg(long)]
         prompt: String,
         /// A diffusers SD folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/,
-        /// scheduler/): SD 1.x/2.x, SD-Turbo, BK-SDM. Without it, the shipped emoji generator.
+        /// scheduler/): SD 1.x/2.x, SD-Turbo, BK-SDM; or a one-file GGUF checkpoint as
+        /// stable-diffusion.cpp converts them, with CLIP's tokenizer files in tokenizer/ beside
+        /// it (Q8_0/Q4_0 linears stay quantized). Without it, the shipped emoji generator.
         #[arg(long)]
         generator: Option<PathBuf>,
         /// An autoencoder folder (TAESD's, say) decoding in place of the checkpoint's vae/.
         #[arg(long, requires = "generator")]
         vae: Option<PathBuf>,
         /// Image side in pixels with --generator (a multiple of the VAE's factor times the UNet's;
-        /// default: the checkpoint's own, 512 for SD 1.x and SD-Turbo).
+        /// default: the checkpoint's own, 512 for SD 1.x and SD-Turbo and GGUF files).
         #[arg(long, requires = "generator")]
         size: Option<usize>,
         /// How the SD UNet's and text encoder's linear layers are held (quantized on load).

@@ -37,8 +37,8 @@ pub struct PersonalizeArgs {
     /// Nearest-neighbour upscale factor of the written PNGs.
     #[arg(long, default_value_t = 4)]
     pub scale: usize,
-    /// A diffusers SD folder to draw with (see `pmg image --generator`) instead of the shipped
-    /// emoji generator; it needs a CLIP scorer (--scorer).
+    /// A Stable Diffusion checkpoint to draw with (a diffusers folder or a GGUF file: see `pmg
+    /// image --generator`) instead of the shipped emoji generator; it needs a CLIP scorer (--scorer).
     #[arg(long, requires = "scorer")]
     pub generator: Option<PathBuf>,
     /// An autoencoder folder (TAESD's, say) decoding in place of the SD checkpoint's vae/.
@@ -47,6 +47,9 @@ pub struct PersonalizeArgs {
     /// How the SD UNet's and text encoder's linear layers are held (quantized on load).
     #[arg(long, value_enum, default_value_t, requires = "generator")]
     pub quantize: pmg::sd::Precision,
+    /// Image side in pixels with --generator (default: the checkpoint's own, else 512).
+    #[arg(long, requires = "generator")]
+    pub size: Option<usize>,
     /// A transformers CLIPModel folder (config.json, model.safetensors, tokenizer,
     /// preprocessor_config.json) scoring the candidates instead of the shipped scorer.
     #[arg(long)]
@@ -65,7 +68,11 @@ pub fn personalize(a: PersonalizeArgs, events: Vec<Event>, device: DeviceChoice,
     let lm = LanguageModel::from_gguf_bytes(&llm, &device, 2048)?;
     let (emoji, sd) = match &a.generator {
         Some(dir) => {
-            (None, Some(pmg::sd::pipeline::StableDiffusion::from_dir(dir, a.vae.as_deref(), &device, a.quantize)?))
+            let mut sd = pmg::sd::pipeline::StableDiffusion::from_dir(dir, a.vae.as_deref(), &device, a.quantize)?;
+            if let Some(px) = a.size {
+                sd.set_size(px)?;
+            }
+            (None, Some(sd))
         }
         None => (Some(load_generator(&models_dir(), &device)?), None),
     };

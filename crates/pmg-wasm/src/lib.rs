@@ -303,10 +303,15 @@ impl Llm {
     }
 
     /// The paths in a diffusers SD folder `loadSd` reads (some optional: see `pmg::sd::pipeline::FILES`),
-    /// and those of an autoencoder folder that may replace its `vae/` (TAESD).
+    /// those read beside a GGUF checkpoint (`GGUF_FILES`), and those of an autoencoder folder that
+    /// may replace its `vae/` (TAESD).
     #[wasm_bindgen(js_name = sdFiles)]
     pub fn sd_files() -> Result<JsValue, JsValue> {
-        to_js(&serde_json::json!({ "model": pmg::sd::pipeline::FILES, "vae": pmg::sd::pipeline::VAE_FILES }))
+        to_js(&serde_json::json!({
+            "model": pmg::sd::pipeline::FILES,
+            "gguf": pmg::sd::pipeline::GGUF_FILES,
+            "vae": pmg::sd::pipeline::VAE_FILES,
+        }))
     }
 
     /// The paths in a CLIP folder `loadClip` reads.
@@ -319,22 +324,40 @@ impl Llm {
     /// LLM's device); `vae`: an autoencoder folder's files decoding in place of `vae/`. Once loaded,
     /// `generateImage` and `personalize` draw with it. `quantize` (`'f32'`, `'q8_0'`, `'q4_0'`;
     /// default f32): how the UNet's and text encoder's linear layers are held. Returns `{ size,
-    /// contextWidth, weightBytes }` (the UNet's and text encoder's weights as held).
+    /// contextWidth, weightBytes }` (the UNet's and text encoder's weights as held). Options:
+    /// `quantize`; `gguf`: the path in `files` of a one-file GGUF checkpoint as stable-diffusion.cpp
+    /// converts them, read with the tokenizer beside it
+    /// (`pmg::sd::pipeline::StableDiffusion::from_gguf`); `size`: the image side drawn.
     #[wasm_bindgen(js_name = loadSd)]
-    pub fn load_sd(&self, files: JsValue, vae: JsValue, quantize: JsValue) -> Result<JsValue, JsValue> {
-        let precision: pmg::sd::Precision = if quantize.is_undefined() || quantize.is_null() {
-            Default::default()
+    pub fn load_sd(&self, files: JsValue, vae: JsValue, options: JsValue) -> Result<JsValue, JsValue> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct SdOptions {
+            quantize: Option<serde_json::Value>,
+            gguf: Option<String>,
+            size: Option<usize>,
+        }
+        let o: SdOptions = if options.is_undefined() || options.is_null() {
+            SdOptions::default()
         } else {
-            serde_wasm_bindgen::from_value(quantize).map_err(|e| bad_arg(format!("generator.quantize: {e}")))?
+            serde_wasm_bindgen::from_value(options).map_err(|e| bad_arg(format!("generator: {e}")))?
+        };
+        let precision: pmg::sd::Precision = match o.quantize {
+            None => Default::default(),
+            Some(q) => serde_json::from_value(q).map_err(|e| bad_arg(format!("generator.quantize: {e}")))?,
         };
         let mut vae_reader = (!vae.is_undefined() && !vae.is_null()).then(|| folder_reader(&vae));
-        let sd = pmg::sd::pipeline::StableDiffusion::from_files(
-            &mut folder_reader(&files),
-            vae_reader.as_mut().map(|r| r as &mut pmg::sd::folder::ReadFile<'_>),
-            &self.lm.model.device,
-            precision,
-        )
+        let vae = vae_reader.as_mut().map(|r| r as &mut pmg::sd::folder::ReadFile<'_>);
+        let device = &self.lm.model.device;
+        use pmg::sd::pipeline::StableDiffusion;
+        let mut sd = match &o.gguf {
+            Some(name) => StableDiffusion::from_gguf(&mut folder_reader(&files), name, vae, device, precision),
+            None => StableDiffusion::from_files(&mut folder_reader(&files), vae, device, precision),
+        }
         .map_err(js_error)?;
+        if let Some(px) = o.size {
+            sd.set_size(px).map_err(js_error)?;
+        }
         let info = serde_json::json!({
             "size": sd.native_size(),
             "contextWidth": sd.unet.config.context_width(),

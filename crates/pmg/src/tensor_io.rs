@@ -156,6 +156,11 @@ pub trait TensorSource {
     fn shape(&self, name: &str) -> Option<&[usize]>;
     /// The tensor's values as f32 (an error when missing).
     fn values(&self, name: &str) -> Result<Vec<f32>>;
+    /// A matrix the file holds in a GGUF block format our kernels multiply by (Q8_0, Q4_0,
+    /// Q4_1), as those blocks; `None` for a tensor stored as floats (or in another format).
+    fn quantized(&self, _name: &str) -> Option<Result<crate::kernels::QMatrix>> {
+        None
+    }
 }
 
 impl TensorSource for Weights {

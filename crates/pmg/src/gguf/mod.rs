@@ -1,4 +1,5 @@
-//! GGUF reader working on a byte slice (native: the file's bytes; browser: a fetched buffer).
+//! GGUF reader working on a byte slice (native: the file's bytes; browser: a fetched buffer), or
+//! reading only the header of a file held elsewhere ([`GgufIndex::read`]).
 //!
 //! Format reference: ggml's `docs/gguf.md` (header, key/value metadata, tensor infos, aligned data).
 //! Every count, offset and size read from the file is checked against the bytes actually present
@@ -10,6 +11,7 @@ pub mod quant;
 use std::collections::HashMap;
 
 use crate::error::GgufError;
+use crate::tensor_io::ByteSource;
 pub use quant::GgmlType;
 
 /// A metadata value.
@@ -100,9 +102,10 @@ impl TensorInfo {
     }
 }
 
-/// A parsed GGUF file borrowing its tensor data from the input bytes.
+/// A GGUF file's header: metadata and where each tensor lies, every tensor checked to fit in
+/// the file.
 #[derive(Debug)]
-pub struct Gguf<'a> {
+pub struct GgufIndex {
     pub version: u32,
     pub metadata: HashMap<String, Value>,
     /// Metadata keys in file order (for dumps).
@@ -110,7 +113,20 @@ pub struct Gguf<'a> {
     pub tensors: Vec<TensorInfo>,
     pub alignment: u64,
     pub data_offset: u64,
+}
+
+/// A parsed GGUF file borrowing its tensor data from the input bytes.
+#[derive(Debug)]
+pub struct Gguf<'a> {
+    index: GgufIndex,
     bytes: &'a [u8],
+}
+
+impl std::ops::Deref for Gguf<'_> {
+    type Target = GgufIndex;
+    fn deref(&self) -> &GgufIndex {
+        &self.index
+    }
 }
 
 /// Upper bounds on header counts. Real files stay far below these; they only cap work on hostile input.
@@ -217,6 +233,41 @@ impl<'a> Cursor<'a> {
 impl<'a> Gguf<'a> {
     /// Parse the header, metadata and tensor table; tensor data stays in `bytes`.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, GgufError> {
+        Ok(Gguf { index: GgufIndex::parse_prefix(bytes, bytes.len() as u64)?, bytes })
+    }
+
+    /// The raw (possibly quantized) bytes of a tensor; bounds were checked in [`Gguf::parse`].
+    pub fn tensor_data(&self, info: &TensorInfo) -> &'a [u8] {
+        &self.bytes[info.offset as usize..(info.offset + info.size) as usize]
+    }
+}
+
+/// Header bytes read first by [`GgufIndex::read`] (an SD checkpoint's ~1100 tensors take ~100 KB).
+const FIRST_READ: u64 = 1 << 20;
+
+impl GgufIndex {
+    /// The header of a file held elsewhere (a JS `Uint8Array`): its first bytes are read, more
+    /// when the header runs past them, never more than the file.
+    pub fn read(src: &dyn ByteSource) -> Result<Self, GgufError> {
+        let len = src.len() as u64;
+        let mut want = FIRST_READ.min(len);
+        loop {
+            let mut prefix = vec![0; want as usize];
+            src.read_at(0, &mut prefix);
+            match Self::parse_prefix(&prefix, len) {
+                Err(GgufError::Truncated { offset, needed, .. })
+                    if want < len && offset.saturating_add(needed) <= len && offset < want =>
+                {
+                    want = (2 * want).max(offset + needed).min(len);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Parse a header from `bytes`, the start of a file of `file_len` bytes (tensor data is
+    /// checked to fit in the file, not in `bytes`).
+    pub fn parse_prefix(bytes: &[u8], file_len: u64) -> Result<Self, GgufError> {
         let mut c = Cursor { bytes, pos: 0 };
         let magic: [u8; 4] = c.array("magic")?;
         if &magic != b"GGUF" {
@@ -280,7 +331,7 @@ impl<'a> Gguf<'a> {
             raw.push((name, dims, ggml_type, offset));
         }
         let data_offset = (c.pos as u64).div_ceil(alignment) * alignment;
-        let len = bytes.len() as u64;
+        let len = file_len;
         let mut tensors = Vec::with_capacity(raw.len());
         for (name, dims, ggml_type, rel) in raw {
             if dims.contains(&0) {
@@ -316,7 +367,7 @@ impl<'a> Gguf<'a> {
             }
             tensors.push(TensorInfo { name, dims, ggml_type, offset, size });
         }
-        Ok(Gguf { version, metadata, keys, tensors, alignment, data_offset, bytes })
+        Ok(GgufIndex { version, metadata, keys, tensors, alignment, data_offset })
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -325,10 +376,5 @@ impl<'a> Gguf<'a> {
 
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
-    }
-
-    /// The raw (possibly quantized) bytes of a tensor; bounds were checked in [`Gguf::parse`].
-    pub fn tensor_data(&self, info: &TensorInfo) -> &'a [u8] {
-        &self.bytes[info.offset as usize..(info.offset + info.size) as usize]
     }
 }

@@ -6,6 +6,7 @@ pub mod clip_model;
 pub mod clip_scorer;
 pub mod clip_text;
 pub mod folder;
+pub mod gguf_checkpoint;
 pub(crate) mod nn;
 pub mod pipeline;
 pub mod taesd;

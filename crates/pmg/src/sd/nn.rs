@@ -187,7 +187,9 @@ pub(crate) struct Loader<'a> {
     pub prefix: &'a str,
     pub device: &'a Device,
     /// Linear layers whose input width is a multiple of 32 are quantized to this on load.
-    pub quantize: Option<(Precision, &'a PmgDevice)>,
+    pub precision: Precision,
+    /// Where quantized linear layers run; without it they are expanded to f32.
+    pub pmg: Option<&'a PmgDevice>,
     /// Bytes of the weights read so far as they are held (f32, or the quantized blocks).
     pub held: std::cell::Cell<usize>,
 }
@@ -195,10 +197,11 @@ pub(crate) struct Loader<'a> {
 impl<'a> Loader<'a> {
     /// Every layer in f32.
     pub(crate) fn new(w: &'a dyn TensorSource, file: &'a str, prefix: &'a str, device: &'a Device) -> Self {
-        Loader { w, file, prefix, device, quantize: None, held: 0.into() }
+        Loader { w, file, prefix, device, precision: Precision::F32, pmg: None, held: 0.into() }
     }
 
-    /// Linear layers held as `precision` says ([`Precision::F32`]: as [`Loader::new`]).
+    /// Linear layers held as `precision` says, or as the file holds them when it holds them
+    /// quantized (a GGUF checkpoint's Q8_0/Q4_0 blocks are kept, not requantized).
     pub(crate) fn with_precision(
         w: &'a dyn TensorSource,
         file: &'a str,
@@ -206,8 +209,7 @@ impl<'a> Loader<'a> {
         device: &'a PmgDevice,
         precision: Precision,
     ) -> Self {
-        let quantize = (precision != Precision::F32).then_some((precision, device));
-        Loader { w, file, prefix, device: &device.device, quantize, held: 0.into() }
+        Loader { w, file, prefix, device: &device.device, precision, pmg: Some(device), held: 0.into() }
     }
 
     pub(crate) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
@@ -237,13 +239,22 @@ impl<'a> Loader<'a> {
         Ok(Tensor::from_data(TensorData::new(self.get(name, &[rows, cols])?, [rows, cols]), self.device))
     }
 
-    /// A linear layer `name.weight` `[out, inp]` (+ `name.bias`).
-    /// Quantized when the loader says so and `inp` is a multiple of the 32-value block.
+    /// A linear layer `name.weight` `[out, inp]` (+ `name.bias`): kept in the file's block
+    /// format when it has one, else quantized when the loader says so and `inp` is a multiple
+    /// of the 32-value block, else f32.
     pub(crate) fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
         let b = if bias { Some(self.vector(&format!("{name}.bias"), out)?) } else { None };
         let weight = format!("{name}.weight");
-        match self.quantize.and_then(|(p, dev)| Some((p.ggml_type()?, dev))) {
-            Some((ty, dev)) if inp.is_multiple_of(QK) => {
+        let full = format!("{}{weight}", self.prefix);
+        if let (Some(dev), true) = (self.pmg, self.w.shape(&full) == Some(&[out, inp][..]))
+            && let Some(q) = self.w.quantized(&full)
+        {
+            let q = q?;
+            self.held.set(self.held.get() + q.data.len());
+            return Ok(Linear::Quantized { w: QLinear::new(q, dev)?, b });
+        }
+        match (self.precision.ggml_type(), self.pmg) {
+            (Some(ty), Some(dev)) if inp.is_multiple_of(QK) => {
                 let values = self.get(&weight, &[out, inp])?;
                 let mut data = Vec::with_capacity(out * ty.row_bytes(inp));
                 for row in values.chunks_exact(inp) {

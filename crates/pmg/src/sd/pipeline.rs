@@ -10,7 +10,8 @@ use super::Precision;
 use super::clip_text::{ClipTextConfig, ClipTextModel};
 #[cfg(not(target_family = "wasm"))]
 use super::folder::read_dir_file;
-use super::folder::{ReadFile, clip_tokenizer, need, open, utf8};
+use super::folder::{ReadFile, clip_tokenizer, need, open, read_bytes, utf8};
+use super::gguf_checkpoint::{Family, GgufCheckpoint, Which};
 use super::taesd::{AutoencoderTiny, AutoencoderTinyConfig};
 use super::vae::{AutoencoderKl, AutoencoderKlConfig};
 use crate::device::PmgDevice;
@@ -50,6 +51,28 @@ const UNET_CONFIG: &str = "unet/config.json";
 const UNET_WEIGHTS: &str = "unet/diffusion_pytorch_model.safetensors";
 const VAE_CONFIG: &str = "vae/config.json";
 const VAE_WEIGHTS: &str = "vae/diffusion_pytorch_model.safetensors";
+
+/// The files read beside a GGUF checkpoint ([`StableDiffusion::from_gguf`]): CLIP's tokenizer,
+/// and the scheduler's config when there is one.
+pub const GGUF_FILES: &[&str] = &[SCHEDULER, VOCAB, MERGES, TOKENIZER_CONFIG, TOKENIZER_JSON];
+
+/// The schedule every SD 1.x/2.x checkpoint was trained with (their `scheduler_config.json`).
+fn sd_schedule(v_prediction: bool) -> String {
+    let prediction = if v_prediction { "v_prediction" } else { "epsilon" };
+    serde_json::json!({
+        "_class_name": "DDIMScheduler",
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "steps_offset": 1,
+        "set_alpha_to_one": false,
+        "clip_sample": false,
+        "prediction_type": prediction,
+        "timestep_spacing": "leading",
+    })
+    .to_string()
+}
 
 /// The files of an autoencoder folder (`vae/` of a checkpoint, or TAESD's own folder).
 pub const VAE_FILES: [&str; 2] = ["config.json", "diffusion_pytorch_model.safetensors"];
@@ -149,6 +172,8 @@ pub struct StableDiffusion {
     pub vae: Vae,
     pub scheduler: SchedulerConfig,
     pub device: PmgDevice,
+    /// The image side drawn when none is asked for ([`Self::set_size`]).
+    size: Option<usize>,
 }
 
 impl StableDiffusion {
@@ -175,6 +200,23 @@ impl StableDiffusion {
         let file = open(read, "model", UNET_WEIGHTS)?;
         let w = SafetensorsView::parse(UNET_WEIGHTS, file.as_ref())?;
         let unet = UNet::with_precision(unet_config, &w, UNET_WEIGHTS, device, precision)?;
+        let vae = match vae {
+            Some(read) => Vae::from_folder(read, "vae", "", &device.device)?,
+            None => Vae::from_folder(read, "model", "vae/", &device.device)?,
+        };
+        Self::assemble(tokenizer, pad, text_encoder, unet, vae, scheduler, device)
+    }
+
+    /// The parts, checked to fit together.
+    fn assemble(
+        tokenizer: ClipTokenizer,
+        pad: u32,
+        text_encoder: ClipTextModel,
+        unet: UNet,
+        vae: Vae,
+        scheduler: SchedulerConfig,
+        device: &PmgDevice,
+    ) -> Result<Self> {
         if unet.config.context_width() != text_encoder.config.tower.hidden_size {
             return Err(Error::InvalidArgument(format!(
                 "the UNet attends to {}-wide text states, the text encoder makes {}",
@@ -182,14 +224,58 @@ impl StableDiffusion {
                 text_encoder.config.tower.hidden_size
             )));
         }
-        let vae = match vae {
-            Some(read) => Vae::from_folder(read, "vae", "", &device.device)?,
-            None => Vae::from_folder(read, "model", "vae/", &device.device)?,
-        };
-        Ok(StableDiffusion { tokenizer, pad, text_encoder, unet, vae, scheduler, device: device.clone() })
+        let device = device.clone();
+        Ok(StableDiffusion { tokenizer, pad, text_encoder, unet, vae, scheduler, device, size: None })
     }
 
-    /// From a folder on disk (`vae_dir`: TAESD or another autoencoder folder in place of `vae/`).
+    /// From a one-file GGUF checkpoint as stable-diffusion.cpp converts them
+    /// ([`GgufCheckpoint`]), read as `read(gguf)`, with CLIP's tokenizer files under `tokenizer/`
+    /// beside it (any CLIP's: SD 1.x and 2.x share OpenAI's vocabulary) and optionally
+    /// `scheduler/scheduler_config.json` (else SD's training schedule; v-prediction where the
+    /// file marks it). The padding token follows the family (SD 2.x: `!`; SD 1.x: the end token).
+    /// Linear weights the file holds in Q8_0/Q4_0/Q4_1 stay so; f16/f32 ones follow `precision`.
+    pub fn from_gguf(
+        read: &mut ReadFile<'_>,
+        gguf: &str,
+        vae: Option<&mut ReadFile<'_>>,
+        device: &PmgDevice,
+        precision: Precision,
+    ) -> Result<Self> {
+        let ck = GgufCheckpoint::read(gguf, open(read, "model", gguf)?)?;
+        let (tokenizer, _) = clip_tokenizer(read, "model", "tokenizer/")?;
+        let pad = match ck.family {
+            Family::Sd1 => tokenizer.eos,
+            Family::Sd2 => tokenizer
+                .token_id("!")
+                .ok_or_else(|| Error::Tokenizer("SD 2.x pads with `!`, which the vocabulary lacks".into()))?,
+        };
+        let scheduler = match read_bytes(read, SCHEDULER)? {
+            Some(b) => SchedulerConfig::from_json(utf8(SCHEDULER, &b)?)?,
+            None => SchedulerConfig::from_json(&sd_schedule(ck.v_prediction))?,
+        };
+        let text_config = ClipTextConfig::from_json(&ck.text_config()?)?;
+        let text_encoder = ClipTextModel::with_precision(text_config, &ck.view(Which::Text), gguf, device, precision)?;
+        let unet_config = UNetConfig::from_json(&ck.unet_config()?)?;
+        let unet = UNet::with_precision(unet_config, &ck.view(Which::Unet), gguf, device, precision)?;
+        let vae = match (vae, ck.vae_config()?) {
+            (Some(read), _) => Vae::from_folder(read, "vae", "", &device.device)?,
+            (None, Some(config)) => Vae::Kl(AutoencoderKl::from_weights(
+                AutoencoderKlConfig::from_json(&config)?,
+                &ck.view(Which::Vae),
+                gguf,
+                &device.device,
+            )?),
+            (None, None) => {
+                return Err(Error::InvalidArgument(format!(
+                    "{gguf} has no autoencoder (first_stage_model.*): give one (TAESD's folder, say)"
+                )));
+            }
+        };
+        Self::assemble(tokenizer, pad, text_encoder, unet, vae, scheduler, device)
+    }
+
+    /// From a folder on disk, or a GGUF file (see [`Self::from_gguf`]); `vae_dir`: TAESD or
+    /// another autoencoder folder in place of the checkpoint's.
     #[cfg(not(target_family = "wasm"))]
     pub fn from_dir(
         dir: &std::path::Path,
@@ -199,6 +285,13 @@ impl StableDiffusion {
     ) -> Result<Self> {
         let mut vae = vae_dir.map(|d| move |f: &str| read_dir_file(d, f));
         let vae = vae.as_mut().map(|r| r as &mut ReadFile<'_>);
+        if dir.is_file() {
+            let (parent, name) = match (dir.parent(), dir.file_name().and_then(|n| n.to_str())) {
+                (Some(p), Some(n)) => (p, n),
+                _ => return Err(Error::InvalidArgument(format!("{}: not a GGUF file's path", dir.display()))),
+            };
+            return Self::from_gguf(&mut |f| read_dir_file(parent, f), name, vae, device, precision);
+        }
         Self::from_files(&mut |f| read_dir_file(dir, f), vae, device, precision)
     }
 
@@ -230,10 +323,18 @@ impl StableDiffusion {
         Ok(px / self.vae.downscale())
     }
 
-    /// The checkpoint's own image side: the UNet's `sample_size` latents decoded (512 for SD 1.x
-    /// and SD-Turbo), or 512 when the config does not say.
+    /// The image side drawn when none is asked for: [`Self::set_size`]'s, else the checkpoint's
+    /// own, the UNet's `sample_size` latents decoded (512 for SD 1.x and SD-Turbo), or 512 when
+    /// nothing says (GGUF checkpoints carry no config: SD 2.x's 768 px models need a size).
     pub fn native_size(&self) -> usize {
-        self.unet.config.sample_size.map_or(512, |s| s * self.vae.downscale())
+        self.size.unwrap_or_else(|| self.unet.config.sample_size.map_or(512, |s| s * self.vae.downscale()))
+    }
+
+    /// Draw `px`-wide square images when no size is asked for (checked against the models).
+    pub fn set_size(&mut self, px: usize) -> Result<()> {
+        self.latent_side(px)?;
+        self.size = Some(px);
+        Ok(())
     }
 
     /// The sampling plan for `opts` and the step a run starts at: 0 from noise, later from a
