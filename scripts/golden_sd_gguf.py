@@ -36,7 +36,7 @@ from diffusers.loaders import single_file_utils as sfu
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from golden_sd_pipeline import SCHEDULER, SeededRng, u8_hex
+from golden_sd_pipeline import SCHEDULER, SeededRng, randomise_norms, u8_hex
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "crates/pmg/tests/golden/sd-gguf"
@@ -44,14 +44,6 @@ VOCAB = ROOT / "crates/pmg/tests/golden/clip-tokenizer"
 PROMPT = "a photo of a cat wearing a tiny hat"
 Q = gguf.GGMLQuantizationType
 DRAW = {"sampler": "ddim", "steps": 2, "guidance": 0.0, "seed": 5}
-
-
-def randomise_norms(model):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.GroupNorm, torch.nn.LayerNorm)):
-                m.weight.normal_(1.0, 0.2)
-                m.bias.normal_(0.0, 0.2)
 
 
 def unet(linear):
@@ -207,7 +199,8 @@ def openclip(sd):
             if rest.startswith(hf + "."):
                 out[f"transformer.resblocks.{i}.{oc}{rest[len(hf):]}"] = v
     torch.manual_seed(5)
-    out["text_projection"] = torch.randn(64, 64)  # present in SD 2.x checkpoints, unused
+    width = sd["embeddings.token_embedding.weight"].shape[1]
+    out["text_projection"] = torch.randn(width, width)  # present in SD 2.x checkpoints, unused
     return {"cond_stage_model.model." + k: v for k, v in out.items()}
 
 

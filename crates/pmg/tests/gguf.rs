@@ -241,3 +241,36 @@ fn mutated_files_never_panic() {
         }
     }
 }
+
+/// A header read from a file held elsewhere ([`GgufIndex::read`]) equals the one parsed from all
+/// its bytes, also when the header outgrows the first read (a 3 MB metadata string), and a file
+/// cut inside its header or its data is the same typed error.
+#[test]
+fn headers_are_read_a_prefix_at_a_time() {
+    use pmg::gguf::GgufIndex;
+    let same = |bytes: &[u8]| {
+        let whole = Gguf::parse(bytes).unwrap();
+        let read = GgufIndex::read(&bytes).unwrap();
+        assert_eq!((&read.tensors, &read.keys, read.data_offset), (&whole.tensors, &whole.keys, whole.data_offset));
+    };
+    same(QUANTS);
+    let mut b = header(1, 1);
+    gguf_string(&mut b, "long");
+    b.extend(8u32.to_le_bytes());
+    gguf_string(&mut b, &"x".repeat(3 << 20));
+    gguf_string(&mut b, "t");
+    b.extend(1u32.to_le_bytes());
+    b.extend(4u64.to_le_bytes());
+    b.extend(0u32.to_le_bytes()); // f32
+    b.extend(0u64.to_le_bytes());
+    while !b.len().is_multiple_of(32) {
+        b.push(0);
+    }
+    b.extend([0u8; 16]);
+    same(&b);
+    assert!(b.len() > 3 << 20);
+    for cut in [b.len() - 1, 1 << 20, (1 << 20) + 5, 100] {
+        let src: &[u8] = &b[..cut];
+        assert!(GgufIndex::read(&src).is_err(), "cut at {cut}");
+    }
+}

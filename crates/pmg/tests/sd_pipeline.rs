@@ -48,17 +48,7 @@ fn check(device: &pmg::PmgDevice, what: &str) {
         let x = pmg::host::block_on(sd.denoise_from(&[cond], pictures, &[seed], &opts, [size, size], &mut host));
         let img = pmg::image::Image::from_model(&pmg::device::read_f32(x.unwrap()).unwrap(), size, size);
         assert_eq!((img.width, img.height), (size, size));
-        let hex = case["rgb_hex"].as_str().unwrap();
-        let want: Vec<u8> =
-            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
-        let n = size * size;
-        let mut worst = 0;
-        for (i, px) in img.rgba.chunks_exact(4).enumerate() {
-            assert_eq!(px[3], 255, "opaque");
-            for c in 0..3 {
-                worst = worst.max(px[c].abs_diff(want[c * n + i]));
-            }
-        }
+        let worst = common::levels_from_hex(&img, case["rgb_hex"].as_str().unwrap());
         eprintln!("{what} {name}: at most {worst} levels from diffusers");
         // Both rounded to 8 bits: float differences of ~1e-5 flip a rounding now and then (measured:
         // at most 1 level, CPU and lavapipe).

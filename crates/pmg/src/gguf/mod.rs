@@ -255,8 +255,9 @@ impl GgufIndex {
             let mut prefix = vec![0; want as usize];
             src.read_at(0, &mut prefix);
             match Self::parse_prefix(&prefix, len) {
+                // The header runs past the bytes read, and the file has what it needs.
                 Err(GgufError::Truncated { offset, needed, .. })
-                    if want < len && offset.saturating_add(needed) <= len && offset < want =>
+                    if want < len && offset.saturating_add(needed) <= len =>
                 {
                     want = (2 * want).max(offset + needed).min(len);
                 }

@@ -1,6 +1,7 @@
 //! Standard pretrained models of the Stable Diffusion family, from the files users already have
-//! (issue 21, in progress): CLIP's text encoder and the whole CLIP (PMG's scorer), diffusers' UNet
-//! and autoencoders; the tokenizer is `tokenizer::clip`, the samplers `diffusion::schedulers`.
+//! (issue 21): CLIP's text encoder and the whole CLIP (PMG's scorer), diffusers' UNet and
+//! autoencoders, from diffusers/transformers folders or one-file GGUF checkpoints
+//! ([`gguf_checkpoint`]); the tokenizer is `tokenizer::clip`, the samplers `diffusion::schedulers`.
 
 pub mod clip_model;
 pub mod clip_scorer;

@@ -21,3 +21,20 @@ pub fn wgpu_device() -> Option<PmgDevice> {
             .expect("no wgpu adapter (install mesa-vulkan-drivers, or set PMG_SKIP_WGPU=1)"),
     )
 }
+
+/// The largest channel difference (8-bit levels) of an opaque picture from diffusers' output
+/// written as channel-major hex (`u8_hex` of scripts/golden_sd_pipeline.py).
+pub fn levels_from_hex(img: &pmg::image::Image, rgb_hex: &str) -> u8 {
+    let want: Vec<u8> =
+        (0..rgb_hex.len()).step_by(2).map(|i| u8::from_str_radix(&rgb_hex[i..i + 2], 16).unwrap()).collect();
+    let n = img.width * img.height;
+    assert_eq!(want.len(), 3 * n, "the reference's size");
+    let mut worst = 0;
+    for (i, px) in img.rgba.chunks_exact(4).enumerate() {
+        assert_eq!(px[3], 255, "opaque");
+        for c in 0..3 {
+            worst = worst.max(px[c].abs_diff(want[c * n + i]));
+        }
+    }
+    worst
+}
