@@ -230,16 +230,17 @@ def write_gguf(path, tensors):
     def s(x):
         b = x.encode()
         return struct.pack("<Q", len(b)) + b
-    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), 0)
-    data, offset = b"", 0
+    head = [b"GGUF" + struct.pack("<IQQ", 3, len(tensors), 0)]
+    offset = 0
     for name, (raw, shape, ty) in tensors.items():
-        head += s(name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in reversed(shape))
-        head += struct.pack("<IQ", int(ty), offset)
-        pad = (-len(raw)) % 32
-        data += raw + b"\0" * pad
-        offset += len(raw) + pad
-    head += b"\0" * ((-len(head)) % 32)
-    path.write_bytes(head + data)
+        head.append(s(name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in reversed(shape)))
+        head.append(struct.pack("<IQ", int(ty), offset))
+        offset += len(raw) + (-len(raw)) % 32
+    head = b"".join(head)
+    with open(path, "wb") as f:
+        f.write(head + b"\0" * ((-len(head)) % 32))
+        for raw, _, _ in tensors.values():
+            f.write(raw + b"\0" * ((-len(raw)) % 32))
 
 
 def quantize_all(ldm, qtype, source_of):
