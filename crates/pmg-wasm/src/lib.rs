@@ -7,10 +7,10 @@ use serde::Serialize;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
+use pmg::bytes::ByteSource;
 use pmg::device::{BackendKind, DeviceChoice, PmgDevice};
 use pmg::error::Error;
 use pmg::llm::{GenerateOptions, LanguageModel};
-use pmg::tensor_io::ByteSource;
 use pmg::tokenizer::ChatMessage;
 
 mod selftest;

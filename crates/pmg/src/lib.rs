@@ -3,6 +3,7 @@
 //! This crate runs a quantized GGUF LLM with burn (wgpu or CPU), natively and in the browser.
 //! See `ARCHITECTURE.md` for the design.
 
+pub mod bytes;
 pub mod device;
 pub mod diffusion;
 pub mod error;

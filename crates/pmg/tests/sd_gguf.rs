@@ -197,10 +197,10 @@ fn what_cannot_load_says_why() {
                 b[at] = next() as u8;
             }
         }
-        let read = |f: &str| -> pmg::Result<Option<Box<dyn pmg::tensor_io::ByteSource>>> {
+        let read = |f: &str| -> pmg::Result<Option<Box<dyn pmg::bytes::ByteSource>>> {
             Ok(match f {
                 "m.gguf" => Some(Box::new(b.clone())),
-                f => std::fs::read(dir().join(f)).ok().map(|v| Box::new(v) as Box<dyn pmg::tensor_io::ByteSource>),
+                f => std::fs::read(dir().join(f)).ok().map(|v| Box::new(v) as Box<dyn pmg::bytes::ByteSource>),
             })
         };
         let mut read = read;

@@ -10,8 +10,8 @@ pub mod quant;
 
 use std::collections::HashMap;
 
+use crate::bytes::ByteSource;
 use crate::error::GgufError;
-use crate::tensor_io::ByteSource;
 pub use quant::GgmlType;
 
 /// A metadata value.

@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
+use crate::bytes::{ByteSource, read_all};
 use crate::error::{Error, Result};
-use crate::tensor_io::{ByteSource, read_all};
 use crate::tokenizer::clip::ClipTokenizer;
 
 /// Answers a file by its path in the folder, `Ok(None)` for a file the folder lacks. Weights

@@ -23,10 +23,11 @@ use std::collections::BTreeMap;
 
 use half::{bf16, f16};
 
+use crate::bytes::ByteSource;
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, GgufIndex, quant};
 use crate::kernels::QMatrix;
-use crate::tensor_io::{ByteSource, TensorSource};
+use crate::tensor_io::TensorSource;
 
 /// Which SD generation a checkpoint belongs to (see the module's doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
