@@ -89,7 +89,10 @@ fn check_in(dir: &std::path::Path, device: &pmg::PmgDevice, what: &str, (worst_o
             let ok = if device.kind == pmg::BackendKind::Cpu { 2 } else { 1 };
             assert!(worst <= ok, "{row}: image off");
         }
-        row += &format!(", UNet held in {} bytes", sd.unet.weight_bytes);
+        row += &format!(
+            ", UNet and text encoder held in {} + {} bytes",
+            sd.unet.weight_bytes, sd.text_encoder.weight_bytes
+        );
         report.push(row);
     }
     eprintln!("{}", report.join("\n"));
