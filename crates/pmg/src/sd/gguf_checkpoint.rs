@@ -442,22 +442,21 @@ fn vae_name(n: &str) -> Option<String> {
         return Some(n.to_string()); // quant_conv, post_quant_conv
     }
     let vae_resnet = |rest: &str| rest.replacen("nin_shortcut.", "conv_shortcut.", 1);
+    // A level `{i}` of ResNets `block.{j}` and a resampling conv `{ldm_sampler}`.
+    let level = |r: &str, stem: &str, ldm_sampler: &str, sampler: &str| -> Option<String> {
+        let (i, r) = index(r)?;
+        Some(match r.strip_prefix("block.") {
+            Some(r) => {
+                let (j, rest) = index(r)?;
+                format!("{stem}.{i}.resnets.{j}.{}", vae_resnet(rest))
+            }
+            None => format!("{stem}.{i}.{sampler}.0.{}", r.strip_prefix(ldm_sampler)?),
+        })
+    };
     let mapped = if let Some(r) = r.strip_prefix("down.") {
-        let (i, r) = index(r)?;
-        if let Some(r) = r.strip_prefix("block.") {
-            let (j, rest) = index(r)?;
-            format!("down_blocks.{i}.resnets.{j}.{}", vae_resnet(rest))
-        } else {
-            format!("down_blocks.{i}.downsamplers.0.{}", r.strip_prefix("downsample.")?)
-        }
+        level(r, "down_blocks", "downsample.", "downsamplers")?
     } else if let Some(r) = r.strip_prefix("up.") {
-        let (i, r) = index(r)?;
-        if let Some(r) = r.strip_prefix("block.") {
-            let (j, rest) = index(r)?;
-            format!("up.{i}.resnets.{j}.{}", vae_resnet(rest))
-        } else {
-            format!("up.{i}.upsamplers.0.{}", r.strip_prefix("upsample.")?)
-        }
+        level(r, "up", "upsample.", "upsamplers")?
     } else if let Some(r) = r.strip_prefix("mid.") {
         if let Some(r) = r.strip_prefix("block_") {
             let (k, rest) = index(r)?;
